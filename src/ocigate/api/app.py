@@ -1,0 +1,185 @@
+"""The ASGI application: routing, authentication hook, error translation and request logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import anyio
+
+from ..config import Settings
+from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unsupported
+from ..oci.names import check_name
+from ..registry import Registry
+from . import blobs, listings, manifests, uploads
+from .context import Call
+from .errors import send_error
+from .http import ClientDisconnected, Message, Receive, Request, Scope, Send, respond
+from .routes import match
+
+log = logging.getLogger("ocigate")
+
+Handler = Callable[[Call], Awaitable[None]]
+
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("blob", "GET"): blobs.get_blob,
+    ("blob", "HEAD"): blobs.head_blob,
+    ("blob", "DELETE"): blobs.delete_blob,
+    ("uploads", "POST"): uploads.start,
+    ("upload", "PATCH"): uploads.patch,
+    ("upload", "PUT"): uploads.put,
+    ("upload", "GET"): uploads.status,
+    ("upload", "DELETE"): uploads.cancel,
+    ("manifest", "GET"): manifests.get,
+    ("manifest", "HEAD"): manifests.get,
+    ("manifest", "PUT"): manifests.put,
+    ("manifest", "DELETE"): manifests.delete,
+    ("tags", "GET"): listings.tags,
+    ("catalog", "GET"): listings.catalog,
+    ("referrers", "GET"): listings.referrers,
+}
+_API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class App:
+    """The registry's ASGI application around one :class:`Registry`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._background = background
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                loop = asyncio.get_running_loop()
+                self._tasks = [loop.create_task(job()) for job in self._background]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                await self.registry.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        sent: dict[str, int] = {"status": 0, "bytes": 0}
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append(_API_VERSION)
+                sent["status"] = message["status"]
+            else:
+                sent["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        repo = ""
+        try:
+            repo = await self._dispatch(request, send_counted)
+        except OCIError as error:
+            await self._fail(send_counted, sent, error)
+        except ClientDisconnected:
+            sent["status"] = sent["status"] or 499
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            await self._fail(send_counted, sent, OCIError("internal error"))
+        if log.isEnabledFor(logging.INFO):
+            _access_log(request, repo, sent, time.perf_counter() - started)
+
+    @staticmethod
+    async def _fail(send: Send, sent: dict[str, int], error: OCIError) -> None:
+        if sent["status"]:
+            raise error  # the response already started: only dropping the connection is left
+        await send_error(send, error)
+
+    async def _dispatch(self, request: Request, send: Send) -> str:
+        headers = request.scope["headers"]
+        if sum(len(k) + len(v) for k, v in headers) > self.settings.max_header_size:
+            raise HeadersTooLarge(f"limit is {self.settings.max_header_size} bytes")
+        route = match(request.path)
+        if route is None:
+            raise NotFound(request.path)
+        if route.endpoint == "base":
+            await respond(send, 200, [(b"content-type", b"application/json")], b"{}")
+            return ""
+        handler = _HANDLERS.get((route.endpoint, request.method))
+        if handler is None:
+            raise Unsupported(f"{request.method} is not supported on {route.endpoint}")
+        if route.name:
+            check_name(route.name)
+        await handler(Call(self.registry, self.settings, request, send, route.name, route.arg))
+        return route.name
+
+
+def _access_log(request: Request, repo: str, sent: dict[str, int], seconds: float) -> None:
+    line = {
+        "ts": round(time.time(), 3),
+        "id": uuid.uuid4().hex[:16],
+        "method": request.method,
+        "path": request.path,
+        "repo": repo,
+        "status": sent["status"],
+        "bytes": sent["bytes"],
+        "ms": round(seconds * 1000, 3),
+    }
+    log.info(json.dumps(line, separators=(",", ":")))
+
+
+def create_app(settings: Settings) -> App:
+    """The application on the store the settings select (the embedded store for now)."""
+    from ..store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(
+        settings.data_dir,
+        sparse_index=settings.sparse_index,
+        auto_mount=settings.auto_mount,
+        upload_expiry=settings.upload_expiry,
+    )
+
+    async def expire_uploads_forever() -> None:
+        while True:
+            await anyio.sleep(min(3600, settings.upload_expiry / 4))
+            try:
+                await store.expire_uploads()
+            except Exception:
+                log.exception("upload expiry failed")
+
+    return App(settings, store, [expire_uploads_forever])
+
+
+def app_from_environment() -> App:
+    """Factory for worker processes: settings arrive serialised in the environment."""
+    settings = Settings.model_validate_json(os.environ["OCIGATE_RESOLVED_SETTINGS"])
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("ocigate")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

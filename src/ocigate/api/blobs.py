@@ -1,0 +1,84 @@
+"""Blob endpoints: GET/HEAD/DELETE ``/v2/<name>/blobs/<digest>``."""
+
+from __future__ import annotations
+
+import os
+
+from ..oci.digest import Digest
+from ..oci.errors import RangeInvalid
+from ..registry import BlobBody
+from .context import Call
+from .errors import send_error
+from .http import Headers, Send, respond
+from .ranges import parse_range
+
+READ_SIZE = 1024 * 1024
+
+
+def _blob_headers(digest: Digest, length: int) -> Headers:
+    return [
+        (b"content-type", b"application/octet-stream"),
+        (b"docker-content-digest", str(digest).encode()),
+        (b"etag", b'"%s"' % str(digest).encode()),
+        (b"accept-ranges", b"bytes"),
+        (b"content-length", b"%d" % length),
+    ]
+
+
+async def head_blob(call: Call) -> None:
+    digest = Digest.parse(call.arg)
+    size = await call.registry.stat_blob(call.repo, digest)
+    await call.send(
+        {"type": "http.response.start", "status": 200, "headers": _blob_headers(digest, size)}
+    )
+    await call.send({"type": "http.response.body", "body": b""})
+
+
+async def get_blob(call: Call) -> None:
+    digest = Digest.parse(call.arg)
+    range_header = call.request.headers.get("range")
+    byte_range = parse_range(range_header) if range_header else None
+    try:
+        body = await call.registry.get_blob(call.repo, digest, byte_range)
+    except RangeInvalid as exc:
+        size = exc.detail["size"] if isinstance(exc.detail, dict) else None
+        if size is None:
+            size = await call.registry.stat_blob(call.repo, digest)
+        await send_error(call.send, exc, [(b"content-range", b"bytes */%d" % size)])
+        return
+    try:
+        headers = _blob_headers(digest, body.length)
+        status = 200
+        if byte_range is not None:
+            status = 206
+            end = body.start + body.length - 1
+            headers.append((b"content-range", b"bytes %d-%d/%d" % (body.start, end, body.size)))
+        await call.send({"type": "http.response.start", "status": status, "headers": headers})
+        await _send_body(call.send, body)
+    finally:
+        await body.close()
+
+
+async def _send_body(send: Send, body: BlobBody) -> None:
+    if body.fd is not None:
+        # Page-cache reads of 1 MiB are cheap enough to do on the loop, and beat a thread hop.
+        position, remaining = body.start, body.length
+        while remaining > 0:
+            data = os.pread(body.fd, min(READ_SIZE, remaining), position)
+            if not data:
+                raise OSError(f"blob {body.digest} is shorter than recorded")
+            position += len(data)
+            remaining -= len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": remaining > 0})
+        if body.length == 0:
+            await send({"type": "http.response.body", "body": b""})
+        return
+    assert body.stream is not None
+    async for data in body.stream:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def delete_blob(call: Call) -> None:
+    await call.registry.delete_blob(call.repo, Digest.parse(call.arg))
+    await respond(call.send, 202)

@@ -1,0 +1,72 @@
+"""Manifest endpoints: GET/HEAD/PUT/DELETE ``/v2/<name>/manifests/<tag-or-digest>``."""
+
+from __future__ import annotations
+
+from ..oci.digest import Digest, is_digest
+from ..oci.errors import DigestInvalid, ManifestInvalid
+from ..oci.manifests import parse_manifest
+from ..oci.names import check_tag
+from ..registry import StoredManifest
+from .context import Call
+from .http import Headers, respond
+
+MAX_TAGS_PER_PUSH = 100
+
+
+def _reference(arg: str) -> str:
+    """A manifest reference must be a digest or a valid tag (spec: no other format)."""
+    if is_digest(arg):
+        return str(Digest.parse(arg))
+    return check_tag(arg)
+
+
+def _headers(manifest: StoredManifest) -> Headers:
+    digest = str(manifest.digest).encode()
+    return [
+        (b"content-type", manifest.media_type.encode()),
+        (b"docker-content-digest", digest),
+        (b"etag", b'"%s"' % digest),
+    ]
+
+
+async def get(call: Call) -> None:
+    manifest = await call.registry.get_manifest(call.repo, _reference(call.arg))
+    await respond(call.send, 200, _headers(manifest), manifest.data)
+
+
+async def put(call: Call) -> None:
+    reference = _reference(call.arg)
+    extra_tags = [check_tag(tag) for tag in call.request.query.get("tag", [])]
+    if len(extra_tags) > MAX_TAGS_PER_PUSH:
+        raise ManifestInvalid(f"at most {MAX_TAGS_PER_PUSH} tags per push")
+    data = await call.request.read(call.settings.max_manifest_size)
+    if is_digest(reference):
+        expected = Digest.parse(reference)
+        digest = Digest.of(data, expected.algorithm)
+        if digest != expected:
+            raise DigestInvalid(f"manifest digest is {digest}, the URL names {expected}")
+        tags = extra_tags
+    else:
+        digest = Digest.of(data)
+        tags = [reference, *extra_tags]
+    manifest = parse_manifest(data, call.request.headers.get("content-type"), digest)
+    tags = list(dict.fromkeys(tags))
+    await call.registry.put_manifest(call.repo, manifest, data, tags)
+    headers: Headers = [
+        (b"location", f"/v2/{call.repo}/manifests/{digest}".encode()),
+        (b"docker-content-digest", str(digest).encode()),
+    ]
+    if manifest.subject is not None:
+        headers.append((b"oci-subject", str(manifest.subject.digest).encode()))
+    if extra_tags:
+        headers.append((b"oci-tag", ", ".join(dict.fromkeys(extra_tags)).encode()))
+    await respond(call.send, 201, headers)
+
+
+async def delete(call: Call) -> None:
+    reference = _reference(call.arg)
+    if is_digest(reference):
+        await call.registry.delete_manifest(call.repo, Digest.parse(reference))
+    else:
+        await call.registry.delete_tag(call.repo, reference)
+    await respond(call.send, 202)

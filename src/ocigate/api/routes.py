@@ -1,0 +1,38 @@
+"""The URL map of the distribution API: path → (endpoint name, repository, argument)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Repository names contain '/', so each pattern anchors the endpoint suffix at the end.
+_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("manifest", re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<arg>[^/]+)$")),
+    ("blob", re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<arg>[^/]+:[^/]+)$")),
+    ("upload", re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<arg>[^/]+)$")),
+    ("uploads", re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?(?P<arg>)$")),
+    ("tags", re.compile(r"^/v2/(?P<name>.+)/tags/list(?P<arg>)$")),
+    ("referrers", re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<arg>[^/]+)$")),
+    ("blob", re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<arg>[^/]+)$")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    endpoint: str
+    name: str = ""
+    arg: str = ""
+
+
+def match(path: str) -> Route | None:
+    if path in ("/v2/", "/v2"):
+        return Route("base")
+    if path == "/v2/_catalog":
+        return Route("catalog")
+    if not path.startswith("/v2/"):
+        return None
+    for endpoint, pattern in _ROUTES:
+        found = pattern.match(path)
+        if found:
+            return Route(endpoint, found.group("name"), found.group("arg"))
+    return None

@@ -1,0 +1,120 @@
+"""Command line: ``ocigate serve | fsck | config check | config schema``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import __version__
+from .config import Settings, load_settings
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key: getattr(args, key, None) for key in ("listen", "data_dir", "workers", "log_level")
+    }
+    return load_settings(args.config, **overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api.app import configure_logging
+
+    settings = _settings_from(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_level)
+    # Workers are separate processes: they rebuild the validated settings from the environment.
+    os.environ["OCIGATE_RESOLVED_SETTINGS"] = settings.model_dump_json()
+    uvicorn.run(
+        "ocigate.api.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # ocigate writes its own structured request log
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from .fsck import fsck
+
+    settings = _settings_from(args)
+    problems = fsck(settings.data_dir)
+    for problem in problems:
+        print(problem)
+    print(f"fsck {settings.data_dir}: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Settings.model_json_schema(), indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocigate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ocigate {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, run: Any, *flags: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="YAML configuration file")
+        if "data" in flags:
+            sub.add_argument("--data-dir", type=Path, help="data directory")
+        if "serve" in flags:
+            sub.add_argument("--listen", help="HOST:PORT (default 0.0.0.0:5000)")
+            sub.add_argument("--workers", type=int, help="worker processes (default 1)")
+            sub.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        sub.set_defaults(run=run)
+        return sub
+
+    command("serve", "serve the registry", _serve, "data", "serve")
+    command("fsck", "verify every blob and metadata reference", _fsck, "data")
+    config = commands.add_parser("config", help="configuration tools").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = config.add_parser("check", help="validate a configuration and print it resolved")
+    check.add_argument("config", type=Path)
+    check.set_defaults(run=_config_check)
+    schema = config.add_parser("schema", help="print the configuration's JSON Schema")
+    schema.set_defaults(run=_config_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ValidationError as error:
+        for problem in error.errors():
+            key = ".".join(str(part) for part in problem["loc"])
+            print(f"configuration error: {key}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""One typed configuration model: YAML file < ``OCIGATE_*`` environment < command-line flags.
+
+Every key is validated at start-up; an invalid value fails naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """ocigate's configuration. Field docs are the configuration reference (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="OCIGATE_", extra="forbid")
+
+    listen: str = Field("0.0.0.0:5000", description="HOST:PORT to serve on.")
+    data_dir: Path = Field(Path("ocigate-data"), description="Where the embedded store lives.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity; request logs are at info."
+    )
+    max_manifest_size: int = Field(
+        4 * MiB, ge=1024, description="Largest manifest accepted (bytes); larger gets 413."
+    )
+    max_header_size: int = Field(
+        64 * 1024, ge=1024, description="Largest total request header size (bytes); 431 above."
+    )
+    auto_mount: bool = Field(
+        False, description="Mount without `from`: link the blob from any repository holding it."
+    )
+    sparse_index: bool = Field(
+        False, description="Accept image indexes whose child manifests are not in the repository."
+    )
+    upload_expiry: int = Field(
+        86400, ge=60, description="Seconds after which an idle upload session is removed."
+    )
+    chunk_min_length: int = Field(
+        0, ge=0, description="Advertised OCI-Chunk-Min-Length (bytes); 0 advertises none."
+    )
+    referrers_page_size: int = Field(
+        1000, ge=1, description="Most descriptors in one referrers response before paging."
+    )
+    tags_page_size: int = Field(
+        10000, ge=1, description="Most tags or repositories in one list response without `n`."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:5000")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+class _YamlFile(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the configuration must be a mapping of keys")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a file, the environment and explicit (CLI) overrides."""
+    file_data = read_config_file(config_file) if config_file else {}
+    cli = {k: v for k, v in overrides.items() if v is not None}
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, _YamlFile(settings_cls, file_data)
+
+    return Settings.model_validate(_Layered(**cli).model_dump())

@@ -1,0 +1,31 @@
+"""Repository names and tags, by the distribution spec's regular expressions."""
+
+from __future__ import annotations
+
+import re
+
+from .digest import Digest
+from .errors import NameInvalid, TagInvalid
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+MAX_NAME_LENGTH = 255
+
+
+def check_name(name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+        raise NameInvalid(f"invalid repository name {name[:300]!r}")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.match(tag):
+        raise TagInvalid(f"invalid tag {tag[:200]!r}", "invalid tag")
+    return tag
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The referrers tag schema: ``<alg[:32]>-<encoded[:64]>`` with illegal characters as '-'."""
+    raw = f"{digest.algorithm[:32]}-{digest.encoded[:64]}"
+    return re.sub(r"[^a-zA-Z0-9._-]", "-", raw)

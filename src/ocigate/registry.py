@@ -1,0 +1,149 @@
+"""The ``Registry`` protocol: the OCI Distribution API in OCI terms, with no HTTP in it.
+
+Backends (``store/*``) implement it; wrappers (``layers/*``) implement it by delegating to an inner
+``Registry``; the HTTP layer (``api/``) drives it. Methods raise :mod:`ocigate.oci.errors`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .oci.descriptors import Descriptor
+from .oci.digest import Digest
+from .oci.errors import RangeInvalid
+from .oci.manifests import Manifest
+
+Chunks = AsyncIterable[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """One RFC 9110 byte range as requested: ``first-last``, ``first-`` or ``-suffix``."""
+
+    first: int | None
+    last: int | None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The inclusive ``(start, end)`` within a blob of ``size`` bytes, or RangeInvalid."""
+        if self.first is None:
+            assert self.last is not None
+            if self.last == 0 or size == 0:
+                raise RangeInvalid({"size": size}, f"unsatisfiable range for size {size}")
+            return max(0, size - self.last), size - 1
+        if self.first >= size:
+            raise RangeInvalid({"size": size}, f"range starts beyond size {size}")
+        end = size - 1 if self.last is None else min(self.last, size - 1)
+        return self.first, end
+
+
+@dataclass(slots=True)
+class BlobBody:
+    """Bytes of a blob being served: an open file range (zero-copy capable) or a stream.
+
+    The reader owns it and must call :meth:`close`.
+    """
+
+    digest: Digest
+    size: int  # the whole blob's size
+    start: int  # first byte served
+    length: int  # bytes served
+    fd: int | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+    async def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.stream is not None:
+            aclose = getattr(self.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self.stream = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    id: str
+    offset: int  # bytes received so far
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]
+    more: bool  # another page follows the last item
+
+
+class Registry(Protocol):
+    # blobs
+    async def stat_blob(self, repo: str, digest: Digest) -> int:
+        """The blob's size; BlobUnknown when the repository does not hold it."""
+        ...
+
+    async def get_blob(
+        self, repo: str, digest: Digest, byte_range: ByteRange | None
+    ) -> BlobBody: ...
+
+    async def delete_blob(self, repo: str, digest: Digest) -> None: ...
+
+    # uploads
+    async def start_upload(self, repo: str) -> UploadState: ...
+
+    async def upload_status(self, repo: str, upload_id: str) -> UploadState: ...
+
+    async def write_upload(
+        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
+    ) -> UploadState:
+        """Append a chunk. ``offset`` (from Content-Range) must equal the bytes received so far,
+        else RangeInvalid; ``length`` (from Content-Length), when given, must match. A failed
+        append leaves the upload as it was before it."""
+        ...
+
+    async def commit_upload(
+        self,
+        repo: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: Chunks | None,
+        offset: int | None,
+        length: int | None,
+    ) -> int:
+        """Append an optional last chunk, verify the digest, make the blob visible; its size."""
+        ...
+
+    async def cancel_upload(self, repo: str, upload_id: str) -> None: ...
+
+    async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
+        """Link a blob held by ``source`` (any repository when None) into ``repo``; its size.
+        BlobUnknown when it cannot be mounted."""
+        ...
+
+    # manifests and tags
+    async def get_manifest(self, repo: str, reference: str) -> StoredManifest: ...
+
+    async def put_manifest(
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+    ) -> None: ...
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None: ...
+
+    async def delete_tag(self, repo: str, tag: str) -> None: ...
+
+    async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page: ...
+
+    async def list_referrers(
+        self, repo: str, digest: Digest, artifact_type: str | None
+    ) -> list[Descriptor]: ...
+
+    async def list_repositories(self, last: str | None, n: int | None) -> Page: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""Content-addressed blob files and the garbage-collection lock of the embedded store.
+
+A blob lives at ``blobs/<algorithm>/<hex[:2]>/<hex>``, shared by every repository. A file appears
+there only complete and verified: it is written elsewhere on the same filesystem (``tmp/`` or an
+upload's directory), fsynced, made read-only and renamed into place, then its directory is
+fsynced. Files are never modified in place, so readers may hold them open while anything happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..oci.digest import ALGORITHMS, Digest, Hasher, new_hasher
+
+READ_SIZE = 1024 * 1024
+_ENCODED = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_fd(fd: int, hasher: Hasher, start: int, end: int) -> Hasher:
+    """Feed bytes ``[start, end)`` of an open file to ``hasher`` (1 MiB preads)."""
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(READ_SIZE, end - pos), pos)
+        if not data:
+            raise OSError(f"file shorter than expected ({pos} < {end})")
+        hasher.update(data)
+        pos += len(data)
+    return hasher
+
+
+def hash_file(path: Path, algorithm: str) -> tuple[str, int]:
+    """The hex digest and size of a file, streamed."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return hash_fd(fd, new_hasher(algorithm), 0, size).hexdigest(), size
+    finally:
+        os.close(fd)
+
+
+class BlobFiles:
+    """The ``blobs/`` tree, the ``tmp/`` directory and ``gc.lock`` under one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "blobs"
+        self.tmp = data_dir / "tmp"
+        self.lock_path = data_dir / "gc.lock"
+        for alg in ALGORITHMS:
+            (self.root / alg).mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.lock_path.touch(exist_ok=True)
+
+    def path(self, digest: Digest) -> Path:
+        pattern = _ENCODED.get(digest.algorithm)
+        # Digests are parsed before they get here; re-check, as this builds a filesystem path.
+        if pattern is None or not pattern.match(digest.encoded):
+            raise ValueError(f"not a storable digest: {digest}")
+        return self.root / digest.algorithm / digest.encoded[:2] / digest.encoded
+
+    def open(self, digest: Digest) -> int | None:
+        """An fd open for reading, or None when the file is missing."""
+        try:
+            return os.open(self.path(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+
+    def size(self, digest: Digest) -> int | None:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def adopt(self, source: Path, digest: Digest) -> None:
+        """Move a complete, fsynced, verified file into place (or drop it: already there)."""
+        target = self.path(digest)
+        if target.exists():
+            source.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(exist_ok=True)
+        os.chmod(source, 0o444)
+        os.rename(source, target)
+        fsync_dir(target.parent)
+
+    def write(self, digest: Digest, data: bytes) -> None:
+        """Store small content (manifests) crash-safely unless it is already there."""
+        if self.path(digest).exists():
+            return
+        temp = self.tmp / f"blob-{uuid.uuid4().hex}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            self.adopt(temp, digest)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def walk(self) -> Iterator[tuple[Digest | None, Path]]:
+        """Every file under ``blobs/``; the digest is None for a name that is not one."""
+        for alg in sorted(p.name for p in self.root.iterdir()):
+            for fan in sorted((self.root / alg).iterdir()):
+                if not fan.is_dir():
+                    yield None, fan
+                    continue
+                for path in sorted(fan.iterdir()):
+                    pattern = _ENCODED.get(alg)
+                    ok = pattern is not None and pattern.match(path.name) and fan.name == path.name[:2]
+                    yield (Digest(alg, path.name) if ok else None), path
+
+    @contextlib.contextmanager
+    def gc_lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Commits/links hold it shared; the GC sweep holds it exclusively (see store.gc)."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)

@@ -1,0 +1,182 @@
+"""Harness for the OCI distribution-spec conformance suite.
+
+By default the suite starts ocigate in-process (a real uvicorn server on 127.0.0.1 in a
+background thread, with a temporary data dir). With ``--registry-url URL`` it runs against
+that live registry instead, and tests marked ``inprocess_only`` (they need a registry
+configured by the suite) are skipped. Tests marked ``sha512`` can be deselected with
+``-m "not sha512"`` for registries that cannot store sha512 content.
+
+KNOWN_FAILURES_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .helpers import MANIFEST_ACCEPT
+
+ClientFactory = Callable[..., httpx.Client]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--registry-url",
+        default=None,
+        help="run the OCI conformance tests against this live registry instead of ocigate",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sha512: uses sha512 digests (deselect for registries without sha512)"
+    )
+
+
+def _registry_url(config: pytest.Config) -> str | None:
+    value: str | None = config.getoption("--registry-url", default=None)
+    return value.rstrip("/") if value else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _registry_url(config) is None:
+        return
+    skip = pytest.mark.skip(reason="needs an ocigate configured by the suite (--registry-url)")
+    for item in items:
+        if "inprocess_only" in item.keywords:
+            item.add_marker(skip)
+
+
+# --- in-process ocigate -----------------------------------------------------------------
+
+
+@contextmanager
+def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
+    """Run ocigate on a free 127.0.0.1 port in a thread; yield its base URL."""
+    import uvicorn
+
+    from ocigate.api.app import create_app
+    from ocigate.config import Settings
+
+    settings = Settings(data_dir=data_dir, **overrides)
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"ocigate-{port}", daemon=True
+    )
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, thread)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def _wait_ready(url: str, thread: threading.Thread, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError("ocigate server thread exited during startup")
+        try:
+            if httpx.get(f"{url}/v2/", timeout=2).status_code < 500:
+                return
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.02)
+    raise RuntimeError(f"ocigate did not answer GET /v2/ within {timeout}s: {last}")
+
+
+def _check_warnings(resp: httpx.Response) -> None:
+    """Spec, Warnings: `Warning` headers MUST use warn-code 299 and warn-agent `-`, MUST NOT
+    carry a warn-date, and all of them together MUST NOT exceed 4096 bytes."""
+    warnings = resp.headers.get_list("Warning")
+    assert sum(len(w.encode()) for w in warnings) <= 4096, "more than 4096 bytes of warnings"
+    for warning in warnings:
+        assert re.fullmatch(r'299 - "(?:[^"\\]|\\.)*"', warning.strip()), (
+            f"bad Warning header {warning!r}"
+        )
+
+
+def make_client(base_url: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        timeout=30,
+        follow_redirects=False,
+        headers={"Accept": MANIFEST_ACCEPT},
+        event_hooks={"response": [_check_warnings]},
+    )
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the registry under test."""
+    url = _registry_url(request.config)
+    if url is not None:
+        yield url
+        return
+    with serve_ocigate(tmp_path_factory.mktemp("ocigate-data")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def client(registry: str) -> Iterator[httpx.Client]:
+    """A plain sync HTTP client rooted at the registry."""
+    with make_client(registry) as c:
+        yield c
+
+
+@pytest.fixture
+def ocigate_factory(tmp_path: Path) -> Iterator[ClientFactory]:
+    """Start extra ocigate servers with non-default Settings; returns ``(**settings) -> client``.
+
+    Only for tests marked ``inprocess_only``.
+    """
+    with ExitStack() as stack:
+        counter = iter(range(1_000_000))
+
+        def start(**overrides: Any) -> httpx.Client:
+            data_dir = tmp_path / f"data-{next(counter)}"
+            data_dir.mkdir()
+            url = stack.enter_context(serve_ocigate(data_dir, **overrides))
+            return stack.enter_context(make_client(url))
+
+        yield start
+
+
+def _repo_name(node_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", node_name.lower()).strip("-")[:60].strip("-")
+    return f"spec/{slug or 'test'}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def repo(request: pytest.FixtureRequest) -> str:
+    """A fresh repository name for this test, e.g. ``spec/test-foo-1a2b3c4d``."""
+    return _repo_name(request.node.name)
+
+
+@pytest.fixture
+def new_repo(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Make further fresh repository names (for tests that need several)."""
+    return lambda: _repo_name(request.node.name)
