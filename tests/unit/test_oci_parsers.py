@@ -1,0 +1,242 @@
+"""Property tests for the pure parsers: names, tags, digests, ranges, manifests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ocigate.api.ranges import parse_content_range, parse_range
+from ocigate.oci.digest import Digest
+from ocigate.oci.errors import (
+    BlobUploadInvalid,
+    DigestInvalid,
+    ManifestInvalid,
+    NameInvalid,
+    OCIError,
+    RangeInvalid,
+    TagInvalid,
+)
+from ocigate.oci.manifests import parse_manifest
+from ocigate.oci.names import check_name, check_tag, referrers_tag
+from ocigate.registry import ByteRange
+
+# The spec's regular expressions, written out independently of the implementation's.
+SPEC_NAME = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
+SPEC_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+
+name_alphabet = st.text(alphabet="abcz09._-/A", max_size=40)
+
+
+@given(name_alphabet)
+def test_names_follow_the_spec_regex(name: str) -> None:
+    expected = bool(SPEC_NAME.fullmatch(name)) and len(name) <= 255
+    try:
+        check_name(name)
+        accepted = True
+    except NameInvalid:
+        accepted = False
+    assert accepted == expected
+
+
+@given(st.text(alphabet="aZ09._-:/+", max_size=140))
+def test_tags_follow_the_spec_regex(tag: str) -> None:
+    expected = bool(SPEC_TAG.fullmatch(tag))
+    try:
+        check_tag(tag)
+        accepted = True
+    except TagInvalid:
+        accepted = False
+    assert accepted == expected
+
+
+@given(st.binary(max_size=256), st.sampled_from(["sha256", "sha512"]))
+def test_digest_round_trip(data: bytes, algorithm: str) -> None:
+    digest = Digest.of(data, algorithm)
+    assert str(digest) == f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    assert Digest.parse(str(digest)) == digest
+
+
+@given(st.text(max_size=150))
+def test_digest_parse_rejects_or_round_trips(text: str) -> None:
+    try:
+        digest = Digest.parse(text)
+    except DigestInvalid:
+        return
+    assert str(digest) == text
+    assert digest.algorithm in ("sha256", "sha512")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sha256:" + "A" * 64,  # upper-case hex is not canonical
+        "sha256:" + "a" * 63,
+        "sha512:" + "a" * 64,
+        "md5:" + "a" * 32,
+        "sha256" + "a" * 64,
+        "",
+    ],
+)
+def test_bad_digests(text: str) -> None:
+    with pytest.raises(DigestInvalid):
+        Digest.parse(text)
+
+
+def test_referrers_tag_schema_examples_from_the_spec() -> None:
+    assert referrers_tag(Digest("sha256", "a" * 64)) == "sha256-" + "a" * 64
+    assert referrers_tag(Digest("sha512", "a" * 128)) == "sha512-" + "a" * 64
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 10**6))
+def test_range_resolution_stays_within_the_blob(first: int, last: int, size: int) -> None:
+    header = f"bytes={first}-{last}"
+    byte_range = parse_range(header)
+    if last < first:
+        assert byte_range is None
+        return
+    assert byte_range is not None
+    try:
+        start, end = byte_range.resolve(size)
+    except RangeInvalid:
+        assert first >= size
+        return
+    assert start == first
+    assert end == min(last, size - 1)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6))
+def test_suffix_range(suffix: int, size: int) -> None:
+    byte_range = parse_range(f"bytes=-{suffix}")
+    assert byte_range == ByteRange(None, suffix)
+    try:
+        start, end = byte_range.resolve(size)
+    except RangeInvalid:
+        assert suffix == 0 or size == 0
+        return
+    assert end == size - 1
+    assert end - start + 1 == min(suffix, size)
+
+
+@given(st.text(max_size=40))
+def test_range_parser_never_crashes(header: str) -> None:
+    with contextlib.suppress(OCIError):
+        parse_range(header)
+
+
+@given(st.integers(0, 2**40), st.integers(0, 2**40))
+def test_content_range(start: int, end: int) -> None:
+    if end < start:
+        with pytest.raises(RangeInvalid):
+            parse_content_range(f"{start}-{end}")
+    else:
+        assert parse_content_range(f"{start}-{end}") == (start, end)
+
+
+@given(st.text(max_size=30))
+def test_content_range_garbage_is_a_client_error(header: str) -> None:
+    with contextlib.suppress(BlobUploadInvalid, RangeInvalid):
+        parse_content_range(header)
+
+
+def _descriptor(data: bytes, media_type: str) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data)}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "config",
+                "layers",
+                "subject",
+                "manifests",
+                "schemaVersion",
+                "mediaType",
+                "annotations",
+                "artifactType",
+            ]
+        ),
+        json_values,
+    )
+)
+def test_manifest_parser_only_raises_manifest_invalid(doc: dict[str, object]) -> None:
+    data = json.dumps(doc).encode()
+    with contextlib.suppress(ManifestInvalid):
+        parse_manifest(data, None, Digest.of(data))
+
+
+def test_image_manifest_references_and_artifact_type_fallback() -> None:
+    config = _descriptor(b"{}", "application/vnd.example.config")
+    layer = _descriptor(b"layer", "application/vnd.oci.image.layer.v1.tar")
+    subject = _descriptor(b"s", "application/vnd.oci.image.manifest.v1+json")
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": [layer],
+        "subject": subject,
+        "annotations": {"a": "b"},
+    }
+    data = json.dumps(doc).encode()
+    manifest = parse_manifest(data, "application/vnd.oci.image.manifest.v1+json", Digest.of(data))
+    assert [str(d.digest) for d in manifest.blobs] == [config["digest"], layer["digest"]]
+    assert manifest.artifact_type == "application/vnd.example.config"
+    assert manifest.subject is not None and str(manifest.subject.digest) == subject["digest"]
+    referrer = manifest.as_referrer().to_json()
+    assert referrer["annotations"] == {"a": "b"}
+    assert referrer["size"] == len(data)
+
+
+@pytest.mark.parametrize(
+    ("doc", "content_type"),
+    [
+        ({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}, None),
+        ({"schemaVersion": 1, "name": "x"}, None),
+        ({"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "x", "size": 1}}, None),
+        (
+            {
+                "schemaVersion": 2,
+                "config": {"mediaType": "a/b", "size": -1, "digest": str(Digest.of(b""))},
+            },
+            None,
+        ),
+        (
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": _descriptor(b"{}", "a/b"),
+                "layers": [],
+            },
+            "application/vnd.oci.image.index.v1+json",
+        ),
+    ],
+)
+def test_invalid_manifests(doc: dict[str, object], content_type: str | None) -> None:
+    data = json.dumps(doc).encode()
+    with pytest.raises(ManifestInvalid):
+        parse_manifest(data, content_type, Digest.of(data))
+
+
+def test_data_field_must_match_descriptor() -> None:
+    good = {**_descriptor(b"{}", "a/b"), "data": "e30="}
+    bad = {**_descriptor(b"{}", "a/b"), "data": "W10="}
+    for config, ok in ((good, True), (bad, False)):
+        data = json.dumps({"schemaVersion": 2, "config": config, "layers": []}).encode()
+        if ok:
+            parse_manifest(data, None, Digest.of(data))
+        else:
+            with pytest.raises(ManifestInvalid):
+                parse_manifest(data, None, Digest.of(data))
