@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .oci.descriptors import Descriptor
 from .oci.digest import Digest
-from .oci.errors import RangeInvalid
+from .oci.errors import RangeNotSatisfiable
 from .oci.manifests import Manifest
 
 Chunks = AsyncIterable[bytes]
@@ -27,14 +27,14 @@ class ByteRange:
     last: int | None
 
     def resolve(self, size: int) -> tuple[int, int]:
-        """The inclusive ``(start, end)`` within a blob of ``size`` bytes, or RangeInvalid."""
+        """The inclusive ``(start, end)`` within a blob of ``size`` bytes."""
         if self.first is None:
             assert self.last is not None
             if self.last == 0 or size == 0:
-                raise RangeInvalid({"size": size}, f"unsatisfiable range for size {size}")
+                raise RangeNotSatisfiable({"size": size}, f"unsatisfiable range for size {size}")
             return max(0, size - self.last), size - 1
         if self.first >= size:
-            raise RangeInvalid({"size": size}, f"range starts beyond size {size}")
+            raise RangeNotSatisfiable({"size": size}, f"range starts beyond size {size}")
         end = size - 1 if self.last is None else min(self.last, size - 1)
         return self.first, end
 
@@ -104,7 +104,7 @@ class Registry(Protocol):
         self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
     ) -> UploadState:
         """Append a chunk. ``offset`` (from Content-Range) must equal the bytes received so far,
-        else RangeInvalid; ``length`` (from Content-Length), when given, must match. A failed
+        else RangeNotSatisfiable; ``length`` (from Content-Length), when given, must match. A failed
         append leaves the upload as it was before it."""
         ...
 

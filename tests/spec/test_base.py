@@ -6,7 +6,7 @@ import httpx
 
 
 def test_v2_root_returns_200(client: httpx.Client) -> None:
-    """"If the response is `200 OK`, then the registry implements this specification."
+    """ "If the response is `200 OK`, then the registry implements this specification."
 
     distribution sends ``Docker-Distribution-API-Version: registry/2.0``; ocigate does too.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..oci.digest import Digest
-from ..oci.errors import RangeInvalid
+from ..oci.errors import RangeNotSatisfiable
 from ..registry import BlobBody
 from .context import Call
 from .errors import send_error
@@ -40,7 +40,7 @@ async def get_blob(call: Call) -> None:
     byte_range = parse_range(range_header) if range_header else None
     try:
         body = await call.registry.get_blob(call.repo, digest, byte_range)
-    except RangeInvalid as exc:
+    except RangeNotSatisfiable as exc:
         size = exc.detail["size"] if isinstance(exc.detail, dict) else None
         if size is None:
             size = await call.registry.stat_blob(call.repo, digest)

@@ -19,11 +19,12 @@ status; the HTTP layer turns it into ``{"errors": [{"code", "message", "detail"}
     ├── Denied                 403 DENIED
     ├── Unsupported            405 UNSUPPORTED
     ├── TooManyRequests        429 TOOMANYREQUESTS
-    ├── RangeInvalid           416 RANGE_INVALID  (upload offsets and blob byte ranges)
+    ├── RangeInvalid           416 BLOB_UPLOAD_INVALID  (a chunk out of order)
+    ├── RangeNotSatisfiable    416 SIZE_INVALID   (a byte range outside the blob)
     ├── PayloadTooLarge        413 SIZE_INVALID
     ├── HeadersTooLarge        431 SIZE_INVALID
     ├── PaginationInvalid      400 UNSUPPORTED
-    ├── NotFound               404 NOT_FOUND      (no such route)
+    ├── NotFound               404 UNSUPPORTED    (no such endpoint)
     └── Unavailable            503 UNAVAILABLE
 """
 
@@ -79,9 +80,15 @@ Unauthorized = _error("Unauthorized", "UNAUTHORIZED", 401, "authentication requi
 Denied = _error("Denied", "DENIED", 403, "requested access to the resource is denied")
 Unsupported = _error("Unsupported", "UNSUPPORTED", 405, "the operation is unsupported")
 TooManyRequests = _error("TooManyRequests", "TOOMANYREQUESTS", 429, "too many requests")
-RangeInvalid = _error("RangeInvalid", "RANGE_INVALID", 416, "requested range not satisfiable")
+# The spec has no code of its own for 416; these are the closest it lists.
+RangeInvalid = _error(
+    "RangeInvalid", "BLOB_UPLOAD_INVALID", 416, "chunk does not continue the upload"
+)
+RangeNotSatisfiable = _error(
+    "RangeNotSatisfiable", "SIZE_INVALID", 416, "requested range not satisfiable"
+)
 PayloadTooLarge = _error("PayloadTooLarge", "SIZE_INVALID", 413, "payload too large")
 HeadersTooLarge = _error("HeadersTooLarge", "SIZE_INVALID", 431, "request header fields too large")
 PaginationInvalid = _error("PaginationInvalid", "UNSUPPORTED", 400, "invalid pagination parameter")
-NotFound = _error("NotFound", "NOT_FOUND", 404, "no such endpoint")
+NotFound = _error("NotFound", "UNSUPPORTED", 404, "no such endpoint")
 Unavailable = _error("Unavailable", "UNAVAILABLE", 503, "service unavailable")

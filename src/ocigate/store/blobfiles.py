@@ -12,6 +12,8 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,14 +117,22 @@ class BlobFiles:
 
     def walk(self) -> Iterator[tuple[Digest | None, Path]]:
         """Every file under ``blobs/``; the digest is None for a name that is not one."""
-        for alg in sorted(p.name for p in self.root.iterdir()):
-            for fan in sorted((self.root / alg).iterdir()):
+        for top in sorted(self.root.iterdir()):
+            if not top.is_dir():
+                yield None, top
+                continue
+            alg = top.name
+            for fan in sorted(top.iterdir()):
                 if not fan.is_dir():
                     yield None, fan
                     continue
                 for path in sorted(fan.iterdir()):
                     pattern = _ENCODED.get(alg)
-                    ok = pattern is not None and pattern.match(path.name) and fan.name == path.name[:2]
+                    ok = (
+                        pattern is not None
+                        and pattern.match(path.name)
+                        and fan.name == path.name[:2]
+                    )
                     yield (Digest(alg, path.name) if ok else None), path
 
     @contextlib.contextmanager
@@ -134,3 +144,21 @@ class BlobFiles:
             yield
         finally:
             os.close(fd)
+
+    def sweep_tmp(self, max_age: float) -> int:
+        """Remove temporary files and staging directories older than ``max_age`` seconds (left
+        by crashes; never visible). How many were removed."""
+        removed = 0
+        now = time.time()
+        for entry in os.scandir(self.tmp):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime <= max_age:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

@@ -1,0 +1,324 @@
+"""The embedded store's metadata: one SQLite database (``meta.db``) in WAL mode.
+
+One connection per thread (cached), ``synchronous=FULL`` so an acknowledged write survives power
+loss, a 10 s busy timeout for the other worker processes' writers; every change is one
+``BEGIN IMMEDIATE`` transaction. Reads used on the hot path are one indexed SELECT each.
+
+Tables (digests are stored as ``algorithm:hex`` text; ordering is SQLite's BINARY collation, i.e.
+ASCIIbetical):
+
+- ``repositories(name)``: a repository exists once anything was linked into it; it stays listed
+  when everything in it was deleted.
+- ``repo_blobs(repo, digest, size)``: which blobs (layers, configs and manifest bytes) a
+  repository holds.
+- ``manifests(id, repo, digest, media_type, data, subject, artifact_type, annotations, size)``:
+  ``data`` is byte-exact; ``id`` gives push order (the referrers list order).
+- ``tags(repo, tag, digest)``.
+- ``manifest_refs(repo, manifest, digest, kind)``: what each manifest references, ``kind`` being
+  ``blob`` (config, layers) or ``child`` (index entries); garbage collection keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..oci.descriptors import Descriptor
+from ..oci.digest import Digest
+from ..oci.errors import ManifestBlobUnknown
+from ..oci.manifests import Manifest
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs (digest);
+CREATE TABLE IF NOT EXISTS manifests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL, data BLOB NOT NULL,
+    subject TEXT, artifact_type TEXT, annotations TEXT, size INTEGER NOT NULL,
+    UNIQUE (repo, digest));
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (repo, subject)
+    WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tags (
+    repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repo, tag)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_digest ON tags (repo, digest);
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repo TEXT NOT NULL, manifest TEXT NOT NULL, digest TEXT NOT NULL, kind TEXT NOT NULL,
+    PRIMARY KEY (repo, manifest, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_refs_digest ON manifest_refs (digest);
+"""
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the base class cannot)."""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(
+        uri,
+        uri=True,
+        timeout=10.0,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=_Connection,
+    )
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def page(rows: list[str], n: int | None) -> tuple[list[str], bool]:
+    if n is None:
+        return rows, False
+    return rows[:n], len(rows) > n
+
+
+class Metadata:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        # Weak: when an idle worker thread exits, its thread-local connection is closed with it.
+        self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        self._all_lock = threading.Lock()
+        conn = self.conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        with transaction(conn):
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.add(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = list(self._all), weakref.WeakSet()
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
+            )
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def blob_holder_size(self, digest: Digest) -> int | None:
+        row = (
+            self.conn()
+            .execute("SELECT size FROM repo_blobs WHERE digest = ? LIMIT 1", (str(digest),))
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def link_blob(self, repo: str, digest: Digest, size: int) -> None:
+        with transaction(self.conn()) as conn:
+            self._link(conn, repo, str(digest), size)
+
+    @staticmethod
+    def _link(conn: sqlite3.Connection, repo: str, digest: str, size: int) -> None:
+        conn.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repo,))
+        conn.execute(
+            "INSERT OR IGNORE INTO repo_blobs (repo, digest, size) VALUES (?, ?, ?)",
+            (repo, digest, size),
+        )
+
+    def unlink_blob(self, repo: str, digest: Digest) -> bool:
+        with transaction(self.conn()) as conn:
+            cur = conn.execute(
+                "DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
+            )
+            return cur.rowcount > 0
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def manifest_by_tag(self, repo: str, tag: str) -> tuple[str, str, bytes] | None:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT m.digest, m.media_type, m.data FROM tags t JOIN manifests m"
+                " ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ? AND t.tag = ?",
+                (repo, tag),
+            )
+            .fetchone()
+        )
+        return None if row is None else (row[0], row[1], bytes(row[2]))
+
+    def manifest_by_digest(self, repo: str, digest: Digest) -> tuple[str, bytes] | None:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT media_type, data FROM manifests WHERE repo = ? AND digest = ?",
+                (repo, str(digest)),
+            )
+            .fetchone()
+        )
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def check_references(self, repo: str, manifest: Manifest, *, sparse_index: bool) -> None:
+        """ManifestBlobUnknown naming the first referenced blob or child the repo lacks."""
+        conn = self.conn()
+        for desc in manifest.blobs:
+            digest = str(desc.digest)
+            if (
+                conn.execute(
+                    "SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?"
+                    " UNION ALL SELECT 1 FROM manifests WHERE repo = ? AND digest = ? LIMIT 1",
+                    (repo, digest, repo, digest),
+                ).fetchone()
+                is None
+            ):
+                raise ManifestBlobUnknown({"digest": digest}, f"blob unknown to registry: {digest}")
+        if sparse_index:
+            return
+        for desc in manifest.children:
+            digest = str(desc.digest)
+            if (
+                conn.execute(
+                    "SELECT 1 FROM manifests WHERE repo = ? AND digest = ?", (repo, digest)
+                ).fetchone()
+                is None
+            ):
+                raise ManifestBlobUnknown(
+                    {"digest": digest}, f"manifest unknown to registry: {digest}"
+                )
+
+    def put_manifest(
+        self,
+        repo: str,
+        manifest: Manifest,
+        data: bytes,
+        tags: Sequence[str],
+        *,
+        sparse_index: bool,
+    ) -> None:
+        digest = str(manifest.digest)
+        with transaction(self.conn()) as conn:
+            self.check_references(repo, manifest, sparse_index=sparse_index)
+            self._link(conn, repo, digest, len(data))
+            conn.execute(
+                "INSERT OR IGNORE INTO manifests (repo, digest, media_type, data, subject,"
+                " artifact_type, annotations, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    repo,
+                    digest,
+                    manifest.media_type,
+                    data,
+                    str(manifest.subject.digest) if manifest.subject else None,
+                    manifest.artifact_type,
+                    json.dumps(manifest.annotations) if manifest.annotations else None,
+                    len(data),
+                ),
+            )
+            refs = [(repo, digest, str(d.digest), "blob") for d in manifest.blobs]
+            refs += [(repo, digest, str(d.digest), "child") for d in manifest.children]
+            conn.executemany(
+                "INSERT OR IGNORE INTO manifest_refs (repo, manifest, digest, kind)"
+                " VALUES (?, ?, ?, ?)",
+                refs,
+            )
+            conn.executemany(
+                "INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?)"
+                " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
+                [(repo, tag, digest) for tag in tags],
+            )
+
+    def delete_manifest(self, repo: str, digest: Digest) -> bool:
+        """Remove a manifest, its tags, its references and its blob link."""
+        key = (repo, str(digest))
+        with transaction(self.conn()) as conn:
+            if not conn.execute(
+                "DELETE FROM manifests WHERE repo = ? AND digest = ?", key
+            ).rowcount:
+                return False
+            conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
+            conn.execute("DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?", key)
+            conn.execute("DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", key)
+            return True
+
+    def delete_tag(self, repo: str, tag: str) -> bool:
+        with transaction(self.conn()) as conn:
+            cur = conn.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
+            return cur.rowcount > 0
+
+    # -- listings --------------------------------------------------------------------------
+
+    def repo_exists(self, repo: str) -> bool:
+        sql = "SELECT 1 FROM repositories WHERE name = ?"
+        return self.conn().execute(sql, (repo,)).fetchone() is not None
+
+    def list_tags(self, repo: str, last: str | None, n: int | None) -> tuple[list[str], bool]:
+        sql = "SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?"
+        limit = -1 if n is None else n + 1
+        rows = self.conn().execute(sql, (repo, last or "", limit)).fetchall()
+        return page([r[0] for r in rows], n)
+
+    def list_repositories(self, last: str | None, n: int | None) -> tuple[list[str], bool]:
+        sql = "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?"
+        limit = -1 if n is None else n + 1
+        rows = self.conn().execute(sql, (last or "", limit)).fetchall()
+        return page([r[0] for r in rows], n)
+
+    def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
+        sql = (
+            "SELECT media_type, digest, size, artifact_type, annotations FROM manifests"
+            " WHERE repo = ? AND subject = ?"
+        )
+        params: tuple[str, ...] = (repo, str(subject))
+        if artifact_type is not None:
+            sql += " AND artifact_type = ?"
+            params += (artifact_type,)
+        rows = self.conn().execute(sql + " ORDER BY id", params).fetchall()
+        return [
+            Descriptor(
+                media_type=row[0],
+                digest=Digest.parse(row[1]),
+                size=int(row[2]),
+                artifact_type=row[3],
+                annotations=json.loads(row[4]) if row[4] else {},
+            )
+            for row in rows
+        ]
+
+    def referenced_digests(self) -> set[str]:
+        """Every digest a repository links or a manifest references (the GC mark set)."""
+        rows = self.conn().execute(
+            "SELECT digest FROM repo_blobs UNION SELECT digest FROM manifest_refs"
+            " UNION SELECT digest FROM manifests"
+        )
+        return {row[0] for row in rows}

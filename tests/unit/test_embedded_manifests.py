@@ -1,0 +1,241 @@
+"""EmbeddedStore: manifests, tags, referrers, listings and garbage collection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ocigate.oci.descriptors import Descriptor
+from ocigate.oci.digest import Digest
+from ocigate.oci.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+)
+from ocigate.store.embedded import EmbeddedStore
+
+from .embedded_helpers import body, image, index, push_blob, push_image
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    s = EmbeddedStore(tmp_path)
+    yield s
+    await s.close()
+
+
+async def test_put_and_get_by_tag_and_digest(store: EmbeddedStore) -> None:
+    manifest = await push_image(store, "r", b"{}", [b"layer"], tags=["v1", "latest"])
+    _, data = image(b"{}", [b"layer"])
+    for reference in ("v1", "latest", str(manifest.digest)):
+        got = await store.get_manifest("r", reference)
+        assert (got.digest, got.media_type, got.data) == (
+            manifest.digest,
+            manifest.media_type,
+            data,
+        )
+    # The manifest bytes are a blob of the repository too.
+    assert await store.stat_blob("r", manifest.digest) == len(data)
+    for missing in ("v2", str(Digest.of(b"nope"))):
+        with pytest.raises(ManifestUnknown):
+            await store.get_manifest("r", missing)
+        with pytest.raises(ManifestUnknown):
+            await store.get_manifest("no-such-repo", missing)
+    with pytest.raises(DigestInvalid):
+        await store.get_manifest("r", "sha256:short")
+
+
+async def test_repush_is_idempotent_and_tags_move(store: EmbeddedStore) -> None:
+    first = await push_image(store, "r", b"{}", [b"one"], tags=["latest"])
+    again = await push_image(store, "r", b"{}", [b"one"], tags=["latest", "stable"])
+    assert first.digest == again.digest
+    second = await push_image(store, "r", b"{}", [b"two"], tags=["latest"])
+    assert (await store.get_manifest("r", "latest")).digest == second.digest
+    assert (await store.get_manifest("r", "stable")).digest == first.digest
+    assert (await store.list_tags("r", None, None)).items == ["latest", "stable"]
+
+
+async def test_missing_blob_or_child_is_manifest_blob_unknown(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    await push_blob(store, "r", b"{}")
+    manifest, data = image(b"{}", [b"never pushed"])
+    with pytest.raises(ManifestBlobUnknown) as info:
+        await store.put_manifest("r", manifest, data, ["t"])
+    assert info.value.detail == {"digest": str(Digest.of(b"never pushed"))}
+    # A blob of another repository does not count.
+    await push_blob(store, "elsewhere", b"never pushed")
+    with pytest.raises(ManifestBlobUnknown):
+        await store.put_manifest("r", manifest, data, ["t"])
+    with pytest.raises(ManifestUnknown):
+        await store.get_manifest("r", "t")
+    with pytest.raises(BlobUnknown):  # nothing of the failed push is visible
+        await store.stat_blob("r", manifest.digest)
+
+    child, _ = image(b"{}")
+    idx, idx_data = index([child])
+    with pytest.raises(ManifestBlobUnknown):
+        await store.put_manifest("r", idx, idx_data, [])
+    sparse = EmbeddedStore(tmp_path, sparse_index=True)
+    await sparse.put_manifest("r", idx, idx_data, ["multi"])
+    assert (await sparse.get_manifest("r", "multi")).data == idx_data
+    await push_image(store, "r2", b"{}", tags=[])
+    await store.put_manifest("r2", idx, idx_data, ["multi"])  # the child exists in r2
+    await store.close()
+    await sparse.close()
+
+
+async def test_subject_may_be_missing_and_referrers_are_listed(store: EmbeddedStore) -> None:
+    subject = Descriptor(
+        "application/vnd.oci.image.manifest.v1+json", Digest.of(b"not pushed yet"), 14
+    )
+    sbom = await push_image(
+        store,
+        "r",
+        b"{}",
+        [b"sbom"],
+        subject=subject,
+        artifact_type="application/spdx+json",
+        annotations={"k": "v"},
+    )
+    sig = await push_image(
+        store, "r", b"{}", [b"sig"], subject=subject, artifact_type="application/sig"
+    )
+    plain = await push_image(store, "r", b"{}", [b"plain"])
+    refs = await store.list_referrers("r", subject.digest, None)
+    assert [d.digest for d in refs] == [sbom.digest, sig.digest]  # push order
+    assert refs[0] == sbom.as_referrer()
+    assert refs[0].annotations == {"k": "v"}
+    filtered = await store.list_referrers("r", subject.digest, "application/sig")
+    assert [d.digest for d in filtered] == [sig.digest]
+    assert await store.list_referrers("r", subject.digest, "application/none") == []
+    assert await store.list_referrers("r", plain.digest, None) == []
+    assert await store.list_referrers("other", subject.digest, None) == []
+    await store.delete_manifest("r", sbom.digest)
+    assert [d.digest for d in await store.list_referrers("r", subject.digest, None)] == [sig.digest]
+
+
+async def test_tag_paging(store: EmbeddedStore) -> None:
+    tags = ["b", "A", "a", "1", "Z", "c_1", "c-1", "c.1"]
+    await push_image(store, "r", b"{}", tags=tags)
+    ordered = sorted(tags)  # ASCIIbetical
+    assert (await store.list_tags("r", None, None)).items == ordered
+    page = await store.list_tags("r", None, 3)
+    assert page.items == ordered[:3] and page.more
+    page = await store.list_tags("r", page.items[-1], 3)
+    assert page.items == ordered[3:6] and page.more
+    page = await store.list_tags("r", page.items[-1], 3)
+    assert page.items == ordered[6:] and not page.more
+    page = await store.list_tags("r", ordered[4], 3)
+    assert page.items == ordered[5:8] and not page.more
+    assert (await store.list_tags("r", "zzz", None)).items == []
+    with pytest.raises(NameUnknown):
+        await store.list_tags("absent", None, None)
+
+
+async def test_repository_listing(store: EmbeddedStore) -> None:
+    for repo in ("b/x", "a", "c", "b"):
+        await push_blob(store, repo, b"x")
+    await store.start_upload("only-an-upload")  # not a repository until something is committed
+    assert (await store.list_repositories(None, None)).items == ["a", "b", "b/x", "c"]
+    page = await store.list_repositories("a", 2)
+    assert page.items == ["b", "b/x"] and page.more
+    page = await store.list_repositories("b/x", 2)
+    assert page.items == ["c"] and not page.more
+
+
+async def test_delete_manifest_removes_its_tags(store: EmbeddedStore) -> None:
+    keep = await push_image(store, "r", b"{}", [b"keep"], tags=["keep"])
+    gone = await push_image(store, "r", b"{}", [b"gone"], tags=["v1", "v2"])
+    await store.delete_manifest("r", gone.digest)
+    for ref in ("v1", "v2", str(gone.digest)):
+        with pytest.raises(ManifestUnknown):
+            await store.get_manifest("r", ref)
+    with pytest.raises(BlobUnknown):
+        await store.stat_blob("r", gone.digest)
+    with pytest.raises(ManifestUnknown):
+        await store.delete_manifest("r", gone.digest)
+    assert (await store.list_tags("r", None, None)).items == ["keep"]
+    assert (await store.get_manifest("r", "keep")).digest == keep.digest
+
+
+async def test_delete_tag_keeps_the_manifest(store: EmbeddedStore) -> None:
+    manifest = await push_image(store, "r", b"{}", tags=["a", "b"])
+    await store.delete_tag("r", "a")
+    with pytest.raises(ManifestUnknown):
+        await store.delete_tag("r", "a")
+    assert (await store.get_manifest("r", "b")).digest == manifest.digest
+    assert (await store.get_manifest("r", str(manifest.digest))).digest == manifest.digest
+
+
+async def test_deleting_in_one_repository_keeps_another_working(store: EmbeddedStore) -> None:
+    one = await push_image(store, "a", b"{}", [b"shared"], tags=["t"])
+    two = await push_image(store, "b", b"{}", [b"shared"], tags=["t"])
+    assert one.digest == two.digest
+    await store.delete_manifest("a", one.digest)
+    await store.delete_blob("a", Digest.of(b"shared"))
+    await store.delete_blob("a", Digest.of(b"{}"))
+    await store.collect_garbage()
+    assert (await store.get_manifest("b", "t")).digest == two.digest
+    blob = await store.get_blob("b", Digest.of(b"shared"), None)
+    assert blob.fd is not None and os.pread(blob.fd, 100, 0) == b"shared"
+    await blob.close()
+    with pytest.raises(ManifestUnknown):
+        await store.get_manifest("a", "t")
+
+
+async def test_gc_keeps_referenced_blobs_and_removes_orphans(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    manifest = await push_image(store, "r", b"{}", [b"used"], tags=["t"])
+    orphan = await push_blob(store, "r", b"orphan")
+    unlinked_but_used = Digest.of(b"used")
+    await store.delete_blob("r", orphan)
+    await store.delete_blob("r", unlinked_but_used)  # still referenced by the manifest
+    # A failed push can leave nothing behind, but an in-flight upload must survive GC.
+    upload = await store.start_upload("r")
+    await store.write_upload("r", upload.id, body(b"in flight"), None, None)
+
+    report = await store.collect_garbage()
+    assert report.blobs_removed == 1 and report.bytes_freed == len(b"orphan")
+    assert report.blobs_kept == 3  # config, layer, manifest
+    assert not store.blobs.path(orphan).exists()
+    assert store.blobs.path(unlinked_but_used).exists()
+    assert store.blobs.path(manifest.digest).exists()
+    assert await store.commit_upload("r", upload.id, Digest.of(b"in flight"), None, None, None) == 9
+    assert (await store.collect_garbage()).blobs_removed == 0
+
+    await store.delete_manifest("r", manifest.digest)
+    report = await store.collect_garbage()
+    assert report.blobs_removed == 2  # the manifest bytes and the unlinked layer
+    assert store.blobs.path(Digest.of(b"{}")).exists()  # still linked
+    # Re-pushing a collected blob brings it back.
+    await push_blob(store, "r", b"orphan")
+    assert await store.stat_blob("r", orphan) == 6
+    assert store.blobs.path(orphan).exists()
+
+
+async def test_gc_waits_for_commits_in_flight(store: EmbeddedStore) -> None:
+    orphan = await push_blob(store, "r", b"orphan")
+    await store.delete_blob("r", orphan)
+    finished = anyio.Event()
+
+    async def collect() -> None:
+        await store.collect_garbage()
+        finished.set()
+
+    async with anyio.create_task_group() as tg:
+        with store.blobs.gc_lock(exclusive=False):  # as a commit between rename and link does
+            tg.start_soon(collect)
+            await anyio.sleep(0.2)
+            assert not finished.is_set()
+            assert store.blobs.path(orphan).exists()
+    assert finished.is_set()
+    assert not store.blobs.path(orphan).exists()
