@@ -5,7 +5,10 @@ Every key is validated at start-up; an invalid value fails naming the key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
@@ -18,6 +21,10 @@ from pydantic_settings import (
 )
 
 MiB = 1024 * 1024
+# The parsed configuration file while load_settings builds a Settings from it.
+_FILE_DATA: ContextVar[Mapping[str, Any]] = ContextVar(
+    "ocigate_config_file", default=MappingProxyType({})
+)
 
 
 class Settings(BaseSettings):
@@ -81,11 +88,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings
+        # Earlier sources win: flags (init) over environment over the file.
+        return init_settings, env_settings, _YamlFile(settings_cls, _FILE_DATA.get())
 
 
 class _YamlFile(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
         super().__init__(settings_cls)
         self._data = data
 
@@ -93,7 +101,7 @@ class _YamlFile(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return self._data
+        return dict(self._data)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -105,19 +113,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from a file, the environment and explicit (CLI) overrides."""
-    file_data = read_config_file(config_file) if config_file else {}
-    cli = {k: v for k, v in overrides.items() if v is not None}
-
-    class _Layered(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return init_settings, env_settings, _YamlFile(settings_cls, file_data)
-
-    return Settings.model_validate(_Layered(**cli).model_dump())
+    token = _FILE_DATA.set(read_config_file(config_file) if config_file else {})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _FILE_DATA.reset(token)
