@@ -1,8 +1,9 @@
 """Fixtures that run real registry processes on loopback for the end-to-end tests.
 
-By default the tests drive ``ocigate serve --workers 2``.  Setting ``OCIGATE_E2E_REGISTRY=distribution``
-runs the same tests against Debian's ``docker-registry`` instead (used to validate the harness; the
-tests for features distribution 2.8 lacks are skipped in that mode only).
+By default the tests drive ``ocigate serve --workers 2``.  With
+``OCIGATE_E2E_REGISTRY=distribution`` the same tests run against Debian's ``docker-registry``
+instead (used to validate the harness; checks of features distribution 2.8 lacks are skipped in
+that mode only).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from .support import ServerProcess, distribution_server, ocigate_server
 
 REGISTRY_KIND = os.environ.get("OCIGATE_E2E_REGISTRY", "ocigate")
 if REGISTRY_KIND not in ("ocigate", "distribution"):
-    raise pytest.UsageError(f"OCIGATE_E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}")
+    raise pytest.UsageError(
+        f"OCIGATE_E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}"
+    )
 
 ServerFactory = Callable[..., ServerProcess]
 
 
-def new_server(data_dir: Path, log_path: Path, workers: int = 2, port: int | None = None) -> ServerProcess:
+def new_server(
+    data_dir: Path, log_path: Path, workers: int = 2, port: int | None = None
+) -> ServerProcess:
     if REGISTRY_KIND == "distribution":
         return distribution_server(data_dir, log_path, port=port)
     return ocigate_server(data_dir, log_path, workers=workers, port=port)

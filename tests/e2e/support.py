@@ -345,7 +345,9 @@ def make_index(images: Sequence[Image]) -> Blob:
                 platform={"architecture": config["architecture"], "os": config["os"]}
             )
         )
-    return Blob(OCI_INDEX, json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+    return Blob(
+        OCI_INDEX, json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    )
 
 
 def write_oci_layout(root: Path, blobs: Iterable[Blob], refs: dict[str, Blob]) -> None:
@@ -395,7 +397,7 @@ class Layout:
 
 
 def location(base: str, response: httpx.Response) -> str:
-    loc = response.headers.get("location")
+    loc: str | None = response.headers.get("location")
     assert loc, f"{response.request.method} {response.request.url}: no Location header"
     return urljoin(base + "/", loc)
 
@@ -425,13 +427,23 @@ def push_blob_monolithic(client: httpx.Client, base: str, repo: str, data: bytes
 
 
 def push_blob_post_digest(client: httpx.Client, base: str, repo: str, data: bytes) -> str:
-    """Single-request monolithic upload: ``POST ...?digest=`` with the body."""
+    """Single-request monolithic upload: ``POST ...?digest=`` with the body.
+
+    A registry may decline that by opening an ordinary session (202); the spec then has the
+    client PUT the body to the returned location, as done here.
+    """
     digest = sha256_digest(data)
     response = client.post(
         f"{base}/v2/{repo}/blobs/uploads/?digest={digest}",
         content=data,
         headers={"Content-Type": "application/octet-stream"},
     )
+    if response.status_code == 202:
+        response = client.put(
+            with_query(location(base, response), digest=digest),
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
     assert response.status_code == 201, (response.status_code, response.text)
     return digest
 

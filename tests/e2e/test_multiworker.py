@@ -13,14 +13,21 @@ from typing import Any
 import httpx
 
 from .support import (
+    MANIFEST_ACCEPT,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Blob,
     ServerProcess,
     closing_client,
+    json_bytes,
     location,
     push_blob_chunked,
+    push_blob_monolithic,
+    put_manifest,
     sha256_digest,
     with_query,
 )
-
 
 _CLOSING = closing_client()
 
@@ -148,3 +155,56 @@ def test_upload_status_final_chunk_and_errors_across_workers(
         # the finished session is gone on every worker
         for _ in range(3):
             assert fresh("GET", upload).status_code == 404
+
+
+def test_read_your_writes_across_workers(registry: ServerProcess, repo: str) -> None:
+    """Tag moves, deletes and new blobs are visible at once on every worker (no stale caches)."""
+    base = registry.url
+    config = Blob(OCI_CONFIG, json_bytes({"architecture": "amd64", "os": "linux"}))
+    push_blob_monolithic(_CLOSING, base, repo, config.data)
+    previous: Blob | None = None
+    for round_number in range(12):
+        layer = Blob(OCI_LAYER_GZIP, random.Random(round_number).randbytes(2048))
+        push_blob_monolithic(_CLOSING, base, repo, layer.data)
+        for _ in range(3):
+            response = fresh("HEAD", f"{base}/v2/{repo}/blobs/{layer.digest}")
+            assert response.status_code == 200
+        manifest = Blob(
+            OCI_MANIFEST,
+            json_bytes(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": config.descriptor(),
+                    "layers": [layer.descriptor()],
+                    "annotations": {"round": str(round_number)},
+                }
+            ),
+        )
+        put_manifest(_CLOSING, base, repo, "moving", manifest)
+        for _ in range(4):
+            response = fresh(
+                "GET", f"{base}/v2/{repo}/manifests/moving", headers={"Accept": MANIFEST_ACCEPT}
+            )
+            assert response.status_code == 200
+            assert response.content == manifest.data, f"stale tag in round {round_number}"
+            response = fresh(
+                "HEAD", f"{base}/v2/{repo}/manifests/moving", headers={"Accept": MANIFEST_ACCEPT}
+            )
+            assert response.headers["docker-content-digest"] == manifest.digest
+        if previous is not None:
+            # the old manifest is still there by digest until deleted, then gone everywhere
+            response = fresh("DELETE", f"{base}/v2/{repo}/manifests/{previous.digest}")
+            assert response.status_code == 202, response.text
+            for _ in range(4):
+                response = fresh(
+                    "GET",
+                    f"{base}/v2/{repo}/manifests/{previous.digest}",
+                    headers={"Accept": MANIFEST_ACCEPT},
+                )
+                assert response.status_code == 404, f"deleted manifest served, {round_number}"
+        previous = manifest
+    for _ in range(4):
+        response = fresh("GET", f"{base}/v2/{repo}/tags/list")
+        assert response.status_code == 200
+        assert response.json()["tags"] == ["moving"]

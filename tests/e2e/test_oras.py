@@ -98,7 +98,9 @@ def test_push_pull_custom_media_type(
     assert sorted(client.get_tags(f"{registry.host}/{repo}")) == ["chunked", "v1"]
 
 
-def referrers(http: httpx.Client, base: str, repo: str, digest: str, **params: str) -> httpx.Response:
+def referrers(
+    http: httpx.Client, base: str, repo: str, digest: str, **params: str
+) -> httpx.Response:
     return http.get(f"{base}/v2/{repo}/referrers/{digest}", params=params)
 
 
@@ -217,7 +219,9 @@ def test_referrers_of_index_via_plain_http(
             {
                 "schemaVersion": 2,
                 "mediaType": OCI_INDEX,
-                "manifests": [image.manifest.descriptor(platform={"os": "linux", "architecture": "amd64"})],
+                "manifests": [
+                    image.manifest.descriptor(platform={"os": "linux", "architecture": "amd64"})
+                ],
             }
         ),
     )

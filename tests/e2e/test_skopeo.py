@@ -131,9 +131,7 @@ def test_multi_platform_index_round_trip(
     for image in images:
         assert_image_in_layout(layout, image)
 
-    raw = skopeo(
-        "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{repo}:multi"
-    )
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{repo}:multi")
     assert raw.stdout.encode() == index.data
 
 
