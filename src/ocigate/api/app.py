@@ -85,34 +85,19 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request = Request(scope, receive)
-        sent: dict[str, int] = {"status": 0, "bytes": 0}
-
-        async def send_counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"].append(_API_VERSION)
-                sent["status"] = message["status"]
-            else:
-                sent["bytes"] += len(message.get("body", b""))
-            await send(message)
-
+        exchange = _Exchange(send)
         repo = ""
         try:
-            repo = await self._dispatch(request, send_counted)
+            repo = await self._dispatch(request, exchange)
         except OCIError as error:
-            await self._fail(send_counted, sent, error)
+            await exchange.fail(error)
         except ClientDisconnected:
-            sent["status"] = sent["status"] or 499
+            exchange.status = exchange.status or 499
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            await self._fail(send_counted, sent, OCIError("internal error"))
+            await exchange.fail(OCIError("internal error"))
         if log.isEnabledFor(logging.INFO):
-            _access_log(request, repo, sent, time.perf_counter() - started)
-
-    @staticmethod
-    async def _fail(send: Send, sent: dict[str, int], error: OCIError) -> None:
-        if sent["status"]:
-            raise error  # the response already started: only dropping the connection is left
-        await send_error(send, error)
+            _access_log(request, repo, exchange, time.perf_counter() - started)
 
     async def _dispatch(self, request: Request, send: Send) -> str:
         headers = request.scope["headers"]
@@ -133,15 +118,39 @@ class App:
         return route.name
 
 
-def _access_log(request: Request, repo: str, sent: dict[str, int], seconds: float) -> None:
+class _Exchange:
+    """The response side of one request: adds the API version header, counts what was sent."""
+
+    __slots__ = ("bytes", "send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.bytes = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"].append(_API_VERSION)
+            self.status = message["status"]
+        else:
+            self.bytes += len(message.get("body", b""))
+        await self.send(message)
+
+    async def fail(self, error: OCIError) -> None:
+        if self.status:
+            raise error  # the response already started: only dropping the connection is left
+        await send_error(self, error)
+
+
+def _access_log(request: Request, repo: str, sent: _Exchange, seconds: float) -> None:
     line = {
         "ts": round(time.time(), 3),
         "id": uuid.uuid4().hex[:16],
         "method": request.method,
         "path": request.path,
         "repo": repo,
-        "status": sent["status"],
-        "bytes": sent["bytes"],
+        "status": sent.status,
+        "bytes": sent.bytes,
         "ms": round(seconds * 1000, 3),
     }
     log.info(json.dumps(line, separators=(",", ":")))

@@ -9,7 +9,7 @@ from ..registry import Registry
 from .http import Request, Send
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """One request routed to an endpoint: the registry, settings and parsed route."""
 

@@ -21,11 +21,9 @@ def _reference(arg: str) -> str:
 
 
 def _headers(manifest: StoredManifest) -> Headers:
-    digest = str(manifest.digest).encode()
     return [
         (b"content-type", manifest.media_type.encode()),
-        (b"docker-content-digest", digest),
-        (b"etag", b'"%s"' % digest),
+        (b"docker-content-digest", str(manifest.digest).encode()),
     ]
 
 

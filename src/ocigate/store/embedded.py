@@ -23,6 +23,7 @@ them is deleted. Deleting a blob or manifest only removes links; files go with `
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from .uploads import Session, Uploads
 __all__ = ["EmbeddedStore", "GcReport"]
 
 run = anyio.to_thread.run_sync
+CACHE_SECONDS = 2.0
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:
@@ -74,6 +76,9 @@ class EmbeddedStore:
         self.blobs = BlobFiles(self.data_dir)
         self.uploads = Uploads(self.data_dir, self.blobs.tmp)
         self.meta = Metadata(self.data_dir / "meta.db")
+        self._cache: dict[tuple[str, str], StoredManifest] = {}
+        self._cache_stamp = b""
+        self._cache_until = 0.0
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -175,6 +180,20 @@ class EmbeddedStore:
     # -- manifests and tags ----------------------------------------------------------------
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        # Pulls by tag are the hot path: answered from memory while no process changed
+        # anything (the shared stamp) and for at most CACHE_SECONDS, which bounds staleness
+        # even if a writer died between its commit and its stamp.
+        stamp, now = self.meta.stamp.read(), time.monotonic()
+        if stamp != self._cache_stamp or now > self._cache_until or len(self._cache) > 4096:
+            self._cache.clear()
+            self._cache_stamp, self._cache_until = stamp, now + CACHE_SECONDS
+        key = (repo, reference)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._load_manifest(repo, reference)
+        return found
+
+    def _load_manifest(self, repo: str, reference: str) -> StoredManifest:
         if ":" in reference:
             digest = Digest.parse(reference)
             found = self.meta.manifest_by_digest(repo, digest)

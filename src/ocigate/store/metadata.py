@@ -32,6 +32,7 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
+from .stamp import Stamp
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -101,6 +102,7 @@ class Metadata:
         # Weak: when an idle worker thread exits, its thread-local connection is closed with it.
         self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
+        self.stamp = Stamp(path.with_suffix(".stamp"))
         conn = self.conn()
         conn.execute("PRAGMA journal_mode = WAL")
         with transaction(conn):
@@ -109,6 +111,13 @@ class Metadata:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection; bumps the stamp once committed."""
+        with transaction(self.conn()) as conn:
+            yield conn
+        self.stamp.bump()
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -147,7 +156,7 @@ class Metadata:
         return None if row is None else int(row[0])
 
     def link_blob(self, repo: str, digest: Digest, size: int) -> None:
-        with transaction(self.conn()) as conn:
+        with self.changing() as conn:
             self._link(conn, repo, str(digest), size)
 
     @staticmethod
@@ -159,7 +168,7 @@ class Metadata:
         )
 
     def unlink_blob(self, repo: str, digest: Digest) -> bool:
-        with transaction(self.conn()) as conn:
+        with self.changing() as conn:
             cur = conn.execute(
                 "DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
             )
@@ -228,7 +237,7 @@ class Metadata:
         sparse_index: bool,
     ) -> None:
         digest = str(manifest.digest)
-        with transaction(self.conn()) as conn:
+        with self.changing() as conn:
             self.check_references(repo, manifest, sparse_index=sparse_index)
             self._link(conn, repo, digest, len(data))
             conn.execute(
@@ -261,7 +270,7 @@ class Metadata:
     def delete_manifest(self, repo: str, digest: Digest) -> bool:
         """Remove a manifest, its tags, its references and its blob link."""
         key = (repo, str(digest))
-        with transaction(self.conn()) as conn:
+        with self.changing() as conn:
             if not conn.execute(
                 "DELETE FROM manifests WHERE repo = ? AND digest = ?", key
             ).rowcount:
@@ -272,7 +281,7 @@ class Metadata:
             return True
 
     def delete_tag(self, repo: str, tag: str) -> bool:
-        with transaction(self.conn()) as conn:
+        with self.changing() as conn:
             cur = conn.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
             return cur.rowcount > 0
 

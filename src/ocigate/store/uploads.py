@@ -13,6 +13,7 @@ only the file's tail, and a missing one by hashing the whole file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -24,6 +25,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,8 @@ from .blobfiles import hash_fd
 BATCH = 1024 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _CACHE_SIZE = 1024
+# Hashing runs beside the write of the same batch; sha256 releases the GIL.
+_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ocigate-hash")
 
 
 @dataclass(slots=True)
@@ -155,15 +159,19 @@ class Uploads:
 
     @staticmethod
     def _write(session: Session, batch: list[bytes], pos: int) -> None:
+        """Write one batch at ``pos`` while a second thread hashes it (both release the GIL)."""
         if session.hash_offset != pos:  # another process appended: hash its bytes first
             hash_fd(session.fd, session.hasher, session.hash_offset, pos)
         data = b"".join(batch)
+        hashing = _HASH_POOL.submit(session.hasher.update, data)
         view = memoryview(data)
         at = pos
-        while view:
-            written = os.pwrite(session.fd, view, at)
-            view, at = view[written:], at + written
-        session.hasher.update(data)
+        try:
+            while view:
+                written = os.pwrite(session.fd, view, at)
+                view, at = view[written:], at + written
+        finally:
+            hashing.result()
         session.hash_offset = pos + len(data)
 
     async def append(
@@ -174,15 +182,20 @@ class Uploads:
         length: int | None,
     ) -> int:
         """Append a request body at the session's offset; its new offset. On any failure
-        (including cancellation) the data is truncated back and the session must be dropped."""
+        (including cancellation) the data is truncated back and the session must be dropped.
+
+        Receiving the next batch overlaps with writing and hashing the previous one: at most
+        one batch is in flight, so memory stays at two batches whatever the body size."""
         if offset is not None and offset != session.offset:
             raise RangeInvalid(
                 {"offset": session.offset},
                 f"upload is at offset {session.offset}, not {offset}",
             )
+        loop = asyncio.get_running_loop()
         start = pos = session.offset
         received = batched = 0
         batch: list[bytes] = []
+        in_flight: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -193,16 +206,25 @@ class Uploads:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= BATCH:
-                    await anyio.to_thread.run_sync(self._write, session, batch, pos)
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = loop.run_in_executor(None, self._write, session, batch, pos)
                     pos, batch, batched = pos + batched, [], 0
             if length is not None and received != length:
                 raise SizeInvalid(
                     {"length": length, "received": received}, "body shorter than Content-Length"
                 )
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
             if batch:
                 await anyio.to_thread.run_sync(self._write, session, batch, pos)
                 pos += batched
         except BaseException:
+            if in_flight is not None:
+                with anyio.CancelScope(shield=True):  # never truncate under a running write
+                    with contextlib.suppress(Exception):
+                        await in_flight
             os.ftruncate(session.fd, start)
             raise
         session.offset = pos
