@@ -3,16 +3,14 @@ supported HTTP server: what the in-process run proves for one worker holds acros
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from spec.runner import assert_spec_suite_passes
+
 from .conftest import REGISTRY_KIND
 from .support import ocigate_server
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -25,25 +23,6 @@ def test_spec_suite_passes_against_a_live_multiworker_server(
     monkeypatch.setenv("OCIGATE_SERVER", server)
     process = ocigate_server(tmp_path / "data", tmp_path / "server.log", workers=2).start()
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/spec",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--registry-url",
-                process.url,
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        assert_spec_suite_passes("--registry-url", process.url)
     finally:
         process.stop()
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in summary and "failed" not in summary

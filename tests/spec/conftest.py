@@ -64,6 +64,7 @@ import pytest
 from .helpers import MANIFEST_ACCEPT
 
 ClientFactory = Callable[..., httpx.Client]
+_BACKEND = "embedded"  # set from --backend at configure time
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,9 +73,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run the OCI conformance tests against this live registry instead of ocigate",
     )
+    parser.addoption(
+        "--backend",
+        default="embedded",
+        choices=["embedded", "memory"],
+        help="the store behind the in-process ocigate (default: embedded)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _BACKEND
+    _BACKEND = config.getoption("--backend", default="embedded")
     config.addinivalue_line(
         "markers", "sha512: uses sha512 digests (deselect for registries without sha512)"
     )
@@ -106,7 +115,14 @@ def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
     from ocigate.config import Settings
 
     settings = Settings(data_dir=data_dir, **overrides)
-    app = create_app(settings)
+    if _BACKEND == "memory":
+        from ocigate.api.app import App
+        from ocigate.store.memory import MemoryStore
+
+        store = MemoryStore(sparse_index=settings.sparse_index, auto_mount=settings.auto_mount)
+        app: Any = App(settings, store)
+    else:
+        app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
