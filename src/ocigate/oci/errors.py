@@ -25,7 +25,12 @@ status; the HTTP layer turns it into ``{"errors": [{"code", "message", "detail"}
     ├── HeadersTooLarge        431 SIZE_INVALID
     ├── PaginationInvalid      400 UNSUPPORTED
     ├── NotFound               404 UNSUPPORTED    (no such endpoint)
-    └── Unavailable            503 UNAVAILABLE
+    ├── Unavailable            503 UNAVAILABLE
+    ├── BadGateway             502 UNAVAILABLE    (an upstream registry failed or is unreachable)
+    └── GatewayTimeout         504 UNAVAILABLE    (an upstream registry did not answer in time)
+
+The spec lists no code for server-side failures; UNAVAILABLE is the one distribution uses (503),
+so the gateway errors reuse it with the more precise HTTP status.
 """
 
 from __future__ import annotations
@@ -92,3 +97,5 @@ HeadersTooLarge = _error("HeadersTooLarge", "SIZE_INVALID", 431, "request header
 PaginationInvalid = _error("PaginationInvalid", "UNSUPPORTED", 400, "invalid pagination parameter")
 NotFound = _error("NotFound", "UNSUPPORTED", 404, "no such endpoint")
 Unavailable = _error("Unavailable", "UNAVAILABLE", 503, "service unavailable")
+BadGateway = _error("BadGateway", "UNAVAILABLE", 502, "upstream registry unavailable")
+GatewayTimeout = _error("GatewayTimeout", "UNAVAILABLE", 504, "upstream registry timed out")

@@ -1,0 +1,37 @@
+"""The gateway backend from settings: one UpstreamStore per upstream, routed by prefix."""
+
+from __future__ import annotations
+
+from ..client import ClientOptions
+from ..config import Settings
+from ..registry import Registry
+from ..upstream_config import UpstreamConfig
+from .router import RouterStore
+from .upload_tokens import load_or_create_key
+from .upstream import UpstreamStore
+
+
+def client_options(upstream: UpstreamConfig) -> ClientOptions:
+    return ClientOptions(
+        url=upstream.url,
+        username=upstream.username,
+        password=upstream.password,
+        token=upstream.token,
+        tls_verify=upstream.tls_verify,
+        ca_file=upstream.ca_file,
+        connect_timeout=upstream.connect_timeout,
+        read_timeout=upstream.read_timeout,
+        retries=upstream.retries,
+    )
+
+
+def build_gateway(settings: Settings) -> Registry:
+    key = load_or_create_key(settings.data_dir, settings.upload_signing_key)
+    routes: list[tuple[str, Registry]] = [
+        (
+            upstream.prefix,
+            UpstreamStore(client_options(upstream), key, settings.max_manifest_size),
+        )
+        for upstream in settings.upstreams
+    ]
+    return RouterStore(routes)

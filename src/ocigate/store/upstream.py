@@ -1,0 +1,662 @@
+"""The upstream store: a :class:`Registry` that forwards every operation to another OCI registry.
+
+Bytes are streamed both ways (blobs and upload chunks never sit whole in memory); manifests are
+forwarded byte-exact. Upload ids are signed upstream session locations (see ``upload_tokens``),
+so the gateway keeps no upload state. What the upstream lacks is supplied here:
+
+- the referrers API, emulated through the referrers tag schema (``sha256-<hex>`` index tags)
+  when the upstream has no ``/referrers/`` endpoint (detected once);
+- 416 for chunks that do not continue the upload (the upstream's offset is checked first);
+- sorted tags with ``n``/``last`` paging (the upstream's whole list is fetched and paged here),
+  and an empty list, not NAME_UNKNOWN, for a repository the catalog shows but with no tags;
+- tag deletion where the upstream only deletes by digest (see ``_untag``);
+- 404 MANIFEST_UNKNOWN, not distribution's 500, for a blob's digest on the manifests endpoint;
+- tags are always pushed one PUT per tag, which every registry understands.
+
+Errors: 4xx OCI bodies keep their code; 401/403 become DENIED naming the upstream; 429 stays
+TOOMANYREQUESTS; refused/reset connections and 5xx become 502, timeouts 504, 503 stays 503, all
+with code UNAVAILABLE (the spec lists no server-side code; distribution uses UNAVAILABLE).
+
+Mount: when the upstream answers a mount with 202 and a fresh session, that session is cancelled
+and BlobUnknown raised, so the HTTP layer opens an ordinary upload of its own (one extra round
+trip, but mount keeps the protocol's meaning: a size or BlobUnknown).
+
+Limitation: emulated referrers indexes are read-modify-written without a lock across workers;
+two referrers of one subject pushed at the same instant through different workers can lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from ..client import ClientOptions, RegistryClient
+from ..oci.descriptors import Descriptor, parse_descriptor
+from ..oci.digest import Digest, is_digest
+from ..oci.errors import (
+    BadGateway,
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    OCIError,
+    PaginationInvalid,
+    RangeInvalid,
+    RangeNotSatisfiable,
+    Unsupported,
+)
+from ..oci.manifests import Manifest
+from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from ..oci.names import referrers_tag
+from ..registry import BlobBody, ByteRange, Chunks, Page, StoredManifest, UploadState
+from .upload_tokens import UploadSigner, UploadToken
+from .upstream_errors import upstream_error
+
+MANIFEST_ACCEPT = ", ".join(
+    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, "*/*;q=0.1"]
+)
+CATALOG_PAGE = 100  # distribution refuses n above its own maximum; ask for small pages
+MAX_LIST_PAGES = 10_000
+_LINK = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
+_RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    found = _LINK.search(response.headers.get("link", ""))
+    return found.group(1) if found else None
+
+
+def _upload_offset(response: httpx.Response, fallback: int) -> int:
+    """Bytes received from a ``Range: 0-<end>`` header. "0-0" means 0 or 1 byte (distribution
+    reports both so), decided by what we know."""
+    header = response.headers.get("range", "")
+    _, _, end = header.partition("-")
+    if not end.strip().isdigit():
+        return fallback
+    last = int(end)
+    return last + 1 if last > 0 else min(fallback, 1)
+
+
+class _Counted:
+    """A request body that counts the bytes it passes on."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        self._chunks = chunks
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self._chunks:
+            self.sent += len(piece)
+            yield piece
+
+
+class _ResponseStream:
+    """A response body as an async iterator whose ``aclose`` always releases the connection,
+    also when iteration never began. Skips and trims to serve a range the upstream ignored."""
+
+    def __init__(self, response: httpx.Response, skip: int, length: int) -> None:
+        self._response = response
+        self._raw = response.aiter_raw()
+        self._skip = skip
+        self._left = length
+
+    def __aiter__(self) -> _ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while self._left > 0:
+            try:
+                piece = await self._raw.__anext__()
+            except StopAsyncIteration:
+                await self.aclose()
+                # Fail loudly: ending quietly would send a body shorter than its Content-Length.
+                raise BadGateway({}, f"upstream blob ended {self._left} bytes early") from None
+            if self._skip:
+                dropped = min(self._skip, len(piece))
+                piece, self._skip = piece[dropped:], self._skip - dropped
+            piece = piece[: self._left]
+            if piece:
+                self._left -= len(piece)
+                return piece
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class UpstreamStore:
+    """Forwards the :class:`Registry` protocol to one upstream registry."""
+
+    def __init__(
+        self, options: ClientOptions, signing_key: bytes, max_manifest_size: int = 4 * 1024 * 1024
+    ) -> None:
+        self.client = RegistryClient(options)
+        self.name = self.client.base
+        self._signer = UploadSigner(signing_key, self.name)
+        self._max_manifest = max_manifest_size
+        self._native_referrers: bool | None = None
+        self._referrer_locks: dict[str, asyncio.Lock] = {}
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _scope(repo: str, push: bool = False) -> str:
+        return f"repository:{repo}:{'pull,push' if push else 'pull'}"
+
+    async def _fail(
+        self,
+        response: httpx.Response,
+        missing: type[OCIError],
+        invalid: type[OCIError] = BlobUploadInvalid,
+    ) -> OCIError:
+        return await upstream_error(response, self.name, missing, invalid)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        repo: str,
+        *,
+        ok: tuple[int, ...],
+        missing: type[OCIError],
+        invalid: type[OCIError] = BlobUploadInvalid,
+        push: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """A request whose response is read whole (small) and checked against ``ok``."""
+        response = await self.client.request(method, url, scope=self._scope(repo, push), **kwargs)
+        if response.status_code not in ok:
+            raise await self._fail(response, missing, invalid)
+        await response.aread()
+        return response
+
+    # --- blobs -----------------------------------------------------------------------------
+
+    async def stat_blob(self, repo: str, digest: Digest) -> int:
+        response = await self._call(
+            "HEAD", f"/v2/{repo}/blobs/{digest}", repo, ok=(200,), missing=BlobUnknown
+        )
+        length = response.headers.get("content-length", "")
+        if not length.isdigit():
+            raise BadGateway({"upstream": self.name}, "upstream blob HEAD without Content-Length")
+        return int(length)
+
+    async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
+        headers = {}
+        if byte_range is not None:
+            first = "" if byte_range.first is None else str(byte_range.first)
+            last = "" if byte_range.last is None else str(byte_range.last)
+            headers["Range"] = f"bytes={first}-{last}"
+        response = await self.client.request(
+            "GET", f"/v2/{repo}/blobs/{digest}", scope=self._scope(repo), headers=headers
+        )
+        status = response.status_code
+        if status == 416:
+            found = _UNSATISFIED.match(response.headers.get("content-range", ""))
+            await response.aclose()
+            size = int(found.group(1)) if found else await self.stat_blob(repo, digest)
+            raise RangeNotSatisfiable({"size": size}, f"unsatisfiable range for size {size}")
+        if status not in (200, 206):
+            raise await self._fail(response, BlobUnknown)
+        try:
+            start, length, size = self._body_bounds(response, byte_range)
+        except BaseException:
+            await response.aclose()
+            raise
+        skip = start if status == 200 else 0
+        stream = _ResponseStream(response, skip, length)
+        return BlobBody(digest=digest, size=size, start=start, length=length, stream=stream)
+
+    @staticmethod
+    def _body_bounds(
+        response: httpx.Response, byte_range: ByteRange | None
+    ) -> tuple[int, int, int]:
+        """``(start, length, size)`` of what the response carries (or what we cut from it)."""
+        if response.status_code == 206:
+            found = _RANGE.match(response.headers.get("content-range", "").strip())
+            if not found or found.group(3) == "*":
+                raise BadGateway({}, "upstream 206 without a usable Content-Range")
+            start, end = int(found.group(1)), int(found.group(2))
+            return start, end - start + 1, int(found.group(3))
+        raw = response.headers.get("content-length", "")
+        if not raw.isdigit():
+            raise BadGateway({}, "upstream blob response without Content-Length")
+        size = int(raw)
+        if byte_range is None:
+            return 0, size, size
+        # The upstream ignored Range: cut the range out of the whole body ourselves.
+        start, end = byte_range.resolve(size)
+        return start, end - start + 1, size
+
+    async def delete_blob(self, repo: str, digest: Digest) -> None:
+        await self._call(
+            "DELETE",
+            f"/v2/{repo}/blobs/{digest}",
+            repo,
+            ok=(200, 202, 204),
+            missing=BlobUnknown,
+            invalid=Unsupported,
+            push=True,
+        )
+
+    # --- uploads ---------------------------------------------------------------------------
+
+    def _state(self, repo: str, response: httpx.Response, known: int) -> UploadState:
+        location = response.headers.get("location")
+        if not location:
+            raise BadGateway({"upstream": self.name}, "upstream upload answer without Location")
+        offset = _upload_offset(response, known)
+        return UploadState(self._signer.sign(repo, UploadToken(location, offset)), offset)
+
+    async def start_upload(self, repo: str) -> UploadState:
+        response = await self._call(
+            "POST", f"/v2/{repo}/blobs/uploads/", repo, ok=(202,), missing=NameUnknown, push=True
+        )
+        return self._state(repo, response, 0)
+
+    async def _status(self, repo: str, token: UploadToken) -> int:
+        response = await self._call(
+            "GET", token.location, repo, ok=(204, 200), missing=BlobUploadUnknown, push=True
+        )
+        return _upload_offset(response, token.offset)
+
+    async def upload_status(self, repo: str, upload_id: str) -> UploadState:
+        token = self._signer.open(repo, upload_id)
+        offset = await self._status(repo, token)
+        fresh = UploadToken(token.location, offset)
+        return UploadState(self._signer.sign(repo, fresh), offset)
+
+    async def _check_offset(self, repo: str, token: UploadToken, offset: int | None) -> int:
+        """The upstream's offset; RangeInvalid when the chunk at ``offset`` does not continue it
+        (distribution would accept it and corrupt the blob)."""
+        if offset is None:
+            return token.offset
+        current = await self._status(repo, token)
+        if offset != current:
+            raise RangeInvalid({"offset": current}, f"chunk at {offset}, upload is at {current}")
+        return current
+
+    async def write_upload(
+        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
+    ) -> UploadState:
+        token = self._signer.open(repo, upload_id)
+        current = await self._check_offset(repo, token, offset)
+        body = _Counted(chunks)
+        headers = {"Content-Type": "application/octet-stream"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        if length:
+            headers["Content-Range"] = f"{current}-{current + length - 1}"
+        response = await self.client.request(
+            "PATCH", token.location, scope=self._scope(repo, True), headers=headers, content=body
+        )
+        if response.status_code != 202:
+            raise await self._fail(response, BlobUploadUnknown)
+        await response.aread()
+        return self._state(repo, response, current + body.sent)
+
+    async def commit_upload(
+        self,
+        repo: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: Chunks | None,
+        offset: int | None,
+        length: int | None,
+    ) -> int:
+        token = self._signer.open(repo, upload_id)
+        current = await self._check_offset(repo, token, offset)
+        headers = {"Content-Type": "application/octet-stream"}
+        body = _Counted(chunks) if chunks is not None and length != 0 else None
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        response = await self.client.request(
+            "PUT",
+            token.location,
+            scope=self._scope(repo, True),
+            headers=headers,
+            params={"digest": str(digest)},
+            content=body if body is not None else b"",
+        )
+        if response.status_code not in (201, 204):
+            raise await self._fail(response, BlobUploadUnknown, DigestInvalid)
+        await response.aread()
+        return current + (body.sent if body is not None else 0)
+
+    async def cancel_upload(self, repo: str, upload_id: str) -> None:
+        token = self._signer.open(repo, upload_id)
+        await self._call(
+            "DELETE", token.location, repo, ok=(200, 202, 204), missing=BlobUploadUnknown, push=True
+        )
+
+    async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
+        params = {"mount": str(digest)}
+        if source is not None:
+            params["from"] = source
+        response = await self.client.request(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/",
+            scope=self._mount_scope(repo, source),
+            params=params,
+        )
+        if response.status_code == 202:
+            # The upstream could not mount and opened a session instead: drop it (see module doc).
+            location = response.headers.get("location")
+            await response.aclose()
+            if location:
+                cancel = await self.client.request(
+                    "DELETE", location, scope=self._scope(repo, True)
+                )
+                await cancel.aclose()
+            raise BlobUnknown({"digest": str(digest)}, "blob could not be mounted")
+        if response.status_code != 201:
+            raise await self._fail(response, BlobUnknown)
+        await response.aclose()
+        return await self.stat_blob(repo, digest)
+
+    @staticmethod
+    def _mount_scope(repo: str, source: str | None) -> str:
+        scope = f"repository:{repo}:pull,push"
+        return f"{scope} repository:{source}:pull" if source and source != repo else scope
+
+    # --- manifests -------------------------------------------------------------------------
+
+    async def _read_limited(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_manifest:
+            await response.aclose()
+            raise BadGateway({"upstream": self.name}, "upstream manifest exceeds the size limit")
+        parts: list[bytes] = []
+        total = 0
+        try:
+            async for piece in response.aiter_raw():
+                total += len(piece)
+                if total > self._max_manifest:
+                    raise BadGateway({"upstream": self.name}, "upstream manifest too large")
+                parts.append(piece)
+        finally:
+            await response.aclose()
+        return b"".join(parts)
+
+    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        response = await self.client.request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            scope=self._scope(repo),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        if response.status_code == 500 and is_digest(reference):
+            # distribution fails with 500 when the digest names a blob that is no manifest;
+            # a blob that is there proves the upstream is up and the manifest is not.
+            await response.aclose()
+            try:
+                await self.stat_blob(repo, Digest.parse(reference))
+            except BlobUnknown:
+                pass
+            else:
+                raise ManifestUnknown({"reference": reference}, "the digest names no manifest")
+            raise BadGateway({"upstream": self.name}, f"upstream {self.name} failed with 500")
+        if response.status_code != 200:
+            raise await self._fail(response, ManifestUnknown, ManifestInvalid)
+        media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
+        data = await self._read_limited(response)
+        if is_digest(reference):
+            expected = Digest.parse(reference)
+            digest = Digest.of(data, expected.algorithm)
+            if digest != expected:
+                raise BadGateway(
+                    {"upstream": self.name, "digest": reference},
+                    f"upstream {self.name} returned a manifest not matching {reference}",
+                )
+        else:
+            digest = Digest.of(data)
+        return StoredManifest(digest, media_type, data)
+
+    async def _put_manifest_ref(
+        self, repo: str, reference: str, media_type: str, data: bytes
+    ) -> None:
+        await self._call(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            repo,
+            ok=(200, 201),
+            missing=NameUnknown,
+            invalid=ManifestInvalid,
+            push=True,
+            headers={"Content-Type": media_type},
+            content=data,
+        )
+
+    async def put_manifest(
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+    ) -> None:
+        # Probe before pushing, so a failing probe leaves no half-done push behind.
+        emulate = manifest.subject is not None and not await self._has_referrers_api(repo)
+        for reference in tags or [str(manifest.digest)]:
+            await self._put_manifest_ref(repo, reference, manifest.media_type, data)
+        if emulate and manifest.subject is not None:
+            await self._update_referrers(repo, manifest.subject.digest, manifest.as_referrer())
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None:
+        subject: Digest | None = None
+        if not await self._has_referrers_api(repo):
+            try:
+                stored = await self.get_manifest(repo, str(digest))
+            except ManifestUnknown:
+                pass  # the DELETE below reports it
+            else:
+                subject = _subject_of(stored.data)
+        await self._call(
+            "DELETE",
+            f"/v2/{repo}/manifests/{digest}",
+            repo,
+            ok=(200, 202, 204),
+            missing=ManifestUnknown,
+            invalid=Unsupported,
+            push=True,
+        )
+        if subject is not None:
+            await self._update_referrers(repo, subject, None, removed=digest)
+
+    async def delete_tag(self, repo: str, tag: str) -> None:
+        target = await self.get_manifest(repo, tag)  # ManifestUnknown when there is no such tag
+        response = await self.client.request(
+            "DELETE", f"/v2/{repo}/manifests/{tag}", scope=self._scope(repo, True)
+        )
+        if response.status_code in (200, 202, 204):
+            await response.aclose()
+            return
+        if response.status_code not in (400, 405):
+            raise await self._fail(response, ManifestUnknown)
+        await response.aclose()
+        await self._untag(repo, tag, target)
+
+    async def _untag(self, repo: str, tag: str, target: StoredManifest) -> None:
+        """Tag deletion for registries that only delete by digest (distribution answers
+        DIGEST_INVALID): delete the manifest, which drops all its tags, then push it back by
+        digest and under its other tags. Not atomic: readers may briefly miss the manifest."""
+        others: list[str] = []
+        listed = await self._all_pages(repo, f"/v2/{repo}/tags/list", "tags", self._scope(repo))
+        for other in sorted(str(t) for t in listed):
+            if other == tag:
+                continue
+            head = await self.client.request(
+                "HEAD",
+                f"/v2/{repo}/manifests/{other}",
+                scope=self._scope(repo),
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+            await head.aclose()
+            if head.headers.get("docker-content-digest") == str(target.digest):
+                others.append(other)
+        await self._call(
+            "DELETE",
+            f"/v2/{repo}/manifests/{target.digest}",
+            repo,
+            ok=(200, 202, 204),
+            missing=ManifestUnknown,
+            invalid=Unsupported,
+            push=True,
+        )
+        for reference in [str(target.digest), *others]:
+            await self._put_manifest_ref(repo, reference, target.media_type, target.data)
+
+    # --- listings --------------------------------------------------------------------------
+
+    async def _all_pages(self, repo: str, path: str, key: str, scope: str) -> list[Any]:
+        """Every item of a paged list, following ``Link`` headers."""
+        items: list[Any] = []
+        url: str | None = path
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                return items
+            response = await self.client.request("GET", url, scope=scope)
+            if response.status_code != 200:
+                raise await self._fail(response, NameUnknown, PaginationInvalid)
+            await response.aread()
+            try:
+                found = response.json().get(key) or []
+            except (ValueError, AttributeError) as exc:
+                raise BadGateway({"upstream": self.name}, f"bad {key} list: {exc}") from exc
+            items.extend(found)
+            url = _next_link(response)
+        return items
+
+    async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
+        path = f"/v2/{repo}/tags/list"
+        try:
+            listed = await self._all_pages(repo, path, "tags", self._scope(repo))
+        except NameUnknown:
+            # distribution says NAME_UNKNOWN for a repository whose manifests are all untagged;
+            # the catalog tells whether the repository exists after all.
+            if not await self._in_catalog(repo):
+                raise
+            listed = []
+        tags = sorted(str(t) for t in listed)
+        if last is not None:
+            tags = [t for t in tags if t > last]
+        if n is None:
+            return Page(tags, False)
+        return Page(tags[:n], len(tags) > n)
+
+    async def list_repositories(self, last: str | None, n: int | None) -> Page:
+        want = n if n is not None else 10_000
+        names: list[str] = []
+        cursor = last
+        while len(names) < want:
+            params = {"n": str(min(CATALOG_PAGE, want - len(names)))}
+            if cursor:
+                params["last"] = cursor
+            response = await self._call(
+                "GET", "/v2/_catalog", "", ok=(200,), missing=NameUnknown, params=params
+            )
+            page = [str(r) for r in response.json().get("repositories") or []]
+            names.extend(page)
+            if not page or _next_link(response) is None:
+                return Page(names, False)
+            cursor = page[-1]
+        return Page(names, True)
+
+    async def _in_catalog(self, repo: str) -> bool:
+        """Whether the upstream's catalog lists ``repo`` (False when it has no catalog)."""
+        try:
+            names = await self._all_pages(
+                repo, f"/v2/_catalog?n={CATALOG_PAGE}", "repositories", "registry:catalog:*"
+            )
+        except OCIError:
+            return False
+        return repo in names
+
+    # --- referrers -------------------------------------------------------------------------
+
+    async def _has_referrers_api(self, repo: str) -> bool:
+        """Whether the upstream serves ``/referrers/`` itself: asked once. An OCI error body
+        (even 404 NAME_UNKNOWN) proves the endpoint exists; distribution's plain 404 does not."""
+        if self._native_referrers is None:
+            probe = f"/v2/{repo}/referrers/sha256:{'0' * 64}"
+            response = await self.client.request("GET", probe, scope=self._scope(repo))
+            if response.status_code >= 500 or response.status_code in (401, 403, 429):
+                raise await self._fail(response, NameUnknown)
+            await response.aread()
+            native = response.status_code == 200
+            if response.status_code == 404:
+                try:
+                    native = bool(response.json().get("errors"))
+                except (ValueError, AttributeError):
+                    native = False
+            self._native_referrers = native
+        return self._native_referrers
+
+    async def _index(self, repo: str, subject: Digest) -> list[dict[str, Any]]:
+        try:
+            stored = await self.get_manifest(repo, referrers_tag(subject))
+        except (ManifestUnknown, NameUnknown):
+            return []
+        try:
+            manifests = json.loads(stored.data).get("manifests") or []
+        except (ValueError, AttributeError):
+            return []
+        return [m for m in manifests if isinstance(m, dict)]
+
+    async def _update_referrers(
+        self,
+        repo: str,
+        subject: Digest,
+        added: Descriptor | None,
+        removed: Digest | None = None,
+    ) -> None:
+        tag = referrers_tag(subject)
+        lock = self._referrer_locks.setdefault(f"{repo}\n{tag}", asyncio.Lock())
+        async with lock:
+            manifests = await self._index(repo, subject)
+            drop = {str(removed)} if removed is not None else set()
+            if added is not None:
+                drop.add(str(added.digest))
+            kept = [m for m in manifests if m.get("digest") not in drop]
+            if added is not None:
+                kept.append(added.to_json())
+            elif len(kept) == len(manifests):
+                return  # nothing to remove: no rewrite
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": kept}
+            data = json.dumps(index, separators=(",", ":")).encode()
+            await self._put_manifest_ref(repo, tag, OCI_INDEX, data)
+
+    async def list_referrers(
+        self, repo: str, digest: Digest, artifact_type: str | None
+    ) -> list[Descriptor]:
+        if await self._has_referrers_api(repo):
+            scope = self._scope(repo)
+            path = f"/v2/{repo}/referrers/{digest}"
+            raw = await self._all_pages(repo, path, "manifests", scope)
+        else:
+            raw = await self._index(repo, digest)
+        found: list[Descriptor] = []
+        for item in raw:
+            try:
+                descriptor = parse_descriptor(item, "referrer")
+            except ManifestInvalid:
+                continue  # someone else's malformed entry in a referrers tag: skip it
+            if artifact_type is None or descriptor.artifact_type == artifact_type:
+                found.append(descriptor)
+        return found
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _subject_of(data: bytes) -> Digest | None:
+    try:
+        subject = json.loads(data).get("subject")
+        return Digest.parse(subject["digest"]) if isinstance(subject, dict) else None
+    except (ValueError, AttributeError, KeyError, TypeError, OCIError):
+        return None

@@ -1,0 +1,82 @@
+"""Mapping an upstream registry's error response onto our OCI errors, faithfully.
+
+A 4xx with an OCI error body keeps its code; 401/403 become DENIED naming the upstream (the
+gateway's own credentials failed; asking our client to authenticate would not help); 429 stays
+429; 5xx become 502/503/504 naming the upstream. Nothing here turns an outage into "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from ..oci import errors
+from ..oci.errors import (
+    BadGateway,
+    Denied,
+    GatewayTimeout,
+    OCIError,
+    TooManyRequests,
+    Unavailable,
+)
+
+MAX_ERROR_BODY = 64 * 1024
+
+_BY_CODE: dict[str, list[type[OCIError]]] = {}
+for _value in vars(errors).values():
+    if isinstance(_value, type) and issubclass(_value, OCIError) and _value is not OCIError:
+        _BY_CODE.setdefault(_value.code, []).append(_value)
+
+
+def _error_class(code: str, status: int) -> type[OCIError] | None:
+    candidates = _BY_CODE.get(code, [])
+    for candidate in candidates:
+        if candidate.status == status:
+            return candidate
+    return candidates[0] if candidates else None
+
+
+async def read_error(response: httpx.Response) -> tuple[str, str, object]:
+    """``(code, message, detail)`` of the first OCI error in the body, or empty strings."""
+    try:
+        body = response.content  # already read
+    except httpx.ResponseNotRead:
+        body = b""
+        async for piece in response.aiter_raw():
+            body += piece
+            if len(body) > MAX_ERROR_BODY:
+                break
+    await response.aclose()
+    try:
+        first = json.loads(body)["errors"][0]
+        return str(first.get("code", "")), str(first.get("message", "")), first.get("detail")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "", body[:200].decode("utf-8", "replace").strip(), None
+
+
+async def upstream_error(
+    response: httpx.Response, upstream: str, missing: type[OCIError], invalid: type[OCIError]
+) -> OCIError:
+    """The error to raise for a non-success ``response``; ``missing`` for a bare 404 and
+    ``invalid`` for a bare 4xx of the operation."""
+    status = response.status_code
+    code, message, detail = await read_error(response)
+    where = f"upstream {upstream}"
+    if status in (401, 403):
+        return Denied(
+            {"upstream": upstream, "status": status, "upstream_code": code or None},
+            f"{where} denied the gateway's request ({status}): {message or 'no detail'}",
+        )
+    if status == 429:
+        return TooManyRequests({"upstream": upstream}, f"{where} is rate limiting: {message}")
+    if status >= 500:
+        kind = {503: Unavailable, 504: GatewayTimeout}.get(status, BadGateway)
+        return kind(
+            {"upstream": upstream, "status": status, "upstream_code": code or None},
+            f"{where} failed with {status}: {message or 'no detail'}",
+        )
+    cls = _error_class(code, status) if code else None
+    if cls is None:
+        cls = missing if status == 404 else invalid
+    return cls(detail if detail is not None else {"upstream": upstream}, message or None)

@@ -1,0 +1,68 @@
+"""Configuration of the gateway's upstream registries (``upstreams:`` in the settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .oci.errors import NameInvalid
+from .oci.names import check_name
+
+
+class UpstreamConfig(BaseModel):
+    """One upstream registry and the repository prefix routed to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Base URL of the upstream registry, e.g. https://registry-1.io.")
+    prefix: str = Field(
+        "",
+        description="Repository prefix routed here (`hub` serves `hub/library/alpine` as"
+        " `library/alpine`); empty routes every repository. The longest matching prefix wins.",
+    )
+    username: str | None = Field(None, description="Basic / token-service user name.")
+    password: str | None = Field(None, repr=False, description="Password for `username`.")
+    token: str | None = Field(None, repr=False, description="A static bearer token to send.")
+    tls_verify: bool = Field(True, description="Verify the upstream's TLS certificate.")
+    ca_file: Path | None = Field(None, description="PEM CA bundle to verify the upstream with.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for upstream data.")
+    retries: int = Field(
+        3, ge=0, le=10, description="Retries of idempotent requests (GET/HEAD/DELETE)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value:
+            try:
+                check_name(value)
+            except NameInvalid as exc:
+                raise ValueError("must be a valid repository name (or empty)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> UpstreamConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs username")
+        if self.token is not None and self.username is not None:
+            raise ValueError("use either token or username/password, not both")
+        return self
+
+
+def check_prefixes(upstreams: list[UpstreamConfig]) -> list[UpstreamConfig]:
+    seen: set[str] = set()
+    for upstream in upstreams:
+        if upstream.prefix in seen:
+            raise ValueError(f"two upstreams with prefix {upstream.prefix!r}")
+        seen.add(upstream.prefix)
+    return upstreams

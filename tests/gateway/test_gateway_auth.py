@@ -1,0 +1,148 @@
+"""The gateway authenticating to its upstream: the Docker token flow against a token service
+written for the tests (tokens cached per scope, refreshed after a 401), Basic credentials
+against distribution's htpasswd, and clear errors when the upstream refuses the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from e2e.support import make_image, push_blob_monolithic, push_image
+from spec.conftest import serve_app
+
+from .support import distribution_with_htpasswd, serve_gateway
+from .tokens import TokenGate
+
+USER, PASSWORD = "robot", "t0ken-pass"
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[tuple[str, TokenGate]]:
+    """An embedded ocigate behind a token-flow gate; yields its URL and the gate."""
+    from ocigate.api.app import create_app
+    from ocigate.config import Settings
+
+    gate = TokenGate(create_app(Settings(data_dir=tmp_path / "upstream")), USER, PASSWORD)
+    with serve_app(gate, "token-registry") as url:
+        gate.realm = f"{url}/token"
+        yield url, gate
+
+
+def test_token_flow_caches_tokens_per_scope_and_refreshes(
+    token_registry: tuple[str, TokenGate], tmp_path: Path, http: httpx.Client
+) -> None:
+    upstream_url, gate = token_registry
+    upstream = {"url": upstream_url, "username": USER, "password": PASSWORD}
+    with serve_gateway(tmp_path / "gw", [upstream]) as url:
+        image = make_image("tokens", layer_sizes=(10_000, 20_000, 30_000))
+        push_image(http, url, "tok/app", image, "v1")
+        assert http.get(f"{url}/v2/tok/app/manifests/v1").content == image.manifest.data
+        # One token per scope (push, pull), however many requests used it.
+        assert sorted(set(gate.issued)) == [
+            "repository:tok/app:pull",
+            "repository:tok/app:pull,push",
+        ]
+        assert len(gate.issued) == 2
+        first_rejections = gate.rejected
+
+        gate.revoke_all()  # tokens die early: the gateway must notice the 401 and fetch anew
+        response = http.get(f"{url}/v2/tok/app/manifests/v1")
+        assert response.status_code == 200
+        assert gate.rejected == first_rejections + 1
+        assert len(gate.issued) == 3
+
+        # A streamed PATCH cannot be replayed after a 401, so it must carry a token already.
+        gate.revoke_all()
+        push_blob_monolithic(http, url, "tok/other", b"fresh scope, fresh token")
+        assert "repository:tok/other:pull,push" in gate.issued
+
+
+def test_token_service_rejecting_credentials_is_denied(
+    token_registry: tuple[str, TokenGate], tmp_path: Path, http: httpx.Client
+) -> None:
+    upstream_url, _ = token_registry
+    upstream = {"url": upstream_url, "username": USER, "password": "wrong"}
+    with serve_gateway(tmp_path / "gw", [upstream]) as url:
+        response = http.get(f"{url}/v2/tok/app/tags/list")
+    assert response.status_code == 403
+    error = response.json()["errors"][0]
+    assert error["code"] == "DENIED"
+    assert upstream_url in error["message"]
+
+
+def test_basic_auth_upstream_wrong_password_is_denied(tmp_path: Path, http: httpx.Client) -> None:
+    server = distribution_with_htpasswd(tmp_path / "d", tmp_path / "d.log", USER, PASSWORD)
+    server.start()
+    try:
+        good = {"url": server.url, "username": USER, "password": PASSWORD}
+        with serve_gateway(tmp_path / "gw1", [good]) as url:
+            push_blob_monolithic(http, url, "basic/repo", b"with the right password")
+        bad = {"url": server.url, "username": USER, "password": "nope"}
+        with serve_gateway(tmp_path / "gw2", [bad]) as url:
+            response = http.get(f"{url}/v2/basic/repo/tags/list")
+    finally:
+        server.stop()
+    assert response.status_code == 403
+    error = response.json()["errors"][0]
+    assert error["code"] == "DENIED" and server.url in error["message"]
+
+
+class _Cdn:
+    """Serves blobs like a registry's storage redirect target, recording Authorization."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.authorizations: list[str | None] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict((k.decode().lower(), v.decode()) for k, v in scope["headers"])
+            self.authorizations.append(headers.get("authorization"))
+        await self.inner(scope, receive, send)
+
+
+def test_blob_redirects_are_followed_without_leaking_credentials(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    """Registries like Docker Hub answer blob GETs with a redirect to storage on another host:
+    the gateway follows it for GET/HEAD and does not send the upstream's token there."""
+    from ocigate.api.app import create_app
+    from ocigate.config import Settings
+
+    inner = create_app(Settings(data_dir=tmp_path / "upstream"))
+    cdn = _Cdn(inner)
+    with serve_app(cdn, "cdn") as cdn_url:
+        storage = cdn_url.replace("127.0.0.1", "localhost")  # another origin, same server
+
+        async def redirecting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if (
+                scope["type"] == "http"
+                and scope["method"] == "GET"
+                and "/blobs/sha256:" in (scope["path"])
+            ):
+                target = f"{storage}{scope['path']}".encode()
+                headers = [(b"location", target), (b"content-length", b"0")]
+                await send({"type": "http.response.start", "status": 307, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await inner(scope, receive, send)
+
+        gate = TokenGate(redirecting, USER, PASSWORD)
+        with serve_app(gate, "redirecting-registry") as upstream_url:
+            gate.realm = f"{upstream_url}/token"
+            upstream = {"url": upstream_url, "username": USER, "password": PASSWORD}
+            with serve_gateway(tmp_path / "gw", [upstream]) as url:
+                data = b"served from storage " * 1000
+                digest = push_blob_monolithic(http, url, "cdn/app", data)
+                response = http.get(f"{url}/v2/cdn/app/blobs/{digest}")
+                ranged = http.get(
+                    f"{url}/v2/cdn/app/blobs/{digest}", headers={"Range": "bytes=5-9"}
+                )
+    assert response.status_code == 200 and response.content == data
+    assert ranged.status_code == 206 and ranged.content == data[5:10]
+    assert cdn.authorizations, "the redirect was not followed"
+    assert all(a is None for a in cdn.authorizations), cdn.authorizations

@@ -1,0 +1,186 @@
+"""Gateway behaviour beyond the spec suite: stateless uploads across workers, signed upload ids,
+prefix routing, skopeo, and what clients see when the upstream is down or hangs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from e2e.support import (
+    ServerProcess,
+    closing_client,
+    make_image,
+    ocigate_server,
+    push_blob_chunked,
+    push_blob_monolithic,
+    push_image,
+    sha256_digest,
+    skopeo,
+    write_oci_layout,
+)
+
+from .support import gateway_process, serve_gateway, silent_server
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    first = response.json()["errors"][0]
+    assert first["code"] == code, first
+    return str(first["message"])
+
+
+def test_chunked_upload_continues_across_workers(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    gateway = gateway_process([{"url": distribution.url}], tmp_path / "gw", tmp_path / "gw.log")
+    gateway.start()
+    try:
+        data = bytes(range(256)) * 4096  # 1 MiB in 16 chunks, each on a new connection
+        with closing_client() as client:
+            digest = push_blob_chunked(client, gateway.url, "multi/worker", data, 65536)
+    finally:
+        gateway.stop()
+    direct = http.get(f"{distribution.url}/v2/multi/worker/blobs/{digest}")
+    assert direct.status_code == 200
+    assert direct.content == data
+
+
+def test_forged_and_foreign_upload_ids_are_unknown(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    with serve_gateway(tmp_path / "gw", [{"url": distribution.url}]) as url:
+        started = http.post(f"{url}/v2/ids/a/blobs/uploads/")
+        assert started.status_code == 202
+        upload_id = started.headers["location"].rsplit("/", 1)[1]
+        session, payload, mac = upload_id.split(".")
+        tampered = f"{session}.{payload[:-2]}AA.{mac}"
+        for path in (f"/v2/ids/a/blobs/uploads/{tampered}", f"/v2/ids/b/blobs/uploads/{upload_id}"):
+            _error(http.get(url + path), 404, "BLOB_UPLOAD_UNKNOWN")
+            _error(http.patch(url + path, content=b"x"), 404, "BLOB_UPLOAD_UNKNOWN")
+        _error(http.get(f"{url}/v2/ids/a/blobs/uploads/not-an-id"), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert http.get(f"{url}/v2/ids/a/blobs/uploads/{upload_id}").status_code == 204
+
+
+def test_prefix_routing_to_two_upstreams(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    embedded = ocigate_server(tmp_path / "emb", tmp_path / "emb.log", workers=1).start()
+    try:
+        upstreams = [{"url": embedded.url}, {"url": distribution.url, "prefix": "dist"}]
+        with serve_gateway(tmp_path / "gw", upstreams) as url:
+            image = make_image("routing")
+            push_image(http, url, "dist/team/app", image, "v1")
+            push_image(http, url, "team/app", image, "v2")
+            # Each landed on its own upstream, under the name without the prefix.
+            on_dist = http.get(f"{distribution.url}/v2/team/app/tags/list").json()
+            on_embedded = http.get(f"{embedded.url}/v2/team/app/tags/list").json()
+            assert on_dist["tags"] == ["v1"]
+            assert on_embedded["tags"] == ["v2"]
+            catalog = http.get(f"{url}/v2/_catalog").json()["repositories"]
+            assert "dist/team/app" in catalog and "team/app" in catalog
+            # A mount across upstreams cannot link anything: the client gets an upload session.
+            layer = image.layers[0].digest
+            mount = http.post(f"{url}/v2/dist/other/blobs/uploads/?mount={layer}&from=team/app")
+            assert mount.status_code == 202
+            same = http.post(f"{url}/v2/dist/other/blobs/uploads/?mount={layer}&from=dist/team/app")
+            assert same.status_code == 201
+    finally:
+        embedded.stop()
+
+
+def test_skopeo_round_trip_through_the_gateway(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    image = make_image("skopeo-gw", layer_sizes=(300_000, 5_000))
+    source = tmp_path / "in"
+    write_oci_layout(source, image.blobs, {"v1": image.manifest})
+    with serve_gateway(tmp_path / "gw", [{"url": distribution.url, "prefix": "up"}]) as url:
+        host = url.removeprefix("http://")
+        skopeo(
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            f"oci:{source}:v1",
+            f"docker://{host}/up/sk/img:v1",
+        )
+        out = tmp_path / "out"
+        skopeo(
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            f"docker://{host}/up/sk/img:v1",
+            f"oci:{out}:v1",
+        )
+    direct = http.get(
+        f"{distribution.url}/v2/sk/img/manifests/v1",
+        headers={"Accept": image.manifest.media_type},
+    )
+    assert direct.content == image.manifest.data
+    pulled = (out / "blobs" / "sha256" / image.manifest.digest.split(":")[1]).read_bytes()
+    assert pulled == image.manifest.data
+    for blob in image.blobs:
+        stored = (out / "blobs" / "sha256" / blob.digest.split(":")[1]).read_bytes()
+        assert sha256_digest(stored) == blob.digest
+
+
+def test_upstream_killed_gives_502_naming_it(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    upstream = {"url": distribution.url, "connect_timeout": 1, "retries": 1}
+    with serve_gateway(tmp_path / "gw", [upstream]) as url:
+        digest = push_blob_monolithic(http, url, "down/repo", b"still here?")
+        distribution.kill()
+        distribution.wait_port_closed()
+        for method, path in [
+            ("GET", f"/v2/down/repo/blobs/{digest}"),
+            ("HEAD", "/v2/down/repo/manifests/latest"),
+            ("GET", "/v2/down/repo/tags/list"),
+            ("POST", "/v2/down/repo/blobs/uploads/"),
+        ]:
+            started = time.monotonic()
+            response = http.request(method, url + path)
+            assert time.monotonic() - started < 5
+            assert response.status_code == 502, (path, response.status_code)
+            if method != "HEAD":
+                assert distribution.url in _error(response, 502, "UNAVAILABLE")
+
+
+def test_hanging_upstream_gives_504_in_bounded_time(tmp_path: Path, http: httpx.Client) -> None:
+    with silent_server() as port:
+        upstream = {"url": f"http://127.0.0.1:{port}", "read_timeout": 1, "retries": 1}
+        with serve_gateway(tmp_path / "gw", [upstream]) as url:
+            started = time.monotonic()
+            response = http.get(f"{url}/v2/hang/repo/manifests/latest")
+            elapsed = time.monotonic() - started
+    message = _error(response, 504, "UNAVAILABLE")
+    assert f"127.0.0.1:{port}" in message
+    assert elapsed < 5, elapsed  # two attempts of one second, plus backoff
+
+
+def test_connection_refused_upstream_is_502_not_name_unknown(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    with silent_server() as port:
+        pass  # the port is closed again: nothing listens there
+    upstream = {"url": f"http://127.0.0.1:{port}", "retries": 0}
+    with serve_gateway(tmp_path / "gw", [upstream]) as url:
+        response = http.get(f"{url}/v2/gone/repo/tags/list")
+    _error(response, 502, "UNAVAILABLE")
+
+
+def test_serve_upstream_flag(
+    distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    gateway = ocigate_server(tmp_path / "gw", tmp_path / "gw.log", workers=1)
+    gateway.argv += ["--upstream", distribution.url]
+    gateway.start()
+    try:
+        digest = push_blob_monolithic(http, gateway.url, "flag/repo", b"via --upstream")
+    finally:
+        gateway.stop()
+    assert http.get(f"{distribution.url}/v2/flag/repo/blobs/{digest}").content == b"via --upstream"
