@@ -16,6 +16,7 @@ ASCIIbetical):
 - ``tags(repo, tag, digest)``.
 - ``manifest_refs(repo, manifest, digest, kind)``: what each manifest references, ``kind`` being
   ``blob`` (config, layers) or ``child`` (index entries); garbage collection keeps them.
+- ``outbox``, ``outbox_cursors``, ``deliveries``: durable events (see ``outbox.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
+from . import outbox
 from .stamp import Stamp
 
 SCHEMA_VERSION = 1
@@ -111,12 +113,19 @@ class Metadata:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            outbox.create_tables(conn)  # IF NOT EXISTS: also added to older databases
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction on this thread's connection; bumps the stamp once committed."""
+        """A write transaction on this thread's connection; bumps the stamp once committed.
+
+        Events the events layer staged for this change (``outbox.STAGED``) are inserted into
+        the outbox inside the same transaction: they commit, or roll back, with the change.
+        """
         with transaction(self.conn()) as conn:
+            before = conn.total_changes
             yield conn
+            outbox.write_staged(conn, changed=conn.total_changes != before)
         self.stamp.bump()
 
     def conn(self) -> sqlite3.Connection:

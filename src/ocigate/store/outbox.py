@@ -1,0 +1,303 @@
+"""The durable event outbox (SQLite) and the hook that lets a store commit events with a change.
+
+Tables, in the embedded store's ``meta.db`` (or any SQLite file for other stores):
+
+- ``outbox(seq, id, repo, type, artifact_type, event, created)``: every event, ``seq`` in
+  commit order; ``event`` is the whole CloudEvent JSON.
+- ``outbox_cursors(endpoint, seq)``: how far each webhook's fan-out has read the outbox.
+- ``deliveries(endpoint, seq, repo, state, attempts, next_at, lease_owner, lease_until,
+  last_error, updated)``: one row per event and webhook its filters accept; ``state`` is
+  ``pending``, ``delivered`` or ``dead``.
+
+The hook: the events layer puts the events describing a change in :data:`STAGED` (a context
+variable, which anyio copies into the worker thread running the store's metadata code) before
+delegating the change. ``Metadata.changing()`` calls :func:`write_staged` at the end of its
+transaction, so the events commit or roll back with the change they describe. A store without
+that hook leaves them unclaimed, and the events layer appends them after the change instead.
+
+Delivery order: a delivery can only be claimed while no earlier pending delivery of the same
+webhook and repository exists, so each (webhook, repository) lane is delivered strictly in
+order; a lease (``lease_until``) lets any process take over a claim whose holder died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE, repo TEXT NOT NULL, type TEXT NOT NULL, artifact_type TEXT,
+    event TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_cursors (endpoint TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    endpoint TEXT NOT NULL, seq INTEGER NOT NULL, repo TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL, lease_owner TEXT, lease_until REAL, last_error TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (endpoint, seq));
+CREATE INDEX IF NOT EXISTS deliveries_lane ON deliveries (endpoint, repo, state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, next_at);
+"""
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as the outbox stores it."""
+
+    id: str
+    repo: str
+    type: str  # short type, e.g. "manifest.pushed"
+    artifact_type: str | None
+    json: str  # the CloudEvent
+
+
+@dataclass(slots=True)
+class Staged:
+    events: list[Event] = field(default_factory=list)
+    claimed: bool = False  # a store transaction took charge of them (written or not needed)
+
+
+STAGED: ContextVar[Staged | None] = ContextVar("ocigate_staged_events", default=None)
+
+
+@contextlib.contextmanager
+def staging(events: Sequence[Event]) -> Iterator[Staged]:
+    staged = Staged(list(events))
+    token = STAGED.set(staged)
+    try:
+        yield staged
+    finally:
+        STAGED.reset(token)
+
+
+def write_staged(conn: sqlite3.Connection, changed: bool) -> None:
+    """Called by a store inside its write transaction, just before COMMIT: insert the staged
+    events when the transaction changed something (a no-op change gets no event)."""
+    staged = STAGED.get()
+    if staged is None or staged.claimed:
+        return
+    staged.claimed = True
+    if changed:
+        insert(conn, staged.events)
+
+
+def insert(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO outbox (id, repo, type, artifact_type, event, created)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(e.id, e.repo, e.type, e.artifact_type, e.json, now) for e in events],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    endpoint: str
+    seq: int
+    attempts: int
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    id: str
+    repo: str
+    type: str
+    endpoint: str | None
+    state: str | None
+    attempts: int
+    last_error: str | None
+
+
+class Outbox:
+    """The outbox's operations for the delivery workers and the CLI (one connection, locked)."""
+
+    def __init__(self, path: Path) -> None:
+        from .metadata import connect, transaction
+
+        self._transaction = transaction
+        self._conn = connect(path)
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        with self.writing() as conn:
+            create_tables(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._transaction(self._conn) as conn:
+            yield conn
+
+    def append(self, events: Sequence[Event]) -> None:
+        """For changes no store transaction recorded (pulls, stores without the hook)."""
+        with self.writing() as conn:
+            insert(conn, events)
+
+    def fan_out(
+        self, endpoint: str, accepts: Callable[[str, str, str | None], bool], limit: int = 1000
+    ) -> int:
+        """Queue the outbox events after this endpoint's cursor that
+        ``accepts(repo, type, artifact_type)`` takes; how many outbox rows were read."""
+        with self.writing() as conn:
+            row = conn.execute(
+                "SELECT seq FROM outbox_cursors WHERE endpoint = ?", (endpoint,)
+            ).fetchone()
+            cursor = int(row[0]) if row else 0
+            rows = conn.execute(
+                "SELECT seq, repo, type, artifact_type FROM outbox WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (cursor, limit),
+            ).fetchall()
+            if not rows:
+                return 0
+            now = time.time()
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (endpoint, seq, repo, next_at, updated)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(endpoint, r[0], r[1], now, now) for r in rows if accepts(r[1], r[2], r[3])],
+            )
+            conn.execute(
+                "INSERT INTO outbox_cursors (endpoint, seq) VALUES (?, ?)"
+                " ON CONFLICT (endpoint) DO UPDATE SET seq = excluded.seq",
+                (endpoint, rows[-1][0]),
+            )
+            return len(rows)
+
+    def claim(self, owner: str, lease: float, limit: int, endpoints: Sequence[str]) -> list[Claim]:
+        """Lease up to ``limit`` due deliveries to ``endpoints``, each the head of its
+        (endpoint, repo) lane."""
+        if not endpoints:
+            return []
+        now = time.time()
+        marks = ", ".join("?" * len(endpoints))
+        with self.writing() as conn:
+            rows = conn.execute(
+                "SELECT d.endpoint, d.seq, d.attempts, o.event FROM deliveries d"
+                " JOIN outbox o ON o.seq = d.seq"
+                f" WHERE d.endpoint IN ({marks}) AND d.state = 'pending' AND d.next_at <= ?"
+                " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint = d.endpoint"
+                "   AND e.repo = d.repo AND e.state = 'pending' AND e.seq < d.seq)"
+                " ORDER BY d.seq LIMIT ?",
+                (*endpoints, now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ?"
+                " WHERE endpoint = ? AND seq = ?",
+                [(owner, now + lease, r[0], r[1]) for r in rows],
+            )
+        return [Claim(r[0], int(r[1]), int(r[2]), r[3]) for r in rows]
+
+    def delivered(self, claim: Claim, owner: str) -> None:
+        with self.writing() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,"
+                " lease_owner = NULL, lease_until = NULL, last_error = NULL, updated = ?"
+                " WHERE endpoint = ? AND seq = ? AND lease_owner = ?",
+                (time.time(), claim.endpoint, claim.seq, owner),
+            )
+
+    def failed(self, claim: Claim, owner: str, error: str, retry_in: float | None) -> None:
+        """Record a failed attempt: retry after ``retry_in`` seconds, or dead-letter (None)."""
+        now = time.time()
+        with self.writing() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?,"
+                " lease_owner = NULL, lease_until = NULL, last_error = ?, updated = ?"
+                " WHERE endpoint = ? AND seq = ? AND lease_owner = ?",
+                (
+                    "dead" if retry_in is None else "pending",
+                    now + (retry_in or 0.0),
+                    error[:1000],
+                    now,
+                    claim.endpoint,
+                    claim.seq,
+                    owner,
+                ),
+            )
+
+    def prune(self, older_than: float, endpoints: Sequence[str]) -> int:
+        """Forget delivered deliveries and events older than ``older_than`` seconds that every
+        one of ``endpoints`` has fanned out and none still has pending or dead; how many
+        events were removed."""
+        cutoff = time.time() - older_than
+        marks = ", ".join("?" * len(endpoints))
+        with self.writing() as conn:
+            conn.execute(
+                "DELETE FROM deliveries WHERE state = 'delivered' AND updated < ?", (cutoff,)
+            )
+            row = conn.execute(
+                f"SELECT count(*), min(seq) FROM outbox_cursors WHERE endpoint IN ({marks})",
+                tuple(endpoints),
+            ).fetchone()
+            if int(row[0]) < len(endpoints):
+                return 0  # an endpoint has not even started reading
+            return conn.execute(
+                "DELETE FROM outbox WHERE created < ? AND seq <= ?"
+                " AND seq NOT IN (SELECT seq FROM deliveries)",
+                (cutoff, int(row[1])),
+            ).rowcount
+
+    def replay(self, ids: Sequence[str]) -> int:
+        """Queue the deliveries of these events (by id or seq) again; how many rows."""
+        now = time.time()
+        with self.writing() as conn:
+            count = 0
+            for ident in ids:
+                count += conn.execute(
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?,"
+                    " lease_owner = NULL, lease_until = NULL, updated = ?"
+                    " WHERE seq IN (SELECT seq FROM outbox WHERE id = ? OR CAST(seq AS TEXT) = ?)",
+                    (now, now, ident, ident),
+                ).rowcount
+            return count
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            total = self._conn.execute("SELECT count(*), max(seq) FROM outbox").fetchone()
+            rows = self._conn.execute(
+                "SELECT endpoint, state, count(*) FROM deliveries GROUP BY endpoint, state"
+            ).fetchall()
+            cursors = dict(self._conn.execute("SELECT endpoint, seq FROM outbox_cursors"))
+        endpoints: dict[str, dict[str, int]] = {}
+        for endpoint, state, count in rows:
+            endpoints.setdefault(endpoint, {})[state] = int(count)
+        for endpoint, seq in cursors.items():
+            endpoints.setdefault(endpoint, {})["behind"] = int(total[1] or 0) - int(seq)
+        return {"events": int(total[0]), "last_seq": int(total[1] or 0), "endpoints": endpoints}
+
+    def rows(self, dead_only: bool = False, limit: int = 100) -> list[Row]:
+        sql = (
+            "SELECT o.seq, o.id, o.repo, o.type, d.endpoint, d.state, coalesce(d.attempts, 0),"
+            " d.last_error FROM outbox o LEFT JOIN deliveries d ON d.seq = o.seq"
+        )
+        if dead_only:
+            sql += " WHERE d.state = 'dead'"
+        sql += " ORDER BY o.seq DESC LIMIT ?"
+        with self._lock:
+            found = self._conn.execute(sql, (limit,)).fetchall()
+        return [Row(*r) for r in reversed(found)]
+
+    def event(self, seq: int) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT event FROM outbox WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
