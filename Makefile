@@ -2,11 +2,11 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-DEBS    := skopeo docker-registry wrk hey
+DEBS    := skopeo docker-registry podman wrk hey curl openssl
 DATA    ?= ./ocigate-data
 LISTEN  ?= 0.0.0.0:5000
 
-.PHONY: run test lint unit bench deps venv debs clean
+.PHONY: run test lint unit bench deps venv debs docker-cli clean
 
 $(BIN)/ocigate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,11 @@ debs:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-deps: venv debs
+# The Docker CLI (it logs in without an engine) comes with the machine image, not Debian.
+docker-cli:
+	@command -v docker >/dev/null || { echo "the docker CLI is required by tests/auth" >&2; exit 1; }
+
+deps: venv debs docker-cli
 
 lint: venv
 	$(BIN)/ruff check src tests bench

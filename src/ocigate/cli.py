@@ -1,4 +1,4 @@
-"""Command line: ``ocigate serve | fsck | config check | config schema``."""
+"""Command line: ``ocigate serve | fsck | validate | events | config check | config schema``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         key: getattr(args, key, None) for key in ("listen", "data_dir", "workers", "log_level")
     }
+    if getattr(args, "upstream", None):
+        overrides["upstreams"] = [{"url": args.upstream}]
     return load_settings(args.config, **overrides)
 
 
@@ -114,6 +116,24 @@ def _config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .layers.offline import validate_files
+
+    settings = load_settings(args.config)
+    return validate_files(args.files, settings.artifact_types, args.type, args.media_type)
+
+
+def _events(args: argparse.Namespace) -> int:
+    from .layers import events_cli
+
+    data_dir = _settings_from(args).data_dir
+    if args.events_command == "status":
+        return events_cli.status(data_dir)
+    if args.events_command == "list":
+        return events_cli.list_events(data_dir, args.dead, args.limit, args.full)
+    return events_cli.replay(data_dir, args.ids)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocigate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ocigate {__version__}")
@@ -128,12 +148,31 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--listen", help="HOST:PORT (default 0.0.0.0:5000)")
             sub.add_argument("--workers", type=int, help="worker processes (default 1)")
             sub.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+            sub.add_argument(
+                "--upstream",
+                metavar="URL",
+                help="gateway mode: forward every repository to the registry at URL"
+                " (several upstreams, credentials: `upstreams` in the config file)",
+            )
         sub.set_defaults(run=run)
         return sub
 
     command("serve", "serve the registry", _serve, "data", "serve")
     command("fsck", "verify every blob and metadata reference", _fsck, "data")
     command("gc", "delete blob files no repository or manifest references", _gc, "data")
+    validate = command("validate", "check artifact payload files offline", _validate)
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.add_argument("--type", help="artifact type name (default: any with a schema)")
+    validate.add_argument("--media-type", help="which of the type's schemas (when several)")
+    events = command("events", "the event outbox: status, list, replay", _events, "data")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    events_commands.add_parser("status", help="events recorded and deliveries per webhook")
+    listing = events_commands.add_parser("list", help="recent events and their deliveries")
+    listing.add_argument("--dead", action="store_true", help="only dead-lettered deliveries")
+    listing.add_argument("--limit", type=int, default=100, help="most rows shown (default 100)")
+    listing.add_argument("--full", action="store_true", help="print each CloudEvent too")
+    again = events_commands.add_parser("replay", help="deliver events again (id or seq)")
+    again.add_argument("ids", nargs="+", metavar="ID")
     config = commands.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )

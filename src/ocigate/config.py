@@ -12,13 +12,19 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from .auth.config import AuthConfig
+from .auth.policy import PolicyConfig
+from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
+from .layers.events_config import EventsConfig
+from .upstream_config import UpstreamConfig, check_prefixes
 
 MiB = 1024 * 1024
 # The parsed configuration file while load_settings builds a Settings from it.
@@ -65,6 +71,64 @@ class Settings(BaseSettings):
     tags_page_size: int = Field(
         10000, ge=1, description="Most tags or repositories in one list response without `n`."
     )
+
+    auth: AuthConfig | None = Field(
+        None, description="Who may log in: htpasswd users, the token service, OIDC issuers."
+    )
+    policy: PolicyConfig | None = Field(
+        None,
+        description="What each identity may do per repository glob. Unset: everyone may do"
+        " everything without auth, only authenticated users with it.",
+    )
+    artifact_types: list[ArtifactType] = Field(
+        default_factory=list,
+        description="Artifact types (a mapping each, or the name of a builtin: record, mcp):"
+        " media types, payload JSON Schemas, max_payload_size.",
+    )
+    artifact_policy: list[ArtifactRule] = Field(
+        default_factory=list,
+        description="Per repository glob (longest wins): allowed artifact_types, images,"
+        " other_artifacts. Repositories no rule matches are unrestricted.",
+    )
+
+    @field_validator("artifact_types")
+    @classmethod
+    def _check_artifact_types(cls, value: list[ArtifactType]) -> list[ArtifactType]:
+        return check_types(value)
+
+    @field_validator("artifact_policy")
+    @classmethod
+    def _check_artifact_policy(
+        cls, value: list[ArtifactRule], info: ValidationInfo
+    ) -> list[ArtifactRule]:
+        if "artifact_types" in info.data:  # else that key's own error is the one to report
+            check_rules(info.data["artifact_types"], value)
+        return value
+
+    events: EventsConfig = Field(
+        default_factory=lambda: EventsConfig.model_validate({}),
+        description="Durable events (outbox) and their CloudEvents webhooks: webhooks (name,"
+        " url, secret, headers, timeout, repositories, types, artifact_types), pulls,"
+        " max_attempts, backoff_initial, backoff_max, poll_interval, source, enabled.",
+    )
+
+    upstreams: list[UpstreamConfig] = Field(
+        default_factory=list,
+        description="Gateway mode: forward to these registries (each: url, prefix, username,"
+        " password or token, tls_verify, ca_file, connect_timeout, read_timeout, retries)"
+        " instead of the embedded store.",
+    )
+    upload_signing_key: str | None = Field(
+        None,
+        repr=False,
+        description="Gateway mode: key signing upload ids (share it between replicas);"
+        " generated once into data_dir when unset.",
+    )
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: list[UpstreamConfig]) -> list[UpstreamConfig]:
+        return check_prefixes(value)
 
     @field_validator("listen")
     @classmethod

@@ -132,7 +132,7 @@ class ServerProcess:
                 )
             try:
                 response = httpx.get(f"{self.url}/v2/", timeout=1.0)
-                if response.status_code == 200:
+                if response.status_code in (200, 401):  # 401: up, with authentication on
                     return
                 last_error = f"GET /v2/ -> {response.status_code}"
             except httpx.HTTPError as exc:

@@ -61,6 +61,7 @@ from typing import Any
 import httpx
 import pytest
 
+from . import helpers
 from .helpers import MANIFEST_ACCEPT
 
 ClientFactory = Callable[..., httpx.Client]
@@ -74,6 +75,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the OCI conformance tests against this live registry instead of ocigate",
     )
     parser.addoption(
+        "--credentials",
+        default=None,
+        help="USER:PASSWORD sent with every request (HTTP Basic)",
+    )
+    parser.addoption(
         "--backend",
         default="embedded",
         choices=["embedded", "memory"],
@@ -84,6 +90,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     global _BACKEND
     _BACKEND = config.getoption("--backend", default="embedded")
+    credentials = config.getoption("--credentials", default=None)
+    if credentials:
+        user, _, password = credentials.partition(":")
+        helpers.CREDENTIALS = (user, password)
     config.addinivalue_line(
         "markers", "sha512: uses sha512 digests (deselect for registries without sha512)"
     )
@@ -109,8 +119,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @contextmanager
 def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
     """Run ocigate on a free 127.0.0.1 port in a thread; yield its base URL."""
-    import uvicorn
-
     from ocigate.api.app import create_app
     from ocigate.config import Settings
 
@@ -123,6 +131,15 @@ def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
         app: Any = App(settings, store)
     else:
         app = create_app(settings)
+    with serve_app(app) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: Any, name: str = "ocigate") -> Iterator[str]:
+    """Run an ASGI app under uvicorn on a free 127.0.0.1 port in a thread; yield its URL."""
+    import uvicorn
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -130,32 +147,21 @@ def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"ocigate-{port}", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name=f"{name}-{port}", daemon=True
     )
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, thread)
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert thread.is_alive(), f"{name} exited during startup"
+            assert time.monotonic() < deadline, f"{name} did not start within 15 s"
+            time.sleep(0.02)
         yield url
     finally:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
-
-
-def _wait_ready(url: str, thread: threading.Thread, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            raise RuntimeError("ocigate server thread exited during startup")
-        try:
-            if httpx.get(f"{url}/v2/", timeout=2).status_code < 500:
-                return
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.02)
-    raise RuntimeError(f"ocigate did not answer GET /v2/ within {timeout}s: {last}")
 
 
 def _check_warnings(resp: httpx.Response) -> None:
@@ -170,7 +176,9 @@ def _check_warnings(resp: httpx.Response) -> None:
 
 
 def make_client(base_url: str) -> httpx.Client:
+    auth = httpx.BasicAuth(*helpers.CREDENTIALS) if helpers.CREDENTIALS else None
     return httpx.Client(
+        auth=auth,
         base_url=base_url,
         timeout=30,
         follow_redirects=False,

@@ -6,6 +6,7 @@ registry root, so the same helpers drive ocigate in-process and any live registr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -65,6 +66,10 @@ UUID_RE = re.compile(
 RANGE_RE = re.compile(r"^0-([0-9]+)$")
 
 # --- digests and blobs -------------------------------------------------------------------
+
+
+# (user, password) every request of the suite sends, from --credentials; None: anonymous.
+CREDENTIALS: tuple[str, str] | None = None
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
@@ -440,11 +445,15 @@ def raw_request(base_url: str, method: str, path: str) -> RawResponse:
     wrongly sends one.
     """
     parts = urlsplit(base_url)
+    authorization = ""
+    if CREDENTIALS is not None:
+        token = base64.b64encode(":".join(CREDENTIALS).encode()).decode()
+        authorization = f"Authorization: Basic {token}\r\n"
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     request = (
         f"{method} {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Accept: {MANIFEST_ACCEPT}\r\nConnection: close\r\n\r\n"
+        f"Accept: {MANIFEST_ACCEPT}\r\n{authorization}Connection: close\r\n\r\n"
     ).encode()
     chunks: list[bytes] = []
     with socket.create_connection((host, port), timeout=10) as sock:

@@ -10,19 +10,33 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import Token
 from typing import Any
 
 import anyio
 
+from ..auth.identity import ANONYMOUS, Identity, current_identity
 from ..config import Settings
-from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unsupported
+from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
+from ..tracing import current_request_id
 from . import blobs, listings, manifests, uploads
+from .auth import Authenticator
 from .context import Call
 from .errors import send_error
-from .http import ClientDisconnected, Message, Receive, Request, Scope, Send, respond
-from .routes import match
+from .http import (
+    ClientDisconnected,
+    Headers,
+    Message,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    respond,
+    respond_json,
+)
+from .routes import Route, match
 
 log = logging.getLogger("ocigate")
 
@@ -56,9 +70,11 @@ class App:
         settings: Settings,
         registry: Registry,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        auth: Authenticator | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.auth = auth
         self._background = background
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -84,38 +100,80 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        # One id per request, in the access log and in the events the request causes.
+        request_id = current_request_id.set(uuid.uuid4().hex[:16])
         request = Request(scope, receive)
         exchange = _Exchange(send)
-        repo = ""
+        route: Route | None = None
+        identity = ANONYMOUS
+        bound: Token[Identity] | None = None
         try:
-            repo = await self._dispatch(request, exchange)
+            route = self._route(request)
+            if self.auth is not None:
+                identity = await self.auth.identify(request)
+                bound = current_identity.set(identity)
+            await self._dispatch(request, route, identity, exchange)
         except OCIError as error:
-            await exchange.fail(error)
+            await self._refuse(request, route, identity, exchange, error)
         except ClientDisconnected:
             exchange.status = exchange.status or 499
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             await exchange.fail(OCIError("internal error"))
+        finally:
+            if bound is not None:
+                current_identity.reset(bound)
         if log.isEnabledFor(logging.INFO):
-            _access_log(request, repo, exchange, time.perf_counter() - started)
+            repo = route.name if route else ""
+            _access_log(request, repo, identity, exchange, time.perf_counter() - started)
+        current_request_id.reset(request_id)
 
-    async def _dispatch(self, request: Request, send: Send) -> str:
+    def _route(self, request: Request) -> Route:
         headers = request.scope["headers"]
         if sum(len(k) + len(v) for k, v in headers) > self.settings.max_header_size:
             raise HeadersTooLarge(f"limit is {self.settings.max_header_size} bytes")
         route = match(request.path)
         if route is None:
             raise NotFound(request.path)
+        return route
+
+    async def _refuse(
+        self,
+        request: Request,
+        route: Route | None,
+        identity: Identity,
+        exchange: _Exchange,
+        error: OCIError,
+    ) -> None:
+        headers: Headers = []
+        if self.auth is not None and error.status in (401, 403):
+            error = self.auth.refuse(error, identity)
+            if error.status == 401:
+                headers = self.auth.challenge(request, route.name if route else "")
+        await exchange.fail(error, headers)
+
+    async def _dispatch(
+        self, request: Request, route: Route, identity: Identity, send: Send
+    ) -> None:
         if route.endpoint == "base":
+            # Clients decide from this answer whether to log in at all (distribution does the
+            # same), so anonymous callers are challenged; anonymous tokens still allow pulls.
+            if self.auth is not None and identity.anonymous:
+                raise Unauthorized(None, "authentication required")
             await respond(send, 200, [(b"content-type", b"application/json")], b"{}")
-            return ""
+            return
+        if route.endpoint == "token":
+            if self.auth is None or request.method not in ("GET", "POST"):
+                raise NotFound(request.path)
+            status, body = await self.auth.token_endpoint(request)
+            await respond_json(send, status, body)
+            return
         handler = _HANDLERS.get((route.endpoint, request.method))
         if handler is None:
             raise Unsupported(f"{request.method} is not supported on {route.endpoint}")
         if route.name:
             check_name(route.name)
         await handler(Call(self.registry, self.settings, request, send, route.name, route.arg))
-        return route.name
 
 
 class _Exchange:
@@ -136,19 +194,22 @@ class _Exchange:
             self.bytes += len(message.get("body", b""))
         await self.send(message)
 
-    async def fail(self, error: OCIError) -> None:
+    async def fail(self, error: OCIError, headers: Headers | None = None) -> None:
         if self.status:
             raise error  # the response already started: only dropping the connection is left
-        await send_error(self, error)
+        await send_error(self, error, headers)
 
 
-def _access_log(request: Request, repo: str, sent: _Exchange, seconds: float) -> None:
+def _access_log(
+    request: Request, repo: str, identity: Identity, sent: _Exchange, seconds: float
+) -> None:
     line = {
         "ts": round(time.time(), 3),
-        "id": uuid.uuid4().hex[:16],
+        "id": current_request_id.get(),
         "method": request.method,
         "path": request.path,
         "repo": repo,
+        "identity": identity.label(),
         "status": sent.status,
         "bytes": sent.bytes,
         "ms": round(seconds * 1000, 3),
@@ -157,7 +218,23 @@ def _access_log(request: Request, repo: str, sent: _Exchange, seconds: float) ->
 
 
 def create_app(settings: Settings) -> App:
-    """The application on the store the settings select (the embedded store for now)."""
+    """The application on the store the settings select: the gateway to the configured
+    upstreams, else the embedded store."""
+    from ..auth.setup import effective_policy
+
+    policy = effective_policy(settings)
+    auth = (
+        Authenticator(settings.auth, policy, settings.data_dir)
+        if settings.auth and policy
+        else None
+    )
+    if settings.upstreams:
+        from ..layers.stack import build as build_layers
+        from ..store.gateway import build_gateway
+
+        gateway_jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        registry = build_layers(settings, build_gateway(settings), policy, gateway_jobs)
+        return App(settings, registry, gateway_jobs, auth=auth)
     from ..store.embedded import EmbeddedStore
 
     store = EmbeddedStore(
@@ -175,7 +252,10 @@ def create_app(settings: Settings) -> App:
             except Exception:
                 log.exception("upload expiry failed")
 
-    return App(settings, store, [expire_uploads_forever])
+    from ..layers.stack import build
+
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [expire_uploads_forever]
+    return App(settings, build(settings, store, policy, jobs), jobs, auth)
 
 
 def app_from_environment() -> App:

@@ -29,6 +29,8 @@ def match(path: str) -> Route | None:
         return Route("base")
     if path == "/v2/_catalog":
         return Route("catalog")
+    if path == "/token":
+        return Route("token")
     if not path.startswith("/v2/"):
         return None
     for endpoint, pattern in _ROUTES:

@@ -1,0 +1,27 @@
+"""The caller's identity, set by the HTTP layer after authentication and read by the layers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str | None  # None: anonymous
+    groups: frozenset[str] = frozenset()
+    method: str = "anonymous"  # anonymous | basic | token | oidc
+    # A registry token limits the identity to the access it grants: repository -> actions.
+    grants: Mapping[str, frozenset[str]] | None = field(default=None)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.name is None
+
+    def label(self) -> str:
+        return self.name or "anonymous"
+
+
+ANONYMOUS = Identity(None)
+current_identity: ContextVar[Identity] = ContextVar("ocigate_identity", default=ANONYMOUS)

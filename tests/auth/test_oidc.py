@@ -1,0 +1,118 @@
+"""External OIDC tokens: as a bearer token, as a Basic password, and at the token endpoint."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from spec.helpers import manifest_url, push_image
+
+from .conftest import POLICY, basic_client, start
+
+ISSUER = "https://issuer.example"
+AUDIENCE = "ocigate-tests"
+
+
+@pytest.fixture(scope="module")
+def issuer_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def oidc_registry(
+    tmp_path_factory: pytest.TempPathFactory, htpasswd: Path, issuer_key: rsa.RSAPrivateKey
+) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("oidc")
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(issuer_key.public_key()))
+    (tmp / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}))
+    oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(tmp / "jwks.json")}
+    with start(tmp, htpasswd, "token", auth={"oidc": oidc}, policy=POLICY) as url:
+        yield url
+
+
+def id_token(key: rsa.RSAPrivateKey, **changes: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "ci-bot",
+        "groups": ["team-a"],
+        "iat": now,
+        "exp": now + 300,
+        **changes,
+    }
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+@pytest.fixture(scope="module")
+def image_repo(oidc_registry: str) -> str:
+    name = f"team-a/oidc-{secrets.token_hex(3)}"
+    with basic_client(oidc_registry, "alice") as alice:
+        push_image(alice, name, "latest")
+    return name
+
+
+def test_oidc_token_as_bearer_and_as_password(
+    oidc_registry: str, image_repo: str, issuer_key: rsa.RSAPrivateKey
+) -> None:
+    token = id_token(issuer_key)
+    path = manifest_url(image_repo, "latest")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{oidc_registry}{path}", headers=headers).status_code == 200
+    as_password = httpx.BasicAuth("anything", token)
+    assert httpx.get(f"{oidc_registry}{path}", auth=as_password).status_code == 200
+    # Group membership comes from the token's claims: without team-a, no access.
+    outsider = id_token(issuer_key, groups=["team-z"])
+    resp = httpx.get(f"{oidc_registry}{path}", headers={"Authorization": f"Bearer {outsider}"})
+    assert resp.status_code == 403
+
+
+def test_oidc_token_at_the_token_endpoint(
+    oidc_registry: str, image_repo: str, issuer_key: rsa.RSAPrivateKey
+) -> None:
+    resp = httpx.get(
+        f"{oidc_registry}/token",
+        params={"service": "ocigate", "scope": f"repository:{image_repo}:pull"},
+        auth=httpx.BasicAuth("ci-bot", id_token(issuer_key)),
+    )
+    assert resp.status_code == 200, resp.text
+    registry_token = resp.json()["token"]
+    claims = jwt.decode(registry_token, options={"verify_signature": False})
+    assert claims["sub"] == "ci-bot" and claims["access"][0]["actions"] == ["pull"]
+    headers = {"Authorization": f"Bearer {registry_token}"}
+    path = manifest_url(image_repo, "latest")
+    assert httpx.get(f"{oidc_registry}{path}", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"aud": "someone-else"},
+        {"exp": int(time.time()) - 60},
+        {"iss": "https://evil.example"},
+    ],
+    ids=["audience", "expired", "issuer"],
+)
+def test_bad_oidc_tokens(
+    oidc_registry: str, image_repo: str, issuer_key: rsa.RSAPrivateKey, changes: dict[str, Any]
+) -> None:
+    token = id_token(issuer_key, **changes)
+    path = manifest_url(image_repo, "latest")
+    resp = httpx.get(f"{oidc_registry}{path}", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401
+
+
+def test_oidc_token_signed_by_another_key(oidc_registry: str, image_repo: str) -> None:
+    forged = id_token(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    path = manifest_url(image_repo, "latest")
+    resp = httpx.get(f"{oidc_registry}{path}", headers={"Authorization": f"Bearer {forged}"})
+    assert resp.status_code == 401
