@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from spec.conftest import serve_app
 from spec.helpers import manifest_url, push_image
 
 from .conftest import POLICY, basic_client, start
@@ -116,3 +117,27 @@ def test_oidc_token_signed_by_another_key(oidc_registry: str, image_repo: str) -
     path = manifest_url(image_repo, "latest")
     resp = httpx.get(f"{oidc_registry}{path}", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status_code == 401
+
+
+def test_jwks_fetched_from_the_issuer_url(
+    tmp_path: Path, htpasswd: Path, issuer_key: rsa.RSAPrivateKey
+) -> None:
+    """The issuer's keys published over HTTP, as real issuers do."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(issuer_key.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}).encode()
+
+    async def issuer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": jwks})
+
+    with serve_app(issuer, "issuer") as issuer_url:
+        oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"{issuer_url}/jwks"}
+        with start(tmp_path, htpasswd, "token", auth={"oidc": oidc}, policy=POLICY) as url:
+            name = f"team-a/jwks-{secrets.token_hex(3)}"
+            headers = {"Authorization": f"Bearer {id_token(issuer_key)}"}
+            with httpx.Client(base_url=url, headers=headers) as bot:
+                push_image(bot, name, "latest")
+                assert bot.get(manifest_url(name, "latest")).status_code == 200

@@ -167,3 +167,15 @@ def test_one_audit_line_per_decision(basic_registry: str, caplog: pytest.LogCapt
         ("alice", "pull", "v1", True),
     ]
     assert mine[1]["rule"] == "team-a/**#0" and mine[0]["method"] == "basic"
+
+
+def test_a_denying_rule_speaks_its_message(basic_registry: str) -> None:
+    name = repo("team-b")
+    with basic_client(basic_registry, "alice") as alice:
+        resp = alice.post(f"/v2/{name}/blobs/uploads/")
+    assert resp.status_code == 403
+    assert resp.json()["errors"][0] == {
+        "code": "DENIED",
+        "message": "team-b only",
+        "detail": {"repository": name, "action": "push"},
+    }
