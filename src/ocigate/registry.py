@@ -75,6 +75,8 @@ class StoredManifest:
     digest: Digest
     media_type: str
     data: bytes
+    # Notes for the client (served as ``Warning: 299 - "..."``), e.g. a cache serving stale data.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,6 +31,20 @@ class UpstreamConfig(BaseModel):
     read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for upstream data.")
     retries: int = Field(
         3, ge=0, le=10, description="Retries of idempotent requests (GET/HEAD/DELETE)."
+    )
+    cache: bool = Field(
+        False,
+        description="Pull-through cache: keep what is pulled under `data_dir/cache/` and serve"
+        " it from there (digests for ever, tags for `cache_tag_ttl`, stale tags when the"
+        " upstream is down).",
+    )
+    cache_tag_ttl: float = Field(
+        60.0, ge=0, description="Seconds a cached tag is served before a HEAD revalidates it."
+    )
+    cache_push: Literal["reject", "write-through"] = Field(
+        "reject",
+        description="Pushes to a cache: `reject` (405 UNSUPPORTED) or `write-through` to the"
+        " upstream.",
     )
 
     @field_validator("url")

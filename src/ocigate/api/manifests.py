@@ -21,10 +21,15 @@ def _reference(arg: str) -> str:
 
 
 def _headers(manifest: StoredManifest) -> Headers:
-    return [
+    headers: Headers = [
         (b"content-type", manifest.media_type.encode()),
         (b"docker-content-digest", str(manifest.digest).encode()),
     ]
+    for note in manifest.warnings:
+        # The spec's form: code 299, agent "-", a quoted string, no date.
+        text = note.replace("\\", "\\\\").replace('"', '\\"').encode("ascii", "replace")
+        headers.append((b"warning", b'299 - "%s"' % text))
+    return headers
 
 
 async def get(call: Call) -> None:

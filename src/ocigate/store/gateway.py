@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from ..client import ClientOptions
 from ..config import Settings
 from ..registry import Registry
 from ..upstream_config import UpstreamConfig
+from .cache import CacheStore
 from .router import RouterStore
 from .upload_tokens import load_or_create_key
 from .upstream import UpstreamStore
@@ -27,11 +31,23 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
 
 def build_gateway(settings: Settings) -> Registry:
     key = load_or_create_key(settings.data_dir, settings.upload_signing_key)
-    routes: list[tuple[str, Registry]] = [
-        (
-            upstream.prefix,
-            UpstreamStore(client_options(upstream), key, settings.max_manifest_size),
-        )
-        for upstream in settings.upstreams
-    ]
+    routes: list[tuple[str, Registry]] = []
+    for upstream in settings.upstreams:
+        direct = UpstreamStore(client_options(upstream), key, settings.max_manifest_size)
+        store: Registry = direct
+        if upstream.cache:
+            store = CacheStore(
+                direct,
+                cache_dir(settings, upstream),
+                tag_ttl=upstream.cache_tag_ttl,
+                push=upstream.cache_push,
+            )
+        routes.append((upstream.prefix, store))
     return RouterStore(routes)
+
+
+def cache_dir(settings: Settings, upstream: UpstreamConfig) -> Path:
+    """One cache directory per upstream URL: repositories of different upstreams may share
+    names, so their ``(repo, digest)`` keys must not meet."""
+    name = hashlib.sha256(upstream.url.encode()).hexdigest()[:16]
+    return Path(settings.data_dir) / "cache" / name

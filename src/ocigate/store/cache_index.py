@@ -1,0 +1,121 @@
+"""The pull-through cache's own SQLite index (``index.db`` in the cache directory).
+
+The embedded store's metadata does not fit a cache: its ``put_manifest`` insists that every
+referenced blob is already linked, while a cache learns manifests before (or without) their blobs.
+So the cache keeps three small tables of its own:
+
+- ``manifests(repo, digest, media_type, data)``: byte-exact manifest bodies, verified against
+  their digest before they are inserted;
+- ``tags(repo, tag, digest, fetched)``: the upstream's answer for a tag and when it was last
+  confirmed (unix seconds), for the TTL;
+- ``blobs(repo, digest, size)``: which repository a blob was pulled through. The bytes are
+  shared by digest (``blobs/`` beside this file); the per-repository row keeps the cache from
+  serving a blob for a repository the upstream never showed it in.
+
+WAL and a busy timeout let the workers of one server share the file; statements are single
+indexed reads or one-row upserts, cheap enough to run on the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..oci.digest import Digest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifests (
+    repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, fetched REAL NOT NULL,
+    PRIMARY KEY (repo, tag)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+"""
+
+
+class CacheIndex:
+    def __init__(self, path: Path) -> None:
+        # One connection guarded by a lock: callers are on one event loop, but fills finish
+        # from tasks and tests may touch it from threads.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- manifests -----------------------------------------------------------------------
+
+    def manifest(self, repo: str, digest: Digest) -> tuple[str, bytes] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT media_type, data FROM manifests WHERE repo = ? AND digest = ?",
+                (repo, str(digest)),
+            ).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
+    def put_manifest(self, repo: str, digest: Digest, media_type: str, data: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO manifests (repo, digest, media_type, data)"
+                " VALUES (?, ?, ?, ?)",
+                (repo, str(digest), media_type, data),
+            )
+
+    def drop_manifest(self, repo: str, digest: Digest) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM manifests WHERE repo = ? AND digest = ?", (repo, str(digest))
+            )
+            self._db.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", (repo, str(digest)))
+
+    # --- tags ------------------------------------------------------------------------------
+
+    def tag(self, repo: str, tag: str) -> tuple[Digest, float] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest, fetched FROM tags WHERE repo = ? AND tag = ?", (repo, tag)
+            ).fetchone()
+        return None if row is None else (Digest.parse(str(row[0])), float(row[1]))
+
+    def put_tag(self, repo: str, tag: str, digest: Digest, fetched: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tags (repo, tag, digest, fetched) VALUES (?, ?, ?, ?)",
+                (repo, tag, str(digest), fetched),
+            )
+
+    def drop_tag(self, repo: str, tag: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
+
+    # --- blobs -----------------------------------------------------------------------------
+
+    def blob(self, repo: str, digest: Digest) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size FROM blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def link_blob(self, repo: str, digest: Digest, size: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO blobs (repo, digest, size) VALUES (?, ?, ?)",
+                (repo, str(digest), size),
+            )
+
+    def unlink_blob(self, repo: str, digest: Digest) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM blobs WHERE repo = ? AND digest = ?", (repo, str(digest)))
