@@ -321,19 +321,23 @@ def make_image(
             }
         ),
     )
-    manifest = Blob(
-        OCI_MANIFEST,
-        json_bytes(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": config.descriptor(),
-                "layers": [layer.descriptor() for layer in layers],
-                "annotations": {"org.opencontainers.image.description": f"e2e image {seed}"},
-            }
-        ),
-    )
-    return Image(manifest, config, tuple(layers))
+    annotations = {"org.opencontainers.image.description": f"e2e image {seed}"}
+    return Image(image_manifest(config, layers, annotations), config, tuple(layers))
+
+
+def image_manifest(
+    config: Blob, layers: Sequence[Blob], annotations: dict[str, str] | None = None
+) -> Blob:
+    """An OCI image manifest over ``config`` and ``layers``."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
+    if annotations:
+        doc["annotations"] = annotations
+    return Blob(OCI_MANIFEST, json_bytes(doc))
 
 
 def make_index(images: Sequence[Image]) -> Blob:

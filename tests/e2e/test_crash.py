@@ -23,9 +23,9 @@ from .support import (
     MANIFEST_ACCEPT,
     OCI_CONFIG,
     OCI_LAYER_GZIP,
-    OCI_MANIFEST,
     Blob,
     ServerProcess,
+    image_manifest,
     json_bytes,
     location,
     push_blob_chunked,
@@ -81,21 +81,7 @@ def make_round(pusher: int, number: int) -> PushRound:
         OCI_CONFIG,
         json_bytes({"architecture": "amd64", "os": "linux", "pusher": pusher, "round": number}),
     )
-    manifest = Blob(
-        OCI_MANIFEST,
-        json_bytes(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": config.descriptor(),
-                "layers": [
-                    SHARED_LAYER.descriptor(),
-                    chunked.descriptor(),
-                    monolithic.descriptor(),
-                ],
-            }
-        ),
-    )
+    manifest = image_manifest(config, [SHARED_LAYER, chunked, monolithic])
     return PushRound(chunked, monolithic, config, manifest, f"v{number}")
 
 

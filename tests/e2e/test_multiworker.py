@@ -16,10 +16,10 @@ from .support import (
     MANIFEST_ACCEPT,
     OCI_CONFIG,
     OCI_LAYER_GZIP,
-    OCI_MANIFEST,
     Blob,
     ServerProcess,
     closing_client,
+    image_manifest,
     json_bytes,
     location,
     push_blob_chunked,
@@ -169,18 +169,7 @@ def test_read_your_writes_across_workers(registry: ServerProcess, repo: str) -> 
         for _ in range(3):
             response = fresh("HEAD", f"{base}/v2/{repo}/blobs/{layer.digest}")
             assert response.status_code == 200
-        manifest = Blob(
-            OCI_MANIFEST,
-            json_bytes(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": config.descriptor(),
-                    "layers": [layer.descriptor()],
-                    "annotations": {"round": str(round_number)},
-                }
-            ),
-        )
+        manifest = image_manifest(config, [layer], {"round": str(round_number)})
         put_manifest(_CLOSING, base, repo, "moving", manifest)
         for _ in range(4):
             response = fresh(

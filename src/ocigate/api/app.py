@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Token
 from typing import Any
@@ -101,7 +100,7 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         # One id per request, in the access log and in the events the request causes.
-        request_id = current_request_id.set(uuid.uuid4().hex[:16])
+        request_id = current_request_id.set(os.urandom(8).hex())  # uuid4 costs 5x more
         request = Request(scope, receive)
         exchange = _Exchange(send)
         route: Route | None = None
