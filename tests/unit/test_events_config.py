@@ -83,3 +83,15 @@ def test_errors_name_the_key(
     path.write_text(text)
     assert main(["config", "check", str(path)]) == 2
     assert f"configuration error: {key}" in capsys.readouterr().err
+
+
+def test_default_retries_outlast_an_hour_long_outage() -> None:
+    from ocigate.layers.events_config import EventsConfig
+
+    events = EventsConfig()
+    waits = []
+    attempts = 1
+    while (wait := events.retry_in(attempts)) is not None:
+        waits.append(wait)
+        attempts += 1
+    assert sum(waits) > 2 * 3600

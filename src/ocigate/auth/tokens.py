@@ -74,9 +74,11 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivat
         finally:
             temp.unlink()
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise ValueError(f"{path}: the token key must be an EC P-256 or RSA private key")
-    return loaded
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return loaded
+    if isinstance(loaded, ec.EllipticCurvePrivateKey) and isinstance(loaded.curve, ec.SECP256R1):
+        return loaded  # ES256 is defined for P-256 only
+    raise ValueError(f"{path}: the token key must be an EC P-256 or RSA private key")
 
 
 class TokenService:

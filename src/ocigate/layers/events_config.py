@@ -75,8 +75,9 @@ class EventsConfig(BaseModel):
     pulls: bool = Field(False, description="Also record manifest and blob pulls.")
     source: str = Field("/ocigate", min_length=1, description="CloudEvents `source` attribute.")
     webhooks: list[Webhook] = Field(default_factory=list)
+    # The defaults keep retrying for about 2.7 hours: a receiver down for an hour loses nothing.
     max_attempts: int = Field(
-        12, ge=1, le=1000, description="Failed attempts before an event is dead-lettered."
+        40, ge=1, le=1000, description="Failed attempts before an event is dead-lettered."
     )
     backoff_initial: float = Field(1.0, gt=0, description="Seconds before the first retry.")
     backoff_max: float = Field(300.0, gt=0, description="Longest wait between retries.")
