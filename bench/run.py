@@ -9,11 +9,17 @@ the same small image (``bench/app:latest``), then measured one at a time:
 * blob push of one large blob (POST, then one PUT streaming the body) and blob pull (GET)
 * server RSS (the process and all its descendants) sampled every 50 ms during push and pull
 
+``gateway`` is ``ocigate serve --workers 1 --upstream <distribution>`` in front of a second, fresh
+distribution started for it (so it never shares data with the ``distribution`` row); it is
+measured with the same steps and compared with distribution directly in a table of its own
+(blob MB/s ≥ 0.9x direct, small-request p50 overhead ≤ 0.5 ms).
+
 Results are printed as a markdown table and written to ``bench/results/latest.json``.
 
     python bench/run.py                 # 10 s load runs, 1 GiB blob
     python bench/run.py --quick         # 2 s, 64 MiB: smoke test
     python bench/run.py --duration 5 --blob-size-mib 256 --registries ocigate-w1,distribution
+    python bench/run.py --quick --registries distribution,gateway
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ READY_TIMEOUT = 30.0
 TARGET_SMALL_RATIO = 10.0
 TARGET_BLOB_RATIO = 2.0
 TARGET_RSS_DELTA_MB = 50.0
+# targets of the gateway against distribution directly
+TARGET_GATEWAY_BLOB_RATIO = 0.9
+TARGET_GATEWAY_P50_OVERHEAD_MS = 0.5
 
 
 def log(message: str) -> None:
@@ -129,9 +138,12 @@ def ocigate_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ocigate"]
 
 
-def ocigate_server(workdir: Path, workers: int, log_level: str) -> Server:
+def ocigate_server(
+    workdir: Path, workers: int, log_level: str, upstream: str | None = None, name: str = ""
+) -> Server:
     port = free_port()
-    data = workdir / f"ocigate-w{workers}"
+    name = name or f"ocigate-w{workers}"
+    data = workdir / name
     argv = [
         *ocigate_command(),
         "serve",
@@ -144,14 +156,16 @@ def ocigate_server(workdir: Path, workers: int, log_level: str) -> Server:
         "--log-level",
         log_level,
     ]
-    return Server(f"ocigate-w{workers}", argv, port, workdir / f"ocigate-w{workers}.log")
+    if upstream is not None:
+        argv += ["--upstream", upstream]
+    return Server(name, argv, port, workdir / f"{name}.log")
 
 
-def distribution_server(workdir: Path) -> Server:
+def distribution_server(workdir: Path, name: str = "distribution") -> Server:
     port = free_port()
-    data = workdir / "distribution"
+    data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
-    config = workdir / "distribution.yml"
+    config = workdir / f"{name}.yml"
     config.write_text(
         "version: 0.1\n"
         "log:\n"
@@ -168,12 +182,7 @@ def distribution_server(workdir: Path) -> Server:
         "http:\n"
         f"  addr: 127.0.0.1:{port}\n"
     )
-    return Server(
-        "distribution",
-        ["docker-registry", "serve", str(config)],
-        port,
-        workdir / "distribution.log",
-    )
+    return Server(name, ["docker-registry", "serve", str(config)], port, workdir / f"{name}.log")
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +640,7 @@ ROWS = [
 
 def table(outcomes: dict[str, Outcome]) -> tuple[str, dict[str, dict[str, Any]]]:
     reference = outcomes.get("distribution")
-    contenders = [name for name in outcomes if name != "distribution"]
+    contenders = [name for name in outcomes if name not in ("distribution", "gateway")]
     header = ["metric"]
     if reference:
         header.append("distribution")
@@ -673,6 +682,54 @@ def _fmt(fmt: str, value: Any) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+# (label, metric key, format, how the gateway is compared: "ratio", "overhead" or "")
+GATEWAY_ROWS = [
+    ("manifest HEAD req/s (hey)", "head_rps", "{:,.0f}", ""),
+    ("manifest HEAD p50 ms", "head_p50_ms", "{:.2f}", "overhead"),
+    ("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}", ""),
+    ("manifest GET req/s (wrk)", "get_rps", "{:,.0f}", ""),
+    ("manifest GET p50 ms", "get_p50_ms", "{:.2f}", "overhead"),
+    ("manifest GET p99 ms", "get_p99_ms", "{:.2f}", ""),
+    ("blob push MB/s", "push_mb_s", "{:,.0f}", "ratio"),
+    ("blob pull MB/s", "pull_mb_s", "{:,.0f}", "ratio"),
+    ("RSS baseline MB", "rss_baseline_mb", "{:.1f}", ""),
+    ("RSS delta (peak - baseline) MB", "rss_delta_mb", "{:.1f}", ""),
+    ("errors (HEAD + GET)", "errors", "{:,.0f}", ""),
+]
+
+
+def gateway_table(
+    gateway: Outcome, direct: Outcome | None
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The gateway against distribution directly: blob MB/s as a ratio (≥ 0.9x), small
+    requests as p50 overhead in ms (gateway - direct, ≤ 0.5 ms)."""
+    header = ["metric", "distribution (direct)", "gateway", "gateway vs direct", "target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    verdicts: dict[str, dict[str, Any]] = {}
+    for label, key, fmt, compare in GATEWAY_ROWS:
+        value = gateway.metrics.get(key)
+        ref = direct.metrics.get(key) if direct else None
+        versus, target = "-", ""
+        if compare == "ratio":
+            target = f"≥ {TARGET_GATEWAY_BLOB_RATIO:g}x"
+            if value is not None and ref:
+                ratio = value / ref
+                ok = ratio >= TARGET_GATEWAY_BLOB_RATIO
+                verdicts[key] = {"value": value, "ratio": ratio, "ok": ok}
+                versus = f"{ratio:.2f}x" + (" ✅" if ok else " ❌")
+        elif compare == "overhead":
+            target = f"≤ +{TARGET_GATEWAY_P50_OVERHEAD_MS:g} ms"
+            if value is not None and ref is not None:
+                overhead = value - ref
+                ok = overhead <= TARGET_GATEWAY_P50_OVERHEAD_MS
+                verdicts[key] = {"value": value, "overhead_ms": overhead, "ok": ok}
+                versus = f"{overhead:+.2f} ms" + (" ✅" if ok else " ❌")
+        elif value is not None and ref:
+            versus = f"{value / ref:.2f}x"
+        lines.append(f"| {label} | {_fmt(fmt, ref)} | {_fmt(fmt, value)} | {versus} | {target} |")
+    return "\n".join(lines), verdicts
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
@@ -698,8 +755,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument(
         "--registries",
-        default=os.environ.get("BENCH_REGISTRIES", "distribution,ocigate-w1,ocigate-w2"),
-        help="comma-separated subset of distribution,ocigate-w1,ocigate-w2 (ocigate-wN works)",
+        default=os.environ.get("BENCH_REGISTRIES", "distribution,ocigate-w1,ocigate-w2,gateway"),
+        help="comma-separated subset of distribution,ocigate-w1,ocigate-w2,gateway"
+        " (ocigate-wN works)",
     )
     parser.add_argument("--ocigate-log-level", default="error")
     parser.add_argument(
@@ -716,7 +774,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         duration, blob_mib = 2.0, 64
     registries = [name.strip() for name in args.registries.split(",") if name.strip()]
     for name in registries:
-        if name != "distribution" and not re.fullmatch(r"ocigate-w\d+", name):
+        if name not in ("distribution", "gateway") and not re.fullmatch(r"ocigate-w\d+", name):
             parser.error(f"unknown registry {name!r}")
     return Settings(
         duration=duration,
@@ -737,7 +795,8 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    needed = ["hey", "wrk"] + (["docker-registry"] if "distribution" in settings.registries else [])
+    with_distribution = {"distribution", "gateway"} & set(settings.registries)
+    needed = ["hey", "wrk"] + (["docker-registry"] if with_distribution else [])
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
         log(f"missing tools: {', '.join(missing)} (make debs installs them)")
@@ -753,12 +812,25 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: dict[str, Outcome] = {}
     try:
         for name in settings.registries:
+            upstream: Server | None = None
             if name == "distribution":
                 server = distribution_server(workdir)
+            elif name == "gateway":
+                # A fresh distribution of its own, so it starts as empty as the direct one.
+                upstream = distribution_server(workdir, "gateway-upstream")
+                log(f"starting {upstream.name} on {upstream.base}")
+                upstream.start()
+                server = ocigate_server(
+                    workdir, 1, settings.ocigate_log_level, upstream.base, name="gateway"
+                )
             else:
                 workers = int(name.removeprefix("ocigate-w"))
                 server = ocigate_server(workdir, workers, settings.ocigate_log_level)
-            outcome = bench_registry(server, settings, blob, digest)
+            try:
+                outcome = bench_registry(server, settings, blob, digest)
+            finally:
+                if upstream is not None:
+                    upstream.stop()
             outcome.metrics["errors"] = (
                 outcome.metrics["head_errors"] + outcome.metrics["get_errors"]
             )
@@ -770,6 +842,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     markdown, verdicts = table(outcomes)
+    gateway_markdown = ""
+    if "gateway" in outcomes:
+        gateway_markdown, verdicts["gateway"] = gateway_table(
+            outcomes["gateway"], outcomes.get("distribution")
+        )
     command = " ".join(
         [Path(sys.executable).name, "bench/run.py", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -783,6 +860,13 @@ def main(argv: list[str] | None = None) -> int:
         "\nratios are ocigate / distribution (for latencies lower is better); "
         f"machine: {os.cpu_count()} CPUs, {platform.platform()}\n"
     )
+    if gateway_markdown:
+        print(
+            "### gateway (ocigate serve --workers 1 --upstream <fresh distribution>) vs "
+            "distribution directly\n"
+        )
+        print(gateway_markdown)
+        print("\nblob rows: gateway / direct; p50 rows: gateway - direct (lower is better)\n")
     report = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
@@ -803,10 +887,13 @@ def main(argv: list[str] | None = None) -> int:
             "small_request_ratio": TARGET_SMALL_RATIO,
             "blob_mb_s_ratio": TARGET_BLOB_RATIO,
             "rss_delta_mb": TARGET_RSS_DELTA_MB,
+            "gateway_blob_mb_s_ratio": TARGET_GATEWAY_BLOB_RATIO,
+            "gateway_p50_overhead_ms": TARGET_GATEWAY_P50_OVERHEAD_MS,
         },
         "results": {name: outcome.metrics for name, outcome in outcomes.items()},
         "verdicts": verdicts,
         "markdown": markdown,
+        "gateway_markdown": gateway_markdown,
     }
     settings.json_path.parent.mkdir(parents=True, exist_ok=True)
     settings.json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamConfig] = Field(
         default_factory=list,
         description="Gateway mode: forward to these registries (each: url, prefix, username,"
-        " password or token, tls_verify, ca_file, connect_timeout, read_timeout, retries)"
+        " password or token, tls_verify, ca_file, connect_timeout, read_timeout, retries,"
+        " pass_redirects, cache, cache_tag_ttl, cache_push)"
         " instead of the embedded store.",
     )
     upload_signing_key: str | None = Field(

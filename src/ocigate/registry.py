@@ -52,6 +52,9 @@ class BlobBody:
     length: int  # bytes served
     fd: int | None = None
     stream: AsyncIterator[bytes] | None = None
+    # Instead of bytes: answer the client with this redirect (status, absolute URL); the
+    # sizes are then unknown (0).
+    redirect: tuple[int, str] | None = None
 
     async def close(self) -> None:
         if self.fd is not None:

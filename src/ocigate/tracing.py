@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 # The current request's id, set by the HTTP layer; events carry it.
 current_request_id: ContextVar[str | None] = ContextVar("ocigate_request_id", default=None)
 # Set while a layer reads content for its own purposes (validation reading a payload), so that
 # the events layer does not report the read as a client's pull.
 internal_read: ContextVar[bool] = ContextVar("ocigate_internal_read", default=False)
+
+
+@dataclass(slots=True)
+class NamespaceRequest:
+    """A request's ``ns`` query parameter (distribution spec, "Registry Proxying"): the host of
+    the upstream registry the client means. Whoever routes by it sets ``resolved``, and the
+    HTTP layer then answers with ``OCI-Namespace``; an ``ns`` nobody resolves is ignored."""
+
+    host: str
+    resolved: bool = False
+
+
+# Set by the HTTP layer for requests that carry ``ns``; the gateway's router reads it.
+requested_namespace: ContextVar[NamespaceRequest | None] = ContextVar(
+    "ocigate_requested_namespace", default=None
+)

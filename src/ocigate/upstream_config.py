@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +33,11 @@ class UpstreamConfig(BaseModel):
     retries: int = Field(
         3, ge=0, le=10, description="Retries of idempotent requests (GET/HEAD/DELETE)."
     )
+    pass_redirects: bool = Field(
+        False,
+        description="Answer blob GETs the upstream redirects (e.g. to a presigned object-store"
+        " URL) with that redirect instead of following it; ignored when `cache` is on.",
+    )
     cache: bool = Field(
         False,
         description="Pull-through cache: keep what is pulled under `data_dir/cache/` and serve"
@@ -46,6 +52,11 @@ class UpstreamConfig(BaseModel):
         description="Pushes to a cache: `reject` (405 UNSUPPORTED) or `write-through` to the"
         " upstream.",
     )
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the URL, lower-cased: what a client's ``ns`` names."""
+        return urlsplit(self.url).netloc.rpartition("@")[2].lower()
 
     @field_validator("url")
     @classmethod

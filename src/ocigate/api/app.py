@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Token
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -19,7 +20,7 @@ from ..config import Settings
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
-from ..tracing import current_request_id
+from ..tracing import NamespaceRequest, current_request_id, requested_namespace
 from . import blobs, listings, manifests, uploads
 from .auth import Authenticator
 from .context import Call
@@ -102,7 +103,10 @@ class App:
         # One id per request, in the access log and in the events the request causes.
         request_id = current_request_id.set(os.urandom(8).hex())  # uuid4 costs 5x more
         request = Request(scope, receive)
-        exchange = _Exchange(send)
+        ns = request.param("ns")
+        namespace = NamespaceRequest(ns) if ns else None
+        namespaced = requested_namespace.set(namespace) if namespace is not None else None
+        exchange = _Exchange(send, namespace)
         route: Route | None = None
         identity = ANONYMOUS
         bound: Token[Identity] | None = None
@@ -122,6 +126,8 @@ class App:
         finally:
             if bound is not None:
                 current_identity.reset(bound)
+            if namespaced is not None:
+                requested_namespace.reset(namespaced)
         if log.isEnabledFor(logging.INFO):
             repo = route.name if route else ""
             _access_log(request, repo, identity, exchange, time.perf_counter() - started)
@@ -176,18 +182,23 @@ class App:
 
 
 class _Exchange:
-    """The response side of one request: adds the API version header, counts what was sent."""
+    """The response side of one request: adds the API version header, counts what was sent.
+    When the request's ``ns`` was resolved: adds ``OCI-Namespace`` and keeps ``ns`` on the
+    API locations it hands out (upload sessions), so the client's next request goes there too."""
 
-    __slots__ = ("bytes", "send", "status")
+    __slots__ = ("bytes", "namespace", "send", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, namespace: NamespaceRequest | None = None) -> None:
         self.send = send
+        self.namespace = namespace
         self.status = 0
         self.bytes = 0
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             message["headers"].append(_API_VERSION)
+            if self.namespace is not None and self.namespace.resolved:
+                message["headers"] = _namespaced(message["headers"], self.namespace.host)
             self.status = message["status"]
         else:
             self.bytes += len(message.get("body", b""))
@@ -197,6 +208,17 @@ class _Exchange:
         if self.status:
             raise error  # the response already started: only dropping the connection is left
         await send_error(self, error, headers)
+
+
+def _namespaced(headers: Headers, host: str) -> Headers:
+    ns = quote(host, safe=":").encode()
+    out: Headers = []
+    for name, value in headers:
+        if name == b"location" and value.startswith(b"/v2/"):
+            value += b"%sns=%s" % (b"&" if b"?" in value else b"?", ns)
+        out.append((name, value))
+    out.append((b"oci-namespace", host.encode()))
+    return out
 
 
 def _access_log(

@@ -47,6 +47,10 @@ async def get_blob(call: Call) -> None:
         await send_error(call.send, exc, [(b"content-range", b"bytes */%d" % size)])
         return
     try:
+        if body.redirect is not None:
+            status, location = body.redirect
+            await respond(call.send, status, [(b"location", location.encode())])
+            return
         headers = _blob_headers(digest, body.length)
         status = 200
         if byte_range is not None:

@@ -182,9 +182,12 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         content: Body = None,
+        follow_redirects: bool | None = None,
     ) -> httpx.Response:
         """Send a request; the response body is not read yet (``aread``/``aiter_raw``, then
-        ``aclose``). 401 is answered once by re-authenticating when the body can be replayed."""
+        ``aclose``). 401 is answered once by re-authenticating when the body can be replayed.
+        Redirects are followed for GET and HEAD unless ``follow_redirects`` says otherwise."""
+        follow = method in ("GET", "HEAD") if follow_redirects is None else follow_redirects
         target = self.url(url)
         replayable = not isinstance(content, AsyncIterable)
         retryable = method in IDEMPOTENT and content is None
@@ -195,7 +198,7 @@ class RegistryClient:
             if authorization is not None:
                 out["Authorization"] = authorization
             response = await self._send(
-                method, target, out, content, retryable=retryable, params=params
+                method, target, out, content, retryable=retryable, params=params, follow=follow
             )
             if response.status_code != 401 or not replayable or reauthenticated:
                 return response
@@ -220,17 +223,18 @@ class RegistryClient:
         *,
         retryable: bool,
         params: Mapping[str, str | list[str]] | None = None,
+        follow: bool | None = None,
     ) -> httpx.Response:
         attempt = 0
+        if follow is None:
+            follow = method in ("GET", "HEAD")
         while True:
             # httpx replaces a URL's query with ``params``; an upload Location keeps its own.
             target = httpx.URL(url).copy_merge_params(params) if params else url
             request = self._http.build_request(method, target, headers=headers, content=content)
             delay = min(self.options.backoff * 2**attempt, self.options.max_delay)
             try:
-                response = await self._http.send(
-                    request, stream=True, follow_redirects=method in ("GET", "HEAD")
-                )
+                response = await self._http.send(request, stream=True, follow_redirects=follow)
             except httpx.TimeoutException as exc:
                 if retryable and attempt < self.options.retries:
                     attempt += 1

@@ -32,8 +32,16 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
 def build_gateway(settings: Settings) -> Registry:
     key = load_or_create_key(settings.data_dir, settings.upload_signing_key)
     routes: list[tuple[str, Registry]] = []
+    hosts: dict[str, Registry] = {}
     for upstream in settings.upstreams:
-        direct = UpstreamStore(client_options(upstream), key, settings.max_manifest_size)
+        direct = UpstreamStore(
+            client_options(upstream),
+            key,
+            settings.max_manifest_size,
+            # A cache needs the bytes: it follows redirects whatever the setting says.
+            pass_redirects=upstream.pass_redirects and not upstream.cache,
+            lock_dir=Path(settings.data_dir) / "locks",
+        )
         store: Registry = direct
         if upstream.cache:
             store = CacheStore(
@@ -43,7 +51,8 @@ def build_gateway(settings: Settings) -> Registry:
                 push=upstream.cache_push,
             )
         routes.append((upstream.prefix, store))
-    return RouterStore(routes)
+        hosts.setdefault(upstream.host, store)  # two upstreams on one host: the first wins
+    return RouterStore(routes, hosts)
 
 
 def cache_dir(settings: Settings, upstream: UpstreamConfig) -> Path:

@@ -3,21 +3,31 @@
 ``dockerhub/library/alpine`` with a route ``dockerhub`` → that route's registry, repository
 ``library/alpine``. The longest matching prefix wins; the empty prefix matches everything.
 Prefixes match whole path components only (``dock`` does not match ``dockerhub/x``).
+
+A request whose ``ns`` query parameter names an upstream's host (``host[:port]`` of its URL) goes
+to that upstream whatever its prefix, with the repository name unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
 from ..oci.manifests import Manifest
 from ..registry import BlobBody, ByteRange, Chunks, Page, Registry, StoredManifest, UploadState
+from ..tracing import requested_namespace
 
 
 class RouterStore:
-    def __init__(self, routes: Sequence[tuple[str, Registry]]) -> None:
+    def __init__(
+        self,
+        routes: Sequence[tuple[str, Registry]],
+        hosts: Mapping[str, Registry] | None = None,
+    ) -> None:
+        # ``ns`` → registry, keyed by lower-cased ``host[:port]``.
+        self._hosts = {host.lower(): registry for host, registry in (hosts or {}).items()}
         # Longest prefix first, so the first match is the most specific one.
         self._routes = sorted(
             ((prefix.strip("/"), registry) for prefix, registry in routes),
@@ -27,12 +37,25 @@ class RouterStore:
 
     def route(self, repo: str) -> tuple[Registry, str, str]:
         """``(registry, prefix, repository inside it)`` for a gateway repository name."""
+        by_host = self._by_namespace()
+        if by_host is not None:
+            return by_host, "", repo
         for prefix, registry in self._routes:
             if not prefix:
                 return registry, prefix, repo
             if repo.startswith(prefix + "/"):
                 return registry, prefix, repo[len(prefix) + 1 :]
         raise NameUnknown({"name": repo}, "no upstream is configured for this repository")
+
+    def _by_namespace(self) -> Registry | None:
+        """The upstream the request's ``ns`` names (marking it resolved), if any."""
+        namespace = requested_namespace.get()
+        if namespace is None or not self._hosts:
+            return None
+        registry = self._hosts.get(namespace.host.lower())
+        if registry is not None:
+            namespace.resolved = True
+        return registry
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
         registry, _, inner = self.route(repo)
@@ -118,6 +141,9 @@ class RouterStore:
         return await registry.list_referrers(inner, digest, artifact_type)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
+        by_host = self._by_namespace()
+        if by_host is not None:
+            return await by_host.list_repositories(last, n)
         if len(self._routes) == 1 and not self._routes[0][0]:
             return await self._routes[0][1].list_repositories(last, n)
         # Merge every upstream's catalog under its prefix; names shadowed by a longer prefix

@@ -21,18 +21,30 @@ Mount: when the upstream answers a mount with 202 and a fresh session, that sess
 and BlobUnknown raised, so the HTTP layer opens an ordinary upload of its own (one extra round
 trip, but mount keeps the protocol's meaning: a size or BlobUnknown).
 
-Limitation: emulated referrers indexes are read-modify-written without a lock across workers;
-two referrers of one subject pushed at the same instant through different workers can lose one.
+Redirects: blob GETs follow the upstream's redirects (without its credentials), unless
+``pass_redirects`` is set: then a 3xx with a Location (e.g. a presigned object-store URL) is
+handed to the client as it is, and the bytes never pass through the gateway.
+
+Emulated referrers indexes are read-modify-written under a lock per (upstream, repository,
+subject): an asyncio lock within the process, then, when a lock directory is given, an
+``flock`` on a file there (taken in a thread) across the worker processes sharing it. Replicas
+with separate data directories are not serialised against each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from ..client import ClientOptions, RegistryClient
@@ -68,6 +80,7 @@ MAX_LIST_PAGES = 10_000
 _LINK = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def _next_link(response: httpx.Response) -> str | None:
@@ -138,14 +151,22 @@ class UpstreamStore:
     """Forwards the :class:`Registry` protocol to one upstream registry."""
 
     def __init__(
-        self, options: ClientOptions, signing_key: bytes, max_manifest_size: int = 4 * 1024 * 1024
+        self,
+        options: ClientOptions,
+        signing_key: bytes,
+        max_manifest_size: int = 4 * 1024 * 1024,
+        *,
+        pass_redirects: bool = False,
+        lock_dir: Path | None = None,
     ) -> None:
         self.client = RegistryClient(options)
         self.name = self.client.base
         self._signer = UploadSigner(signing_key, self.name)
         self._max_manifest = max_manifest_size
+        self._pass_redirects = pass_redirects
         self._native_referrers: bool | None = None
         self._referrer_locks: dict[str, asyncio.Lock] = {}
+        self._lock_dir = lock_dir
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -198,9 +219,18 @@ class UpstreamStore:
             last = "" if byte_range.last is None else str(byte_range.last)
             headers["Range"] = f"bytes={first}-{last}"
         response = await self.client.request(
-            "GET", f"/v2/{repo}/blobs/{digest}", scope=self._scope(repo), headers=headers
+            "GET",
+            f"/v2/{repo}/blobs/{digest}",
+            scope=self._scope(repo),
+            headers=headers,
+            follow_redirects=not self._pass_redirects,
         )
         status = response.status_code
+        location = response.headers.get("location")
+        if self._pass_redirects and status in _REDIRECTS and location:
+            target = str(response.url.join(location))
+            await response.aclose()
+            return BlobBody(digest=digest, size=0, start=0, length=0, redirect=(status, target))
         if status == 416:
             found = _UNSATISFIED.match(response.headers.get("content-range", ""))
             await response.aclose()
@@ -616,8 +646,7 @@ class UpstreamStore:
         removed: Digest | None = None,
     ) -> None:
         tag = referrers_tag(subject)
-        lock = self._referrer_locks.setdefault(f"{repo}\n{tag}", asyncio.Lock())
-        async with lock:
+        async with self._referrers_lock(repo, tag):
             manifests = await self._index(repo, subject)
             drop = {str(removed)} if removed is not None else set()
             if added is not None:
@@ -630,6 +659,25 @@ class UpstreamStore:
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": kept}
             data = json.dumps(index, separators=(",", ":")).encode()
             await self._put_manifest_ref(repo, tag, OCI_INDEX, data)
+
+    @asynccontextmanager
+    async def _referrers_lock(self, repo: str, tag: str) -> AsyncIterator[None]:
+        """Exclusive use of one emulated referrers index, within the process and (with a lock
+        directory) across the processes sharing it."""
+        key = f"{self.name}\n{repo}\n{tag}"
+        async with self._referrer_locks.setdefault(key, asyncio.Lock()):
+            if self._lock_dir is None:
+                yield
+                return
+            name = hashlib.sha256(key.encode()).hexdigest()[:40]
+            path = self._lock_dir / f"referrers-{name}.lock"
+            fd = await anyio.to_thread.run_sync(_open_lock_file, path)
+            try:
+                # Not abandoned on cancellation: the fd is closed only once flock has returned.
+                await anyio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None
@@ -652,6 +700,11 @@ class UpstreamStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def _subject_of(data: bytes) -> Digest | None:
