@@ -124,14 +124,15 @@ class App:
             log.exception("unhandled error on %s %s", request.method, request.path)
             await exchange.fail(OCIError("internal error"))
         finally:
+            # Logged even when the connection had to be dropped mid-response.
+            if log.isEnabledFor(logging.INFO):
+                repo = route.name if route else ""
+                _access_log(request, repo, identity, exchange, time.perf_counter() - started)
             if bound is not None:
                 current_identity.reset(bound)
             if namespaced is not None:
                 requested_namespace.reset(namespaced)
-        if log.isEnabledFor(logging.INFO):
-            repo = route.name if route else ""
-            _access_log(request, repo, identity, exchange, time.perf_counter() - started)
-        current_request_id.reset(request_id)
+            current_request_id.reset(request_id)
 
     def _route(self, request: Request) -> Route:
         headers = request.scope["headers"]

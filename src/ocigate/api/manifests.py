@@ -13,11 +13,9 @@ from .http import Headers, respond
 MAX_TAGS_PER_PUSH = 100
 
 
-def _reference(arg: str) -> str:
+def _reference(arg: str) -> Digest | str:
     """A manifest reference must be a digest or a valid tag (spec: no other format)."""
-    if is_digest(arg):
-        return str(Digest.parse(arg))
-    return check_tag(arg)
+    return Digest.parse(arg) if is_digest(arg) else check_tag(arg)
 
 
 def _headers(manifest: StoredManifest) -> Headers:
@@ -33,27 +31,25 @@ def _headers(manifest: StoredManifest) -> Headers:
 
 
 async def get(call: Call) -> None:
-    manifest = await call.registry.get_manifest(call.repo, _reference(call.arg))
+    manifest = await call.registry.get_manifest(call.repo, str(_reference(call.arg)))
     await respond(call.send, 200, _headers(manifest), manifest.data)
 
 
 async def put(call: Call) -> None:
     reference = _reference(call.arg)
-    extra_tags = [check_tag(tag) for tag in call.request.query.get("tag", [])]
+    extra_tags = list(dict.fromkeys(check_tag(tag) for tag in call.request.query.get("tag", [])))
     if len(extra_tags) > MAX_TAGS_PER_PUSH:
         raise ManifestInvalid(f"at most {MAX_TAGS_PER_PUSH} tags per push")
     data = await call.request.read(call.settings.max_manifest_size)
-    if is_digest(reference):
-        expected = Digest.parse(reference)
-        digest = Digest.of(data, expected.algorithm)
-        if digest != expected:
-            raise DigestInvalid(f"manifest digest is {digest}, the URL names {expected}")
+    if isinstance(reference, Digest):
+        digest = Digest.of(data, reference.algorithm)
+        if digest != reference:
+            raise DigestInvalid(f"manifest digest is {digest}, the URL names {reference}")
         tags = extra_tags
     else:
         digest = Digest.of(data)
-        tags = [reference, *extra_tags]
+        tags = list(dict.fromkeys([reference, *extra_tags]))
     manifest = parse_manifest(data, call.request.headers.get("content-type"), digest)
-    tags = list(dict.fromkeys(tags))
     await call.registry.put_manifest(call.repo, manifest, data, tags)
     headers: Headers = [
         (b"location", f"/v2/{call.repo}/manifests/{digest}".encode()),
@@ -62,14 +58,14 @@ async def put(call: Call) -> None:
     if manifest.subject is not None:
         headers.append((b"oci-subject", str(manifest.subject.digest).encode()))
     if extra_tags:
-        headers.append((b"oci-tag", ", ".join(dict.fromkeys(extra_tags)).encode()))
+        headers.append((b"oci-tag", ", ".join(extra_tags).encode()))
     await respond(call.send, 201, headers)
 
 
 async def delete(call: Call) -> None:
     reference = _reference(call.arg)
-    if is_digest(reference):
-        await call.registry.delete_manifest(call.repo, Digest.parse(reference))
+    if isinstance(reference, Digest):
+        await call.registry.delete_manifest(call.repo, reference)
     else:
         await call.registry.delete_tag(call.repo, reference)
     await respond(call.send, 202)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from ..oci.errors import BadGateway, Denied, GatewayTimeout
+from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
@@ -235,24 +235,12 @@ class RegistryClient:
             delay = min(self.options.backoff * 2**attempt, self.options.max_delay)
             try:
                 response = await self._http.send(request, stream=True, follow_redirects=follow)
-            except httpx.TimeoutException as exc:
+            except httpx.TransportError as exc:  # timeouts included
                 if retryable and attempt < self.options.retries:
                     attempt += 1
                     await asyncio.sleep(delay)
                     continue
-                raise GatewayTimeout(
-                    {"upstream": self.base},
-                    f"upstream registry {self.base} did not answer in time ({type(exc).__name__})",
-                ) from exc
-            except httpx.TransportError as exc:
-                if retryable and attempt < self.options.retries:
-                    attempt += 1
-                    await asyncio.sleep(delay)
-                    continue
-                raise BadGateway(
-                    {"upstream": self.base},
-                    f"upstream registry {self.base} unreachable: {exc or type(exc).__name__}",
-                ) from exc
+                raise _fault(self.base, exc) from exc
             if (
                 response.status_code in RETRY_STATUSES
                 and retryable
@@ -264,3 +252,16 @@ class RegistryClient:
                 await asyncio.sleep(min(delay if wait is None else wait, self.options.max_delay))
                 continue
             return response
+
+
+def _fault(upstream: str, exc: httpx.TransportError) -> OCIError:
+    """504 when the upstream was too slow, 502 when it could not be reached or spoke nonsense."""
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayTimeout(
+            {"upstream": upstream},
+            f"upstream registry {upstream} did not answer in time ({type(exc).__name__})",
+        )
+    return BadGateway(
+        {"upstream": upstream},
+        f"upstream registry {upstream} unreachable: {exc or type(exc).__name__}",
+    )
