@@ -3,14 +3,16 @@ signing key file, prefix routing, upstream error mapping and the upstream config
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
 from ocigate.client import TokenCache, parse_challenges, retry_after
+from ocigate.client.pool import Pool
 from ocigate.config import load_settings
 from ocigate.oci.errors import (
     BadGateway,
@@ -115,17 +117,26 @@ def test_router_picks_longest_whole_component_prefix() -> None:
         only_hub.route("other/x")
 
 
-def _response(status: int, body: object = b"") -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.Response(status, content=content)
-
-
 @pytest.mark.anyio
 async def test_upstream_errors_map_faithfully() -> None:
     up = "http://up.example"
+    answers: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(answers.pop(0))
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(ssl.create_default_context(), 5.0, 5.0)
 
     async def mapped(status: int, body: object = b"") -> Exception:
-        return await upstream_error(_response(status, body), up, ManifestUnknown, Denied)
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answers.append(
+            b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(content), content)
+        )
+        response = await pool.request("GET", f"http://127.0.0.1:{port}/v2/", {}, None)
+        return await upstream_error(response, up, ManifestUnknown, Denied)
 
     oci = {"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob gone", "detail": "x"}]}
     error = await mapped(400, oci)
@@ -141,6 +152,8 @@ async def test_upstream_errors_map_faithfully() -> None:
     assert isinstance(await mapped(504), GatewayTimeout)
     unavailable = await mapped(503)
     assert unavailable.status == 503 and up in unavailable.message  # type: ignore[attr-defined]
+    await pool.aclose()
+    server.close()
 
 
 def test_upstream_config_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,15 +14,19 @@ import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
+from .connection import Body, Response, Timeout, TransportError
+from .pool import Pool
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
 RETRY_STATUSES = frozenset({429, 503})
-Body = bytes | AsyncIterable[bytes] | None
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+# Blobs are relayed byte for byte: ask for no content coding.
+DEFAULT_HEADERS = {"Accept-Encoding": "identity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +44,14 @@ class ClientOptions:
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
 
 
-def _verify(options: ClientOptions) -> ssl.SSLContext | bool:
-    if not options.tls_verify:
-        return False
+def _tls(options: ClientOptions) -> ssl.SSLContext:
     if options.ca_file is not None:
         return ssl.create_default_context(cafile=str(options.ca_file))
-    return True
+    context = ssl.create_default_context()
+    if not options.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -68,20 +74,7 @@ class RegistryClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
         self.base = options.url.rstrip("/")
-        timeout = httpx.Timeout(
-            connect=options.connect_timeout,
-            read=options.read_timeout,
-            write=options.read_timeout,
-            pool=options.connect_timeout,
-        )
-        self._http = httpx.AsyncClient(
-            verify=_verify(options),
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            # Blobs are relayed byte for byte (aiter_raw): ask for no content coding.
-            headers={"Accept-Encoding": "identity"},
-            trust_env=False,  # a gateway's upstream is configured, not taken from proxy vars
-        )
+        self._pool = Pool(_tls(options), options.connect_timeout, options.read_timeout)
         self._tokens = TokenCache()
         self._challenge: Challenge | None = None
         self._probed = False
@@ -89,10 +82,10 @@ class RegistryClient:
 
     def url(self, path_or_url: str) -> str:
         """Absolute URL for an API path, or a (relative) Location an upstream handed out."""
-        return str(httpx.URL(self.base + "/").join(path_or_url))
+        return urljoin(self.base + "/", path_or_url)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
 
     # --- authentication --------------------------------------------------------------------
 
@@ -107,7 +100,7 @@ class RegistryClient:
             self._note_challenge(response)
             self._probed = True
 
-    def _note_challenge(self, response: httpx.Response) -> Challenge | None:
+    def _note_challenge(self, response: Response) -> Challenge | None:
         if response.status_code != 401:
             return None
         found = parse_challenges(response.headers.get("www-authenticate", ""))
@@ -156,13 +149,14 @@ class RegistryClient:
                 f"the token service of upstream {self.base} rejected the gateway's credentials",
             )
         try:
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise ValueError(f"status {response.status_code}")
             document = response.json()
             token = document.get("token") or document.get("access_token")
             if not isinstance(token, str) or not token:
                 raise ValueError("no token in the response")
             expires_in = document.get("expires_in")
-        except (httpx.HTTPStatusError, ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError) as exc:
             raise BadGateway(
                 {"upstream": self.base, "realm": realm},
                 f"bad answer from the token service of upstream {self.base}: {exc}",
@@ -183,10 +177,11 @@ class RegistryClient:
         params: Mapping[str, str] | None = None,
         content: Body = None,
         follow_redirects: bool | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """Send a request; the response body is not read yet (``aread``/``aiter_raw``, then
         ``aclose``). 401 is answered once by re-authenticating when the body can be replayed.
-        Redirects are followed for GET and HEAD unless ``follow_redirects`` says otherwise."""
+        Redirects are followed for GET and HEAD unless ``follow_redirects`` says otherwise;
+        the upstream's credentials do not follow a redirect to another origin."""
         follow = method in ("GET", "HEAD") if follow_redirects is None else follow_redirects
         target = self.url(url)
         replayable = not isinstance(content, AsyncIterable)
@@ -224,18 +219,34 @@ class RegistryClient:
         retryable: bool,
         params: Mapping[str, str | list[str]] | None = None,
         follow: bool | None = None,
-    ) -> httpx.Response:
-        attempt = 0
+    ) -> Response:
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
         if follow is None:
             follow = method in ("GET", "HEAD")
+        out = {**DEFAULT_HEADERS, **headers}
+        for _ in range(MAX_REDIRECTS):
+            response = await self._attempts(method, url, out, content, retryable)
+            location = response.headers.get("location")
+            if not (follow and response.status_code in REDIRECTS and location):
+                return response
+            await response.aclose()
+            target = urljoin(url, location)
+            if urlsplit(target)[:2] != urlsplit(url)[:2]:
+                out.pop("Authorization", None)  # presigned URLs carry their own credentials
+            url = target
+        raise BadGateway({"upstream": self.base}, f"upstream {self.base} redirects too often")
+
+    async def _attempts(
+        self, method: str, url: str, headers: Mapping[str, str], content: Body, retryable: bool
+    ) -> Response:
+        """One request, retried (when ``retryable``) on transport failures and 429/503."""
+        attempt = 0
         while True:
-            # httpx replaces a URL's query with ``params``; an upload Location keeps its own.
-            target = httpx.URL(url).copy_merge_params(params) if params else url
-            request = self._http.build_request(method, target, headers=headers, content=content)
             delay = min(self.options.backoff * 2**attempt, self.options.max_delay)
             try:
-                response = await self._http.send(request, stream=True, follow_redirects=follow)
-            except httpx.TransportError as exc:  # timeouts included
+                response = await self._pool.request(method, url, headers, content)
+            except TransportError as exc:  # timeouts included
                 if retryable and attempt < self.options.retries:
                     attempt += 1
                     await asyncio.sleep(delay)
@@ -254,12 +265,12 @@ class RegistryClient:
             return response
 
 
-def _fault(upstream: str, exc: httpx.TransportError) -> OCIError:
+def _fault(upstream: str, exc: TransportError) -> OCIError:
     """504 when the upstream was too slow, 502 when it could not be reached or spoke nonsense."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, Timeout):
         return GatewayTimeout(
             {"upstream": upstream},
-            f"upstream registry {upstream} did not answer in time ({type(exc).__name__})",
+            f"upstream registry {upstream} did not answer in time: {exc}",
         )
     return BadGateway(
         {"upstream": upstream},

@@ -43,11 +43,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import anyio
-import httpx
 
-from ..client import ClientOptions, RegistryClient
+from ..client import ClientOptions, RegistryClient, Response
 from ..oci.descriptors import Descriptor, parse_descriptor
 from ..oci.digest import Digest, is_digest
 from ..oci.errors import (
@@ -83,12 +83,12 @@ _UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def _next_link(response: httpx.Response) -> str | None:
+def _next_link(response: Response) -> str | None:
     found = _LINK.search(response.headers.get("link", ""))
     return found.group(1) if found else None
 
 
-def _upload_offset(response: httpx.Response, fallback: int) -> int:
+def _upload_offset(response: Response, fallback: int) -> int:
     """Bytes received from a ``Range: 0-<end>`` header. "0-0" means 0 or 1 byte (distribution
     reports both so), decided by what we know."""
     header = response.headers.get("range", "")
@@ -116,7 +116,7 @@ class _ResponseStream:
     """A response body as an async iterator whose ``aclose`` always releases the connection,
     also when iteration never began. Skips and trims to serve a range the upstream ignored."""
 
-    def __init__(self, response: httpx.Response, skip: int, length: int) -> None:
+    def __init__(self, response: Response, skip: int, length: int) -> None:
         self._response = response
         self._raw = response.aiter_raw()
         self._skip = skip
@@ -176,7 +176,7 @@ class UpstreamStore:
 
     async def _fail(
         self,
-        response: httpx.Response,
+        response: Response,
         missing: type[OCIError],
         invalid: type[OCIError] = BlobUploadInvalid,
     ) -> OCIError:
@@ -193,7 +193,7 @@ class UpstreamStore:
         invalid: type[OCIError] = BlobUploadInvalid,
         push: bool = False,
         **kwargs: Any,
-    ) -> httpx.Response:
+    ) -> Response:
         """A request whose response is read whole (small) and checked against ``ok``."""
         response = await self.client.request(method, url, scope=self._scope(repo, push), **kwargs)
         if response.status_code not in ok:
@@ -228,7 +228,7 @@ class UpstreamStore:
         status = response.status_code
         location = response.headers.get("location")
         if self._pass_redirects and status in _REDIRECTS and location:
-            target = str(response.url.join(location))
+            target = urljoin(response.url, location)
             await response.aclose()
             return BlobBody(digest=digest, size=0, start=0, length=0, redirect=(status, target))
         if status == 416:
@@ -249,7 +249,7 @@ class UpstreamStore:
 
     @staticmethod
     def _body_bounds(
-        response: httpx.Response, byte_range: ByteRange | None
+        response: Response, byte_range: ByteRange | None
     ) -> tuple[int, int, int]:
         """``(start, length, size)`` of what the response carries (or what we cut from it)."""
         if response.status_code == 206:
@@ -281,7 +281,7 @@ class UpstreamStore:
 
     # --- uploads ---------------------------------------------------------------------------
 
-    def _state(self, repo: str, response: httpx.Response, known: int) -> UploadState:
+    def _state(self, repo: str, response: Response, known: int) -> UploadState:
         location = response.headers.get("location")
         if not location:
             raise BadGateway({"upstream": self.name}, "upstream upload answer without Location")
@@ -401,7 +401,7 @@ class UpstreamStore:
 
     # --- manifests -------------------------------------------------------------------------
 
-    async def _read_limited(self, response: httpx.Response) -> bytes:
+    async def _read_limited(self, response: Response) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_manifest:
             await response.aclose()

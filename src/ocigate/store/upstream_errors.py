@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
-
+from ..client import Response
 from ..oci import errors
 from ..oci.errors import (
     BadGateway,
@@ -37,16 +36,13 @@ def _error_class(code: str, status: int) -> type[OCIError] | None:
     return candidates[0] if candidates else None
 
 
-async def read_error(response: httpx.Response) -> tuple[str, str, object]:
+async def read_error(response: Response) -> tuple[str, str, object]:
     """``(code, message, detail)`` of the first OCI error in the body, or empty strings."""
-    try:
-        body = response.content  # already read
-    except httpx.ResponseNotRead:
-        body = b""
-        async for piece in response.aiter_raw():
-            body += piece
-            if len(body) > MAX_ERROR_BODY:
-                break
+    body = b""
+    async for piece in response.aiter_raw():
+        body += piece
+        if len(body) > MAX_ERROR_BODY:
+            break
     await response.aclose()
     try:
         first = json.loads(body)["errors"][0]
@@ -56,7 +52,7 @@ async def read_error(response: httpx.Response) -> tuple[str, str, object]:
 
 
 async def upstream_error(
-    response: httpx.Response, upstream: str, missing: type[OCIError], invalid: type[OCIError]
+    response: Response, upstream: str, missing: type[OCIError], invalid: type[OCIError]
 ) -> OCIError:
     """The error to raise for a non-success ``response``; ``missing`` for a bare 404 and
     ``invalid`` for a bare 4xx of the operation."""
