@@ -3,6 +3,7 @@ streamed through the gateway in flat memory."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -13,7 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.support import ServerProcess, make_image, push_image, start_upload
+from e2e.support import (
+    OCI_MANIFEST,
+    ServerProcess,
+    make_image,
+    push_blob_monolithic,
+    push_image,
+    start_upload,
+)
 from spec.conftest import serve_app
 
 from .support import gateway_process, serve_gateway
@@ -104,46 +112,88 @@ def _peak_rss(pid: int) -> int:
     return peak
 
 
-def test_large_blob_streams_through_in_flat_memory(
+def _pieces(count: int) -> Iterator[bytes]:
+    """``count`` distinct MiB pieces (each starts with its index), so a reordered or repeated
+    piece changes the digest."""
+    base = bytes(range(256)) * 4096
+    for index in range(count):
+        yield index.to_bytes(8, "big") + base[8:]
+
+
+def _tree_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def test_4gib_blob_streams_through_in_flat_memory(
     distribution: ServerProcess, tmp_path: Path, http: httpx.Client
 ) -> None:
-    size, piece = 256 * 1024 * 1024, bytes(range(256)) * 4096  # 256 MiB of 1 MiB pieces
-    gateway = gateway_process(
-        [{"url": distribution.url}], tmp_path / "gw", tmp_path / "gw.log", workers=1
-    )
+    """A 4 GiB blob is pushed and pulled through the gateway: byte-exact, no temp file on the
+    gateway's disk, and the gateway's peak memory grows by far less than the blob."""
+    count = 4096  # MiB
+    data_dir = tmp_path / "gw"
+    gateway = gateway_process([{"url": distribution.url}], data_dir, tmp_path / "gw.log", workers=1)
     gateway.start()
     try:
         push_image(http, gateway.url, "warm/up", make_image("warm"), "v1")  # imports, pools
-        baseline = _peak_rss(gateway.pid)
+        baseline, disk_before = _peak_rss(gateway.pid), _tree_size(data_dir)
         assert baseline > 0, "no process of the gateway's group found"
-
-        def body() -> Iterator[bytes]:
-            for _ in range(size // len(piece)):
-                yield piece
-
-        digest = "sha256:" + _sha256_of_repeated(piece, size // len(piece))
+        hasher = hashlib.sha256()
+        for piece in _pieces(count):
+            hasher.update(piece)
+        digest = f"sha256:{hasher.hexdigest()}"
         location = start_upload(http, gateway.url, "big/blob")
         response = http.put(
             f"{location}&digest={digest}" if "?" in location else f"{location}?digest={digest}",
-            content=body(),
+            content=_pieces(count),
+            timeout=600,
         )
         assert response.status_code == 201, response.text
-        received = 0
-        with http.stream("GET", f"{gateway.url}/v2/big/blob/blobs/{digest}") as streamed:
+        received = hashlib.sha256()
+        size = 0
+        with http.stream(
+            "GET", f"{gateway.url}/v2/big/blob/blobs/{digest}", timeout=600
+        ) as streamed:
             assert streamed.status_code == 200
+            assert streamed.headers["content-length"] == str(count << 20)
             for chunk in streamed.iter_raw():
-                received += len(chunk)
-        assert received == size
+                received.update(chunk)
+                size += len(chunk)
+        assert size == count << 20 and f"sha256:{received.hexdigest()}" == digest
         growth = _peak_rss(gateway.pid) - baseline
+        disk_growth = _tree_size(data_dir) - disk_before
     finally:
         gateway.stop()
     assert growth < 64 * 1024 * 1024, f"gateway memory grew by {growth >> 20} MiB"
+    assert disk_growth < 1024 * 1024, f"the gateway wrote {disk_growth} bytes to its disk"
 
 
-def _sha256_of_repeated(piece: bytes, count: int) -> str:
-    import hashlib
+def _push_with_tags(http: httpx.Client, url: str, repo: str, seed: str) -> httpx.Response:
+    image = make_image(seed)
+    for blob in image.blobs:
+        push_blob_monolithic(http, url, repo, blob.data)
+    return http.put(
+        f"{url}/v2/{repo}/manifests/{image.manifest.digest}",
+        params=[("tag", "a"), ("tag", "b"), ("tag", "c")],
+        content=image.manifest.data,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
 
-    hasher = hashlib.sha256()
-    for _ in range(count):
-        hasher.update(piece)
-    return hasher.hexdigest()
+
+def test_tag_parameters_are_forwarded_and_supplied_where_missing(
+    throttled: tuple[str, Throttle], distribution: ServerProcess, tmp_path: Path, http: httpx.Client
+) -> None:
+    """Against an upstream with ``tag`` parameters one manifest PUT carries all tags; against
+    distribution 2.8.2, which ignores them, the gateway pushes the tags itself."""
+    upstream_url, counter = throttled
+    upstreams = [{"url": upstream_url}, {"url": distribution.url, "prefix": "dist"}]
+    with serve_gateway(tmp_path / "gw", upstreams) as url:
+        for repo in ("tags/app", "dist/tags/app"):
+            before = counter.seen.get("PUT manifests", 0)
+            response = _push_with_tags(http, url, repo, repo)
+            assert response.status_code == 201, response.text
+            assert response.headers.get_list("oci-tag", split_commas=True) == ["a", "b", "c"]
+            listed = http.get(f"{url}/v2/{repo}/tags/list").json()["tags"]
+            assert listed == ["a", "b", "c"], repo
+            if repo == "tags/app":
+                assert counter.seen["PUT manifests"] - before == 1
+        assert counter.seen["PUT manifests"] == 1, "distribution's tags went to the other upstream"

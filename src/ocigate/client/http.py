@@ -174,7 +174,7 @@ class RegistryClient:
         *,
         scope: str,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         content: Body = None,
         follow_redirects: bool | None = None,
     ) -> Response:

@@ -11,7 +11,8 @@ so the gateway keeps no upload state. What the upstream lacks is supplied here:
   and an empty list, not NAME_UNKNOWN, for a repository the catalog shows but with no tags;
 - tag deletion where the upstream only deletes by digest (see ``_untag``);
 - 404 MANIFEST_UNKNOWN, not distribution's 500, for a blob's digest on the manifests endpoint;
-- tags are always pushed one PUT per tag, which every registry understands.
+- several tags at once: ``tag`` parameters are sent, and tags the upstream did not confirm
+  with ``OCI-Tag`` are pushed one PUT per tag, which every registry understands.
 
 Errors: 4xx OCI bodies keep their code; 401/403 become DENIED naming the upstream; 429 stays
 TOOMANYREQUESTS; refused/reset connections and 5xx become 502, timeouts 504, 503 stays 503, all
@@ -453,9 +454,9 @@ class UpstreamStore:
         return StoredManifest(digest, media_type, data)
 
     async def _put_manifest_ref(
-        self, repo: str, reference: str, media_type: str, data: bytes
-    ) -> None:
-        await self._call(
+        self, repo: str, reference: str, media_type: str, data: bytes, tags: Sequence[str] = ()
+    ) -> Response:
+        return await self._call(
             "PUT",
             f"/v2/{repo}/manifests/{reference}",
             repo,
@@ -465,6 +466,7 @@ class UpstreamStore:
             push=True,
             headers={"Content-Type": media_type},
             content=data,
+            params={"tag": list(tags)} if tags else None,
         )
 
     async def put_manifest(
@@ -472,8 +474,18 @@ class UpstreamStore:
     ) -> None:
         # Probe before pushing, so a failing probe leaves no half-done push behind.
         emulate = manifest.subject is not None and not await self._has_referrers_api(repo)
-        for reference in tags or [str(manifest.digest)]:
-            await self._put_manifest_ref(repo, reference, manifest.media_type, data)
+        if len(tags) == 1:
+            await self._put_manifest_ref(repo, tags[0], manifest.media_type, data)
+        else:
+            # Several tags: one push by digest with ``tag`` parameters; an upstream without
+            # them answers with fewer OCI-Tag headers, and the tags left are pushed one by one.
+            response = await self._put_manifest_ref(
+                repo, str(manifest.digest), manifest.media_type, data, tags
+            )
+            applied = {t.strip() for t in response.headers.get("oci-tag", "").split(",")}
+            for tag in tags:
+                if tag not in applied:
+                    await self._put_manifest_ref(repo, tag, manifest.media_type, data)
         if emulate and manifest.subject is not None:
             await self._update_referrers(repo, manifest.subject.digest, manifest.as_referrer())
 
