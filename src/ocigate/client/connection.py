@@ -54,8 +54,8 @@ class _Stream(asyncio.Protocol):
         self.error: BaseException | None = None
         self._reading_paused = False
         self._writing_paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._drained: asyncio.Future[bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
@@ -78,7 +78,7 @@ class _Stream(asyncio.Protocol):
         self.error = exc
         self._wake()
         if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+            self._drained.set_result(True)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -86,29 +86,40 @@ class _Stream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+            self._drained.set_result(True)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
-    async def wait_data(self) -> None:
-        """Until a piece arrives or the peer is done."""
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def wait_data(self, seconds: float) -> bool:
+        """Until a piece arrives or the peer is done (True), or ``seconds`` pass (False).
+        A bare timer on the future: ``asyncio.timeout`` costs several times more per wait."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(seconds, _settle, waiter, False)
         try:
-            await self._waiter
+            return await waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
-    async def drain(self) -> None:
+    async def drain(self, seconds: float) -> bool:
+        """Until the transport takes more bytes (True) or ``seconds`` pass (False)."""
         if self._writing_paused and not self.closed:
-            self._drained = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            drained = self._drained = loop.create_future()
+            timer = loop.call_later(seconds, _settle, drained, False)
             try:
-                await self._drained
+                if not await drained:
+                    return False
             finally:
+                timer.cancel()
                 self._drained = None
         if self.closed and self.error is not None:
             raise TransportError(f"connection lost while sending: {self.error}")
+        return True
 
     def take(self, size: int) -> bytes:
         """At most ``size`` bytes of what is queued (the caller checked there is some)."""
@@ -183,22 +194,16 @@ class Connection:
     async def _drain(self) -> None:
         if self._stream.closed:
             raise TransportError("the peer closed the connection")
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                await self._stream.drain()
-        except TimeoutError as exc:
-            raise Timeout("the peer stopped taking the request body") from exc
+        if not await self._stream.drain(self.read_timeout):
+            raise Timeout("the peer stopped taking the request body")
 
     async def _more(self, what: str) -> None:
         """Wait for more data; TransportError when none will come."""
         stream = self._stream
         if stream.closed:
             raise TransportError(f"the connection closed {what}")
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                await stream.wait_data()
-        except TimeoutError as exc:
-            raise Timeout(f"nothing received in {self.read_timeout} s {what}") from exc
+        if not await stream.wait_data(self.read_timeout):
+            raise Timeout(f"nothing received in {self.read_timeout} s {what}")
         if not stream.pieces and stream.closed:
             raise TransportError(f"the connection closed {what}")
 
@@ -246,6 +251,11 @@ class Connection:
 
     async def read_line(self) -> bytes:
         return await self._read_until(b"\r\n", 4096, "in chunked framing")
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _parse_head(raw: bytes) -> tuple[int, Headers, bool]:

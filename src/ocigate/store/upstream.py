@@ -249,9 +249,7 @@ class UpstreamStore:
         return BlobBody(digest=digest, size=size, start=start, length=length, stream=stream)
 
     @staticmethod
-    def _body_bounds(
-        response: Response, byte_range: ByteRange | None
-    ) -> tuple[int, int, int]:
+    def _body_bounds(response: Response, byte_range: ByteRange | None) -> tuple[int, int, int]:
         """``(start, length, size)`` of what the response carries (or what we cut from it)."""
         if response.status_code == 206:
             found = _RANGE.match(response.headers.get("content-range", "").strip())
