@@ -325,3 +325,38 @@ async def test_refused_connection_is_a_bad_gateway_and_hanging_one_a_timeout() -
         with pytest.raises(GatewayTimeout):
             await client.request("GET", "/v2/", scope="")
         await client.aclose()
+
+
+async def test_connections_per_origin_are_capped_and_requests_wait_for_one() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(answer)
+            await writer.drain()
+
+    async with peer(slow) as server:
+        pool = Pool(ssl.create_default_context(), 5.0, 5.0, max_connections=2)
+
+        async def fetch() -> bytes:
+            response = await pool.request("GET", server.url + "/x", {}, None)
+            return await response.aread()
+
+        assert await asyncio.gather(*(fetch() for _ in range(10))) == [b"ok"] * 10
+        assert server.connections == 2
+        await pool.aclose()
+
+
+async def test_waiting_for_a_busy_pool_times_out_and_a_dropped_response_frees_its_slot() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    async with peer(lambda r, w: keep_answering(answer, r, w)) as server:
+        pool = Pool(ssl.create_default_context(), 0.3, 5.0, max_connections=1)
+        held = await pool.request("GET", server.url + "/x", {}, None)  # body never read
+        with pytest.raises(Timeout, match="busy"):
+            await pool.request("GET", server.url + "/y", {}, None)
+        del held  # garbage: its connection is closed and the slot freed
+        response = await pool.request("GET", server.url + "/z", {}, None)
+        assert await response.aread() == b"ok"
+        await pool.aclose()

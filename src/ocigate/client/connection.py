@@ -98,7 +98,7 @@ class _Stream(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
-        timer = loop.call_later(seconds, _settle, waiter, False)
+        timer = loop.call_later(seconds, settle, waiter, False)
         try:
             return await waiter
         finally:
@@ -110,7 +110,7 @@ class _Stream(asyncio.Protocol):
         if self._writing_paused and not self.closed:
             loop = asyncio.get_running_loop()
             drained = self._drained = loop.create_future()
-            timer = loop.call_later(seconds, _settle, drained, False)
+            timer = loop.call_later(seconds, settle, drained, False)
             try:
                 if not await drained:
                     return False
@@ -149,6 +149,7 @@ class Connection:
         self._transport = stream.transport
         self.read_timeout = read_timeout
         self.idle_since = time.monotonic()
+        self.on_close: Callable[[], None] | None = None  # told once, when closed
 
     @classmethod
     async def open(
@@ -167,6 +168,9 @@ class Connection:
 
     def close(self) -> None:
         self._transport.close()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     async def send(self, head: bytes, body: Body, chunked: bool) -> None:
         """Write a request head and its body, waiting for the peer to take the bytes."""
@@ -253,7 +257,8 @@ class Connection:
         return await self._read_until(b"\r\n", 4096, "in chunked framing")
 
 
-def _settle(future: asyncio.Future[bool], value: bool) -> None:
+def settle(future: asyncio.Future[bool], value: bool) -> None:
+    """Resolve ``future`` unless something did first (a timer races a wake-up)."""
     if not future.done():
         future.set_result(value)
 
@@ -380,6 +385,11 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is not None:
             self._release(connection, False)
+
+    def __del__(self) -> None:
+        # Dropped unread and unclosed: free the connection, or the pool would count it forever.
+        if self._connection is not None:
+            self._connection.close()
 
     async def aclose(self) -> None:
         """Done with the response: a short unread body is drained so the connection can be

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -23,8 +24,10 @@ from .connection import (
     Response,
     Timeout,
     TransportError,
+    settle,
 )
 
+MAX_CONNECTIONS = 256  # per origin, busy and idle together; further requests wait for one
 MAX_IDLE = 64  # idle connections kept per origin
 IDLE_SECONDS = 20.0  # an idle connection older than this is closed, not reused
 STREAM_REUSE_SECONDS = 2.0
@@ -35,11 +38,20 @@ Origin = tuple[str, str, int]
 
 
 class Pool:
-    def __init__(self, tls: ssl.SSLContext, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        tls: ssl.SSLContext,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._tls = tls
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._max_connections = max_connections
         self._idle: dict[Origin, list[Connection]] = {}
+        self._open: dict[Origin, int] = {}
+        self._waiting: dict[Origin, deque[asyncio.Future[bool]]] = {}
         self._agent = f"ocigate/{__version__}"
 
     async def request(
@@ -61,7 +73,7 @@ class Pool:
             except _Unanswered:
                 if streamed:
                     raise TransportError("the upstream closed the connection") from None
-        connection = await self._connect(origin)
+        connection = await self._connect(origin, IDLE_SECONDS)
         try:
             return await self._exchange(method, url, origin, connection, head, body, chunked)
         except _Unanswered as exc:
@@ -144,21 +156,70 @@ class Pool:
         if keep and len(idle) < MAX_IDLE and connection.usable():
             connection.idle_since = time.monotonic()
             idle.append(connection)
+            self._wake(origin)
         else:
             connection.close()
 
-    async def _connect(self, origin: Origin) -> Connection:
+    def _closed(self, origin: Origin) -> None:
+        self._open[origin] -= 1
+        self._wake(origin)
+
+    def _wake(self, origin: Origin) -> None:
+        """Tell one request waiting for a connection to ``origin`` to look again."""
+        waiting = self._waiting.get(origin)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+    async def _slot(self, origin: Origin, max_idle_seconds: float) -> Connection | None:
+        """Wait until a new connection may be opened (None) or an idle one is free."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        while self._open.get(origin, 0) >= self._max_connections:
+            idle = self._idle.get(origin)
+            if idle:  # idle but unfit (too old for a stream): make room
+                idle.pop(0).close()
+                continue
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self._waiting.setdefault(origin, deque()).append(waiter)
+            timer = loop.call_at(deadline, settle, waiter, False)
+            try:
+                if not await waiter:
+                    raise Timeout(
+                        f"all {self._max_connections} connections to {origin[1]}:{origin[2]} "
+                        f"stayed busy for {self._connect_timeout} s"
+                    )
+            finally:
+                timer.cancel()
+            found = self._checkout(origin, max_idle_seconds)
+            if found is not None:
+                return found
+        return None
+
+    async def _connect(self, origin: Origin, max_idle_seconds: float) -> Connection:
+        found = await self._slot(origin, max_idle_seconds)
+        if found is not None:
+            return found
         scheme, host, port = origin
         secure = scheme == "https"
+        self._open[origin] = self._open.get(origin, 0) + 1
         try:
             async with asyncio.timeout(self._connect_timeout):
                 connection = await Connection.open(
                     host, port, self._tls if secure else None, self._read_timeout
                 )
-        except TimeoutError as exc:
-            raise Timeout(f"no connection to {host}:{port} in {self._connect_timeout} s") from exc
-        except OSError as exc:  # refused, unreachable, TLS failures (ssl.SSLError is one)
-            raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
+        except BaseException as exc:
+            self._closed(origin)
+            if isinstance(exc, TimeoutError):
+                raise Timeout(
+                    f"no connection to {host}:{port} in {self._connect_timeout} s"
+                ) from exc
+            if isinstance(exc, OSError):  # refused, unreachable, TLS failures (ssl.SSLError)
+                raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise
+        connection.on_close = lambda: self._closed(origin)
         return connection
 
     async def aclose(self) -> None:
