@@ -33,6 +33,13 @@ class UpstreamConfig(BaseModel):
     retries: int = Field(
         3, ge=0, le=10, description="Retries of idempotent requests (GET/HEAD/DELETE)."
     )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="Connections to the upstream per worker process; further requests wait"
+        " for one, up to `connect_timeout`.",
+    )
     pass_redirects: bool = Field(
         False,
         description="Answer blob GETs the upstream redirects (e.g. to a presigned object-store"

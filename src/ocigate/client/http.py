@@ -40,6 +40,7 @@ class ClientOptions:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     retries: int = 3
+    max_connections: int = 256  # per origin
     backoff: float = 0.25  # first retry delay; doubles each attempt
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
 
@@ -74,7 +75,9 @@ class RegistryClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
         self.base = options.url.rstrip("/")
-        self._pool = Pool(_tls(options), options.connect_timeout, options.read_timeout)
+        self._pool = Pool(
+            _tls(options), options.connect_timeout, options.read_timeout, options.max_connections
+        )
         self._tokens = TokenCache()
         self._challenge: Challenge | None = None
         self._probed = False

@@ -26,6 +26,7 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,
         retries=upstream.retries,
+        max_connections=upstream.max_connections,
     )
 
 
