@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 from .oci.errors import NameInvalid
 from .oci.names import check_name
@@ -53,6 +53,11 @@ class UpstreamConfig(BaseModel):
     )
     cache_tag_ttl: float = Field(
         60.0, ge=0, description="Seconds a cached tag is served before a HEAD revalidates it."
+    )
+    cache_max_size: ByteSize | None = Field(
+        None,
+        description="Largest total size of cached blobs (bytes, or e.g. `50GiB`); the least"
+        " recently served are evicted beyond it. None: no limit.",
     )
     cache_push: Literal["reject", "write-through"] = Field(
         "reject",

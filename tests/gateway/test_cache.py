@@ -418,3 +418,36 @@ def test_tags_are_revalidated_with_head_and_served_stale_when_the_upstream_fails
             # Not cached: the upstream's own failure, not a stale answer.
             unknown = get_manifest(client, url, REPO, "v2")
             assert unknown.status_code == (status or 504), unknown.text
+
+
+def test_beyond_its_size_limit_the_cache_evicts_the_least_recently_served(
+    tmp_path: Path,
+) -> None:
+    mib = 1024 * 1024
+    blobs = {name: random.Random(name).randbytes(mib) for name in "ABCD"}
+    digest = {name: sha256_digest(data) for name, data in blobs.items()}
+    fake = FakeUpstream({digest[name]: data for name, data in blobs.items()})
+    with fake_upstream(fake) as up:
+        upstreams = cache_upstream(up, cache_max_size=int(2.5 * mib))
+        with serve_gateway(tmp_path / "gw", upstreams) as url, httpx.Client() as client:
+
+            def pull(name: str) -> None:
+                response = client.get(f"{url}/v2/{REPO}/blobs/{digest[name]}")
+                assert response.status_code == 200 and response.content == blobs[name]
+                time.sleep(0.01)  # distinct "last served" times
+
+            def cached() -> set[str]:
+                names = {p.name for p in cached_blob_files(tmp_path / "gw")}
+                return {n for n, d in digest.items() if d.split(":")[1] in names}
+
+            for name in "ABC":
+                pull(name)
+            assert cached() == {"B", "C"}  # A was served least recently
+            pull("B")  # from the cache, and now more recent than C
+            assert fake.gets[digest["B"]] == 1
+            pull("D")
+            assert cached() == {"B", "D"}
+            pull("A")  # evicted before: fetched again
+            assert fake.gets[digest["A"]] == 2
+            assert cached() == {"D", "A"}
+            assert fake.gets[digest["C"]] == 1

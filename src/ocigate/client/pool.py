@@ -66,14 +66,15 @@ class Pool:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         head, chunked = self._head(method, target, parts.netloc, headers, body)
         streamed = body is not None and not isinstance(body, bytes)
-        connection = self._checkout(origin, STREAM_REUSE_SECONDS if streamed else IDLE_SECONDS)
+        max_idle = STREAM_REUSE_SECONDS if streamed else IDLE_SECONDS
+        connection = self._checkout(origin, max_idle)
         if connection is not None:
             try:
                 return await self._exchange(method, url, origin, connection, head, body, chunked)
             except _Unanswered:
                 if streamed:
                     raise TransportError("the upstream closed the connection") from None
-        connection = await self._connect(origin, IDLE_SECONDS)
+        connection = await self._connect(origin, max_idle)
         try:
             return await self._exchange(method, url, origin, connection, head, body, chunked)
         except _Unanswered as exc:

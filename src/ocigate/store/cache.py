@@ -20,12 +20,15 @@ catalog) always come from the upstream.
 Pushes are refused (405 UNSUPPORTED) unless ``push`` is ``"write-through"``: then they are
 forwarded to the upstream and the cached entries they change are dropped.
 
-Not done here: eviction / size limits (delete the cache directory to reset it).
+With ``max_size``, blob files beyond that many bytes are evicted least recently served first,
+after each download completes (manifests and tags are small and stay). A file removed under a
+reader is still read to the end through its open descriptor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -67,11 +70,13 @@ class CacheStore(Delegate):
         local_dir: Path,
         tag_ttl: float = 60.0,
         push: PushMode = "reject",
+        max_size: int | None = None,
     ) -> None:
         super().__init__(upstream)
         self.upstream = upstream
         self.tag_ttl = tag_ttl
         self.push = push
+        self.max_size = max_size
         local_dir.mkdir(parents=True, exist_ok=True)
         self._files = BlobFiles(local_dir)
         self._files.sweep_tmp(TMP_MAX_AGE)
@@ -109,6 +114,7 @@ class CacheStore(Delegate):
                 local = self._local(repo, digest)
         if local is not None:
             fd, size = local
+            self._index.file_used(digest, time.time())
             try:
                 start, end = (0, size - 1) if byte_range is None else byte_range.resolve(size)
             except BaseException:
@@ -125,7 +131,13 @@ class CacheStore(Delegate):
 
     def _start_fill(self, repo: str, digest: Digest) -> BlobFill:
         key = (repo, digest)
-        fill = BlobFill(self._files, digest, lambda size: self._index.link_blob(repo, digest, size))
+
+        def stored(size: int) -> None:
+            self._index.link_blob(repo, digest, size)
+            self._index.file_stored(digest, size, time.time())
+            self._evict()
+
+        fill = BlobFill(self._files, digest, stored)
         self._fills[key] = fill
         self.upstream_blob_fetches += 1
         task = asyncio.create_task(fill.run(lambda: self.upstream.get_blob(repo, digest, None)))
@@ -138,6 +150,14 @@ class CacheStore(Delegate):
 
         task.add_done_callback(finished)
         return fill
+
+    def _evict(self) -> None:
+        if self.max_size is None:
+            return
+        for digest in self._index.evictable(self.max_size):
+            with contextlib.suppress(FileNotFoundError):  # another worker was first
+                self._files.path(digest).unlink()
+            self._index.forget_file(digest)
 
     # --- manifests -------------------------------------------------------------------------
 

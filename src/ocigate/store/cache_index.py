@@ -10,7 +10,9 @@ So the cache keeps three small tables of its own:
   confirmed (unix seconds), for the TTL;
 - ``blobs(repo, digest, size)``: which repository a blob was pulled through. The bytes are
   shared by digest (``blobs/`` beside this file); the per-repository row keeps the cache from
-  serving a blob for a repository the upstream never showed it in.
+  serving a blob for a repository the upstream never showed it in;
+- ``files(digest, size, used)``: each blob file and when it was last served (unix seconds),
+  for evicting the least recently used ones when the cache outgrows its size limit.
 
 WAL and a busy timeout let the workers of one server share the file; statements are single
 indexed reads or one-row upserts, cheap enough to run on the event loop.
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS blobs (
     repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
     PRIMARY KEY (repo, digest)
 );
+CREATE TABLE IF NOT EXISTS files (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, used REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_use ON files (used);
 """
 
 
@@ -119,3 +125,36 @@ class CacheIndex:
     def unlink_blob(self, repo: str, digest: Digest) -> None:
         with self._lock:
             self._db.execute("DELETE FROM blobs WHERE repo = ? AND digest = ?", (repo, str(digest)))
+
+    # --- blob files, for eviction -------------------------------------------------------------
+
+    def file_stored(self, digest: Digest, size: int, now: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO files (digest, size, used) VALUES (?, ?, ?)",
+                (str(digest), size, now),
+            )
+
+    def file_used(self, digest: Digest, now: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE files SET used = ? WHERE digest = ?", (now, str(digest)))
+
+    def evictable(self, limit: int) -> list[Digest]:
+        """The least recently used blob files whose removal brings the total to ``limit``."""
+        with self._lock:
+            total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM files").fetchone()[0]
+            if total <= limit:
+                return []
+            chosen: list[Digest] = []
+            for digest, size in self._db.execute("SELECT digest, size FROM files ORDER BY used"):
+                chosen.append(Digest.parse(str(digest)))
+                total -= int(size)
+                if total <= limit:
+                    break
+        return chosen
+
+    def forget_file(self, digest: Digest) -> None:
+        """The file is gone: no repository has the blob cached any more."""
+        with self._lock:
+            self._db.execute("DELETE FROM files WHERE digest = ?", (str(digest),))
+            self._db.execute("DELETE FROM blobs WHERE digest = ?", (str(digest),))

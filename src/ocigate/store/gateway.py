@@ -50,6 +50,7 @@ def build_gateway(settings: Settings) -> Registry:
                 cache_dir(settings, upstream),
                 tag_ttl=upstream.cache_tag_ttl,
                 push=upstream.cache_push,
+                max_size=upstream.cache_max_size,
             )
         routes.append((upstream.prefix, store))
         hosts.setdefault(upstream.host, store)  # two upstreams on one host: the first wins
