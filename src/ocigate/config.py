@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     upload_expiry: int = Field(
         86400, ge=60, description="Seconds after which an idle upload session is removed."
     )
+    gc_interval: int = Field(
+        0,
+        ge=0,
+        description="Seconds between automatic garbage collections of blob files nothing"
+        " references (one worker runs each); 0: only `ocigate gc`.",
+    )
     chunk_min_length: int = Field(
         0, ge=0, description="Advertised OCI-Chunk-Min-Length (bytes); 0 advertises none."
     )

@@ -6,8 +6,11 @@ upload session to whichever worker accepts next.
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,7 @@ from .support import (
     image_manifest,
     json_bytes,
     location,
+    ocigate_server,
     push_blob_chunked,
     push_blob_monolithic,
     put_manifest,
@@ -197,3 +201,24 @@ def test_read_your_writes_across_workers(registry: ServerProcess, repo: str) -> 
         response = fresh("GET", f"{base}/v2/{repo}/tags/list")
         assert response.status_code == 200
         assert response.json()["tags"] == ["moving"]
+
+
+def test_scheduled_gc_removes_deleted_blobs(tmp_path: Path) -> None:
+    """``gc_interval`` on a two-worker server: a blob deleted from its only repository is gone
+    from the disk within a few intervals, and a blob still linked stays."""
+    server = ocigate_server(tmp_path / "data", tmp_path / "server.log", workers=2)
+    server.env = {**os.environ, "OCIGATE_GC_INTERVAL": "1"}
+    server.start()
+    try:
+        kept, dropped = b"kept" * 100, b"dropped" * 100
+        push_blob_monolithic(_CLOSING, server.url, "gc/app", kept)
+        digest = push_blob_monolithic(_CLOSING, server.url, "gc/app", dropped)
+        assert fresh("DELETE", f"{server.url}/v2/gc/app/blobs/{digest}").status_code == 202
+        blob_file = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]
+        deadline = time.monotonic() + 15
+        while blob_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not blob_file.exists(), "the deleted blob's file survived the scheduled GC"
+        assert fresh("GET", f"{server.url}/v2/gc/app/blobs/{sha256_digest(kept)}").content == kept
+    finally:
+        server.stop()

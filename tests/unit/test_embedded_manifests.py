@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -239,3 +240,27 @@ async def test_gc_waits_for_commits_in_flight(store: EmbeddedStore) -> None:
             assert store.blobs.path(orphan).exists()
     assert finished.is_set()
     assert not store.blobs.path(orphan).exists()
+
+
+async def test_scheduled_gc_runs_once_per_interval_and_skips_while_another_runs(
+    store: EmbeddedStore,
+) -> None:
+    orphan = await push_blob(store, "r", b"orphan")
+    await store.delete_blob("r", orphan)
+    marker = store.data_dir / "gc.last"
+    # Another worker collecting now (holding the marker's lock): this one skips.
+    fd = os.open(marker, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    assert await store.collect_garbage_if_due(3600) is None
+    os.close(fd)
+    assert store.blobs.path(orphan).exists()
+
+    report = await store.collect_garbage_if_due(3600)
+    assert report is not None and report.blobs_removed == 1
+    assert not store.blobs.path(orphan).exists()
+    again = await push_blob(store, "r", b"orphan again")
+    await store.delete_blob("r", again)
+    assert await store.collect_garbage_if_due(3600) is None  # one ran moments ago
+    assert store.blobs.path(again).exists()
+    report = await store.collect_garbage_if_due(0)  # due at once
+    assert report is not None and report.blobs_removed == 1

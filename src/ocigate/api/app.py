@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -274,9 +275,22 @@ def create_app(settings: Settings) -> App:
             except Exception:
                 log.exception("upload expiry failed")
 
+    async def collect_garbage_forever() -> None:
+        while True:
+            await anyio.sleep(settings.gc_interval)
+            try:
+                report = await store.collect_garbage_if_due(settings.gc_interval)
+            except Exception:
+                log.exception("garbage collection failed")
+                continue
+            if report is not None:
+                log.info(json.dumps({"gc": dataclasses.asdict(report)}))
+
     from ..layers.stack import build
 
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [expire_uploads_forever]
+    if settings.gc_interval:
+        jobs.append(collect_garbage_forever)
     return App(settings, build(settings, store, policy, jobs), jobs, auth)
 
 

@@ -249,5 +249,10 @@ class EmbeddedStore:
     async def collect_garbage(self) -> GcReport:
         return await run(gc.collect, self.blobs, self.meta)
 
+    async def collect_garbage_if_due(self, interval: float) -> GcReport | None:
+        """A scheduled collection: None when another worker ran one within ``interval``."""
+        marker = self.data_dir / "gc.last"
+        return await run(gc.collect_if_due, self.blobs, self.meta, marker, interval)
+
     async def close(self) -> None:
         self.meta.close()

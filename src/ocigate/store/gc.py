@@ -14,8 +14,11 @@ the collector never touches; idle ones are removed by upload expiry instead.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .blobfiles import BlobFiles
 from .metadata import Metadata
@@ -45,3 +48,30 @@ def collect(blobs: BlobFiles, meta: Metadata) -> GcReport:
             removed += 1
             freed += size
     return GcReport(blobs_kept=kept, blobs_removed=removed, bytes_freed=freed)
+
+
+def collect_if_due(
+    blobs: BlobFiles, meta: Metadata, marker: Path, interval: float
+) -> GcReport | None:
+    """One collection, unless another process is collecting now or finished one less than
+    ``interval`` seconds ago (``marker`` holds when): the workers of a server each schedule
+    collections, and only one of them should run per interval. Blocking; run it in a thread."""
+    fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        try:
+            last = float(os.pread(fd, 64, 0) or b"0")
+        except ValueError:
+            last = 0.0  # a torn marker: collect
+        if time.time() - last < interval * 0.9:
+            return None
+        report = collect(blobs, meta)
+        stamp = b"%.3f" % time.time()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, stamp, 0)
+        return report
+    finally:
+        os.close(fd)  # releases the flock
