@@ -26,3 +26,9 @@ class NamespaceRequest:
 requested_namespace: ContextVar[NamespaceRequest | None] = ContextVar(
     "ocigate_requested_namespace", default=None
 )
+
+# The client's own Authorization header, set by the HTTP layer only when some upstream is
+# configured to forward client credentials (``forward_credentials``).
+client_authorization: ContextVar[str | None] = ContextVar(
+    "ocigate_client_authorization", default=None
+)

@@ -40,6 +40,13 @@ class UpstreamConfig(BaseModel):
         description="Connections to the upstream per worker process; further requests wait"
         " for one, up to `connect_timeout`.",
     )
+    forward_credentials: bool = Field(
+        False,
+        description="Use each client's own credentials upstream instead of the gateway's:"
+        " Basic credentials for the upstream's Basic auth or its token service, a bearer"
+        " token as is. Refused upstream (or none given): 401 with a Basic challenge."
+        " Not with `cache` (cached content would bypass the upstream's checks).",
+    )
     pass_redirects: bool = Field(
         False,
         description="Answer blob GETs the upstream redirects (e.g. to a presigned object-store"
@@ -94,6 +101,8 @@ class UpstreamConfig(BaseModel):
             raise ValueError("password needs username")
         if self.token is not None and self.username is not None:
             raise ValueError("use either token or username/password, not both")
+        if self.forward_credentials and self.cache:
+            raise ValueError("forward_credentials cannot be combined with cache")
         return self
 
 

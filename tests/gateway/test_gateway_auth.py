@@ -146,3 +146,67 @@ def test_blob_redirects_are_followed_without_leaking_credentials(
     assert ranged.status_code == 206 and ranged.content == data[5:10]
     assert cdn.authorizations, "the redirect was not followed"
     assert all(a is None for a in cdn.authorizations), cdn.authorizations
+
+
+def _assert_challenged(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Basic ")
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_forwarded_client_credentials_reach_a_basic_upstream(tmp_path: Path) -> None:
+    """``forward_credentials``: the gateway holds no credentials; each client's own reach
+    distribution's htpasswd, and clients without good ones are challenged to log in."""
+    server = distribution_with_htpasswd(tmp_path / "d", tmp_path / "d.log", USER, PASSWORD)
+    server.start()
+    upstream = {"url": server.url, "forward_credentials": True}
+    try:
+        with (
+            serve_gateway(tmp_path / "gw", [upstream]) as url,
+            httpx.Client(timeout=30.0) as anonymous,
+            httpx.Client(timeout=30.0, auth=(USER, PASSWORD)) as user,
+            httpx.Client(timeout=30.0, auth=(USER, "wrong")) as impostor,
+        ):
+            _assert_challenged(anonymous.get(f"{url}/v2/"))  # so clients log in at all
+            assert user.get(f"{url}/v2/").status_code == 200
+            image = make_image("forwarded")
+            push_image(user, url, "fwd/app", image, "v1")
+            assert user.get(f"{url}/v2/fwd/app/manifests/v1").content == image.manifest.data
+            for client in (anonymous, impostor):
+                _assert_challenged(client.get(f"{url}/v2/fwd/app/manifests/v1"))
+                _assert_challenged(client.get(f"{url}/v2/fwd/app/blobs/{image.config.digest}"))
+    finally:
+        server.stop()
+
+
+def test_forwarded_client_credentials_get_tokens_of_their_own(
+    token_registry: tuple[str, TokenGate], tmp_path: Path
+) -> None:
+    """Against a token-flow upstream the client's credentials fetch the token, cached per
+    client: a client with a wrong password must not ride on another's cached token."""
+    upstream_url, gate = token_registry
+    upstream = {"url": upstream_url, "forward_credentials": True}
+    with (
+        serve_gateway(tmp_path / "gw", [upstream]) as url,
+        httpx.Client(timeout=30.0, auth=(USER, PASSWORD)) as user,
+        httpx.Client(timeout=30.0, auth=(USER, "wrong")) as impostor,
+        httpx.Client(timeout=30.0) as anonymous,
+    ):
+        image = make_image("tokens-forwarded")
+        push_image(user, url, "tok/fwd", image, "v1")
+        assert user.get(f"{url}/v2/tok/fwd/manifests/v1").content == image.manifest.data
+        issued = len(gate.issued)
+        assert issued >= 1
+        for client in (impostor, anonymous):
+            _assert_challenged(client.get(f"{url}/v2/tok/fwd/manifests/v1"))
+        assert len(gate.issued) == issued  # no token went to the impostor
+        # A bearer token the client got from the upstream itself is passed through as is.
+        token = httpx.get(
+            f"{upstream_url}/token",
+            params={"scope": "repository:tok/fwd:pull"},
+            auth=(USER, PASSWORD),
+        ).json()["token"]
+        with_token = httpx.get(
+            f"{url}/v2/tok/fwd/manifests/v1", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert with_token.status_code == 200 and with_token.content == image.manifest.data

@@ -166,6 +166,7 @@ def test_upstream_config_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         {"url": "https://r.example", "username": "u", "token": "t"},
         {"url": "https://r.example", "retries": 99},
         {"url": "https://r.example", "max_connections": 0},
+        {"url": "https://r.example", "cache": True, "forward_credentials": True},
     ):
         with pytest.raises(ValidationError):
             UpstreamConfig.model_validate(bad)

@@ -21,7 +21,12 @@ from ..config import Settings
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
-from ..tracing import NamespaceRequest, current_request_id, requested_namespace
+from ..tracing import (
+    NamespaceRequest,
+    client_authorization,
+    current_request_id,
+    requested_namespace,
+)
 from . import blobs, listings, manifests, uploads
 from .auth import Authenticator
 from .context import Call
@@ -76,6 +81,9 @@ class App:
         self.settings = settings
         self.registry = registry
         self.auth = auth
+        # Clients' credentials are kept for the upstream only when one is set to forward them,
+        # and never ocigate's own bearer tokens.
+        self._forward_credentials = any(u.forward_credentials for u in settings.upstreams)
         self._background = background
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -111,6 +119,8 @@ class App:
         route: Route | None = None
         identity = ANONYMOUS
         bound: Token[Identity] | None = None
+        forwarded = self._client_credentials(request) if self._forward_credentials else None
+        credentials = client_authorization.set(forwarded) if forwarded is not None else None
         try:
             route = self._route(request)
             if self.auth is not None:
@@ -133,7 +143,15 @@ class App:
                 current_identity.reset(bound)
             if namespaced is not None:
                 requested_namespace.reset(namespaced)
+            if credentials is not None:
+                client_authorization.reset(credentials)
             current_request_id.reset(request_id)
+
+    def _client_credentials(self, request: Request) -> str | None:
+        value = request.headers.get("authorization")
+        if value is None or (self.auth is not None and value[:7].lower() == "bearer "):
+            return None  # with ocigate's own auth on, a bearer token is ocigate's
+        return value
 
     def _route(self, request: Request) -> Route:
         headers = request.scope["headers"]
@@ -157,6 +175,8 @@ class App:
             error = self.auth.refuse(error, identity)
             if error.status == 401:
                 headers = self.auth.challenge(request, route.name if route else "")
+        elif error.status == 401:  # an upstream wants the client's credentials
+            headers = [(b"www-authenticate", b'Basic realm="ocigate"')]
         await exchange.fail(error, headers)
 
     async def _dispatch(
@@ -167,6 +187,10 @@ class App:
             # same), so anonymous callers are challenged; anonymous tokens still allow pulls.
             if self.auth is not None and identity.anonymous:
                 raise Unauthorized(None, "authentication required")
+            if self._forward_credentials and client_authorization.get() is None:
+                # Clients only send credentials they were challenged for: ask for the ones
+                # to forward (their check is the upstream's, on the first real request).
+                raise Unauthorized(None, "credentials for the upstream registry required")
             await respond(send, 200, [(b"content-type", b"application/json")], b"{}")
             return
         if route.endpoint == "token":

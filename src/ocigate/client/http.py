@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import ssl
 import time
 from collections.abc import AsyncIterable, Mapping
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError
+from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
+from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
 from .connection import Body, Response, Timeout, TransportError
 from .pool import Pool
@@ -41,6 +43,9 @@ class ClientOptions:
     read_timeout: float = 60.0
     retries: int = 3
     max_connections: int = 256  # per origin
+    # Each client's own Authorization (``client_authorization``) instead of the credentials
+    # above; refusals of them become 401 (Unauthorized) instead of 403.
+    forward_credentials: bool = False
     backoff: float = 0.25  # first retry delay; doubles each attempt
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
 
@@ -113,43 +118,63 @@ class RegistryClient:
                 return challenge
         return None
 
+    def _credentials(self) -> tuple[str | None, str | None]:
+        """``(forwarded, basic)``: the client's Authorization when forwarding (None when it
+        sent none), and the Basic header to authenticate with (the client's or ours)."""
+        forwarded = client_authorization.get() if self.options.forward_credentials else None
+        if forwarded is not None and forwarded[:6].lower() == "basic ":
+            return forwarded, forwarded
+        if self.options.username is not None:
+            own = basic_header(self.options.username, self.options.password or "")
+            return forwarded, own
+        return forwarded, None
+
+    def _token_key(self, scope: str, forwarded: str | None) -> str:
+        """Tokens are cached per scope, and per client when clients' credentials are used:
+        one client's token must never serve another."""
+        if forwarded is None:
+            return scope
+        return hashlib.sha256(forwarded.encode()).hexdigest()[:32] + " " + scope
+
     async def _authorization(self, scope: str) -> str | None:
         options = self.options
-        if options.token:
+        forwarded, basic = self._credentials()
+        if forwarded is not None and forwarded[:7].lower() == "bearer ":
+            return forwarded  # a token the client got for this upstream: passed as is
+        if options.token and forwarded is None:
             return f"Bearer {options.token}"
         if not self._probed:
             await self._probe()
         challenge = self._challenge
         if challenge is None:
-            return None
+            return forwarded  # the upstream asked for nothing (yet)
         if challenge.scheme == "basic":
-            if options.username is None:
-                return None
-            return basic_header(options.username, options.password or "")
-        token = self._tokens.get(scope)
+            return basic
+        key = self._token_key(scope, forwarded)
+        token = self._tokens.get(key)
         if token is None:
-            token = await self._fetch_token(challenge, scope, scope.split())
+            token = await self._fetch_token(challenge, key, scope.split(), basic)
         return f"Bearer {token}"
 
-    async def _fetch_token(self, challenge: Challenge, scope: str, scopes: list[str]) -> str:
-        """A token for ``scopes`` (one query parameter each), cached under ``scope``."""
+    async def _fetch_token(
+        self, challenge: Challenge, key: str, scopes: list[str], basic: str | None
+    ) -> str:
+        """A token for ``scopes`` (one query parameter each), cached under ``key``."""
         realm = challenge.params.get("realm")
         if not realm:
             raise BadGateway({"upstream": self.base}, "upstream bearer challenge has no realm")
         params: dict[str, str | list[str]] = {"scope": scopes}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        headers = {}
-        if self.options.username is not None:
-            headers["Authorization"] = basic_header(
-                self.options.username, self.options.password or ""
-            )
+        headers = {"Authorization": basic} if basic is not None else {}
         response = await self._send("GET", realm, headers, None, retryable=True, params=params)
         await response.aread()
         if response.status_code in (401, 403):
-            raise Denied(
+            refused = Unauthorized if self.options.forward_credentials else Denied
+            whose = "the client's" if self.options.forward_credentials else "the gateway's"
+            raise refused(
                 {"upstream": self.base, "realm": realm, "status": response.status_code},
-                f"the token service of upstream {self.base} rejected the gateway's credentials",
+                f"the token service of upstream {self.base} rejected {whose} credentials",
             )
         try:
             if response.status_code != 200:
@@ -165,7 +190,7 @@ class RegistryClient:
                 f"bad answer from the token service of upstream {self.base}: {exc}",
             ) from exc
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else None
-        self._tokens.put(scope, token, lifetime)
+        self._tokens.put(key, token, lifetime)
         return token
 
     # --- requests --------------------------------------------------------------------------
@@ -202,15 +227,19 @@ class RegistryClient:
                 return response
             # The token expired or lacks this scope, or the registry turned on auth: start over.
             challenge = self._note_challenge(response)
-            if challenge is None or self.options.token:
+            forwarded, basic = self._credentials()
+            if challenge is None or (self.options.token and forwarded is None):
                 return response
+            if forwarded is not None and forwarded[:7].lower() == "bearer ":
+                return response  # the client's own token: only the client can renew it
             await response.aclose()
             reauthenticated = True
-            self._tokens.drop(scope)
+            key = self._token_key(scope, forwarded)
+            self._tokens.drop(key)
             if challenge.scheme == "bearer":
                 # Ask for our scope and whatever this challenge names (it may want more).
                 wanted = [*scope.split(), *challenge.params.get("scope", "").split()]
-                await self._fetch_token(challenge, scope, list(dict.fromkeys(wanted)))
+                await self._fetch_token(challenge, key, list(dict.fromkeys(wanted)), basic)
 
     async def _send(
         self,

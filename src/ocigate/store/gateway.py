@@ -27,6 +27,7 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
         read_timeout=upstream.read_timeout,
         retries=upstream.retries,
         max_connections=upstream.max_connections,
+        forward_credentials=upstream.forward_credentials,
     )
 
 

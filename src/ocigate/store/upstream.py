@@ -181,7 +181,8 @@ class UpstreamStore:
         missing: type[OCIError],
         invalid: type[OCIError] = BlobUploadInvalid,
     ) -> OCIError:
-        return await upstream_error(response, self.name, missing, invalid)
+        forwarding = self.client.options.forward_credentials
+        return await upstream_error(response, self.name, missing, invalid, forwarding)
 
     async def _call(
         self,

@@ -17,6 +17,7 @@ from ..oci.errors import (
     GatewayTimeout,
     OCIError,
     TooManyRequests,
+    Unauthorized,
     Unavailable,
 )
 
@@ -52,13 +53,23 @@ async def read_error(response: Response) -> tuple[str, str, object]:
 
 
 async def upstream_error(
-    response: Response, upstream: str, missing: type[OCIError], invalid: type[OCIError]
+    response: Response,
+    upstream: str,
+    missing: type[OCIError],
+    invalid: type[OCIError],
+    clients_credentials: bool = False,
 ) -> OCIError:
     """The error to raise for a non-success ``response``; ``missing`` for a bare 404 and
-    ``invalid`` for a bare 4xx of the operation."""
+    ``invalid`` for a bare 4xx of the operation. With ``clients_credentials`` (the client's
+    own credentials were forwarded) a 401 stays 401: the client can log in and retry."""
     status = response.status_code
     code, message, detail = await read_error(response)
     where = f"upstream {upstream}"
+    if status == 401 and clients_credentials:
+        return Unauthorized(
+            {"upstream": upstream, "upstream_code": code or None},
+            f"{where} requires the client's credentials: {message or 'no detail'}",
+        )
     if status in (401, 403):
         return Denied(
             {"upstream": upstream, "status": status, "upstream_code": code or None},
