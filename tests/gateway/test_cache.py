@@ -62,6 +62,7 @@ class FakeUpstream:
     chunk: int = 256 * 1024
     delay: float = 0.0
     lie: bool = False  # serve other bytes of the right length
+    chunked: bool = False  # blob GETs without Content-Length (the server chunks them)
     gets: dict[str, int] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)  # monotonic time the body ended
 
@@ -116,9 +117,10 @@ class FakeUpstream:
             data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]
         headers = [
             (b"content-type", b"application/octet-stream"),
-            (b"content-length", b"%d" % len(data)),
             (b"docker-content-digest", digest.encode()),
         ]
+        if method == "HEAD" or not self.chunked:
+            headers.append((b"content-length", b"%d" % len(data)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if method == "HEAD":
             await send({"type": "http.response.body", "body": b""})
@@ -451,3 +453,21 @@ def test_beyond_its_size_limit_the_cache_evicts_the_least_recently_served(
             assert fake.gets[digest["A"]] == 2
             assert cached() == {"D", "A"}
             assert fake.gets[digest["C"]] == 1
+
+
+def test_blobs_streamed_without_a_length_are_relayed_whole(tmp_path: Path) -> None:
+    """An upstream (or a proxy before it) that chunks blob bodies: the gateway learns the size
+    from HEAD, relays the bytes with a Content-Length, and serves ranges cut from them."""
+    data = random.Random(11).randbytes(3 * 1024 * 1024 + 17)
+    digest = sha256_digest(data)
+    fake = FakeUpstream({digest: data}, chunked=True)
+    with (
+        fake_upstream(fake) as up,
+        serve_gateway(tmp_path / "gw", [{"url": up}]) as url,
+        httpx.Client(timeout=30.0) as client,
+    ):
+        whole = client.get(f"{url}/v2/{REPO}/blobs/{digest}")
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["content-length"] == str(len(data))
+        part = client.get(f"{url}/v2/{REPO}/blobs/{digest}", headers={"Range": "bytes=1000-1999"})
+        assert part.status_code == 206 and part.content == data[1000:2000]

@@ -241,7 +241,11 @@ class UpstreamStore:
         if status not in (200, 206):
             raise await self._fail(response, BlobUnknown)
         try:
-            start, length, size = self._body_bounds(response, byte_range)
+            known = None
+            if status == 200 and not response.headers.get("content-length", "").isdigit():
+                # Streamed without a length (chunked, e.g. through a proxy): HEAD tells it.
+                known = await self.stat_blob(repo, digest)
+            start, length, size = self._body_bounds(response, byte_range, known)
         except BaseException:
             await response.aclose()
             raise
@@ -250,8 +254,11 @@ class UpstreamStore:
         return BlobBody(digest=digest, size=size, start=start, length=length, stream=stream)
 
     @staticmethod
-    def _body_bounds(response: Response, byte_range: ByteRange | None) -> tuple[int, int, int]:
-        """``(start, length, size)`` of what the response carries (or what we cut from it)."""
+    def _body_bounds(
+        response: Response, byte_range: ByteRange | None, known: int | None
+    ) -> tuple[int, int, int]:
+        """``(start, length, size)`` of what the response carries (or what we cut from it);
+        ``known`` is the blob's size when the response does not say."""
         if response.status_code == 206:
             found = _RANGE.match(response.headers.get("content-range", "").strip())
             if not found or found.group(3) == "*":
@@ -259,9 +266,9 @@ class UpstreamStore:
             start, end = int(found.group(1)), int(found.group(2))
             return start, end - start + 1, int(found.group(3))
         raw = response.headers.get("content-length", "")
-        if not raw.isdigit():
+        size = int(raw) if raw.isdigit() else known
+        if size is None:
             raise BadGateway({}, "upstream blob response without Content-Length")
-        size = int(raw)
         if byte_range is None:
             return 0, size, size
         # The upstream ignored Range: cut the range out of the whole body ourselves.
