@@ -24,7 +24,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ..oci.digest import Digest, new_hasher
+from ..oci.digest import Digest, Hasher, new_hasher
 from ..oci.errors import BadGateway, OCIError
 from ..registry import BlobBody
 from .blobfiles import READ_SIZE, BlobFiles
@@ -59,11 +59,16 @@ class BlobFill:
             await self._notify()
             assert body.stream is not None
             hasher = new_hasher(self.digest.algorithm)
+            loop = asyncio.get_running_loop()
             async for piece in body.stream:
-                view = memoryview(piece)
-                while view:
-                    view = view[os.write(fd, view) :]
-                hasher.update(piece)
+                # Writing and hashing release the GIL: in a thread they leave the event loop
+                # free for other requests (a large first pull would otherwise stall them).
+                write = loop.run_in_executor(None, _append, fd, piece, hasher)
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    await asyncio.wait([write])  # the descriptor must outlive the write
+                    raise
                 self.written += len(piece)
                 await self._notify()
             got = Digest(self.digest.algorithm, hasher.hexdigest())
@@ -168,3 +173,10 @@ class _Follower:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _append(fd: int, piece: bytes, hasher: Hasher) -> None:
+    view = memoryview(piece)
+    while view:
+        view = view[os.write(fd, view) :]
+    hasher.update(piece)
