@@ -550,6 +550,8 @@ def bench_registry(server: Server, settings: Settings, blob: BigBlob, digest: st
         get = bench_get(server.base, settings.duration, settings.connections, settings.wrk_threads)
         m.update({f"get_{k}": v for k, v in get.items()})
 
+        # Earlier registries' writes still being flushed would slow this one's: start clean.
+        os.sync()
         baseline = baseline_rss(server.proc.pid)
         with RssSampler(server.proc.pid) as push_rss:
             push_seconds = push_big_blob(server.base, blob, digest)
