@@ -3,6 +3,8 @@ transaction, and the outbox's claiming, ordering and dead-lettering."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import sqlite3
 import threading
@@ -20,6 +22,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.store.embedded import EmbeddedStore
+from ocigate.store.memory import MemoryStore
 from ocigate.store.outbox import Outbox, staging
 
 from .embedded_helpers import body, descriptor, image, push_blob
@@ -110,11 +113,11 @@ async def test_failed_changes_record_nothing(store: EmbeddedStore, outbox: Outbo
 
 async def test_events_commit_and_roll_back_with_the_change(store: EmbeddedStore) -> None:
     event = make_event("/test", "tag.deleted", "r", tag="t")
-    with staging([event]), pytest.raises(RuntimeError), store.meta.changing() as conn:
+    with staging(lambda view: [event]), pytest.raises(RuntimeError), store.meta.changing() as conn:
         conn.execute("INSERT INTO repositories (name) VALUES ('r')")
         raise RuntimeError("the change fails")
     assert recorded(store) == [] and not store.meta.repo_exists("r")
-    with staging([event]) as staged, store.meta.changing() as conn:
+    with staging(lambda view: [event]) as staged, store.meta.changing() as conn:
         conn.execute("INSERT INTO repositories (name) VALUES ('r')")
     assert staged.claimed
     assert [e["id"] for e in recorded(store)] == [event.id]
@@ -226,3 +229,42 @@ async def test_concurrent_workers_never_claim_the_same_delivery(store: EmbeddedS
     assert sorted(seq for _, seq in everything) == list(range(1, 201))  # each exactly once
     for outbox in [writer, *workers]:
         outbox.close()
+
+
+async def test_racing_pushes_record_exact_events(store: EmbeddedStore, outbox: Outbox) -> None:
+    """Eight pushes of different manifests to one new repository and tag at once: exactly one
+    ``repository.created``, and each ``tag.moved`` names the digest the tag really had."""
+    registry = layer(store, outbox)
+    configs = [b'{"n":%d}' % n for n in range(8)]
+    await asyncio.gather(*(push(registry, "race/app", config, ["latest"]) for config in configs))
+    events = recorded(store)
+    assert types_of(events).count("repository.created") == 1
+    pushed = [e["data"]["digest"] for e in events if e["type"].endswith("manifest.pushed")]
+    moves = [
+        (e["data"]["previousDigest"], e["data"]["digest"])
+        for e in events
+        if e["type"].endswith("tag.moved")
+    ]
+    assert len(pushed) == 8
+    assert moves == list(itertools.pairwise(pushed))  # outbox order is commit order
+    assert str((await store.get_manifest("race/app", "latest")).digest) == pushed[-1]
+
+
+async def test_a_store_without_the_hook_gets_events_decided_just_before(tmp_path: Path) -> None:
+    """Over the in-memory store (no transactions) the layer reads the state before each change
+    and appends the events after it."""
+    outbox = Outbox(tmp_path / "events.db")
+    config = EventsConfig.model_validate({"enabled": True})
+    registry = EventsLayer(MemoryStore(), config, outbox)
+    first = await push(registry, "mem/app", b'{"m":1}', ["latest"])
+    second = await push(registry, "mem/app", b'{"m":2}', ["latest"])
+    with sqlite3.connect(tmp_path / "events.db") as conn:
+        rows = conn.execute("SELECT event FROM outbox ORDER BY seq").fetchall()
+    events = [json.loads(row[0]) for row in rows]
+    assert types_of(events) == [
+        "repository.created",
+        "manifest.pushed",
+        "manifest.pushed",
+        "tag.moved",
+    ]
+    assert (events[-1]["data"]["previousDigest"], events[-1]["data"]["digest"]) == (first, second)

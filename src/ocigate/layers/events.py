@@ -1,14 +1,13 @@
 """The events layer: every change the inner registry makes is recorded as a CloudEvent.
 
-Events are staged in ``store.outbox.STAGED`` before the change is delegated; a store with the
-outbox hook (the embedded store) writes them in the change's own transaction, so an event exists
-exactly when its change committed. Otherwise (a store without the hook, or pulls, which change
-nothing) they are appended to the outbox right after the call succeeds.
-
-What a change was (a repository's first content, a tag moving) is read from the inner registry
-just before the change. Two writers racing on the same repository may therefore both report
-``repository.created``, or one ``manifest.pushed`` without its ``tag.moved``; events are
-at-least-once and this keeps the Registry protocol free of event concerns.
+For each change the layer stages a decision (``store.outbox.STAGED``): given a view of the
+registry's state, which events describe the change. What a change was (a repository's first
+content, a tag moving from one digest to another) depends on that state. A store with the outbox
+hook (the embedded store, ``stages_events``) decides inside the change's own transaction, so the
+events are exact even when writers race, and commit with the change. Otherwise (another store,
+or pulls, which change nothing) the layer reads the state just before the change, decides from
+that, and appends the events right after the call succeeds; racing writers of such a store may
+both report ``repository.created``. Events are delivered at least once.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
 from ..registry import BlobBody, ByteRange, Chunks, Registry, StoredManifest
-from ..store.outbox import Event, Outbox, staging
+from ..store.outbox import Decide, Event, Outbox, StoreView, staging
 from ..tracing import current_request_id, internal_read
 from .delegate import Delegate
 from .events_config import EVENT_TYPE_PREFIX, EventsConfig
@@ -85,6 +84,8 @@ class EventsLayer(Delegate):
         super().__init__(inner)
         self.config = config
         self.outbox = outbox
+        # Whether the store decides staged events inside its own transactions.
+        self._in_transaction = bool(getattr(inner, "stages_events", False))
 
     async def close(self) -> None:
         await super().close()
@@ -93,65 +94,82 @@ class EventsLayer(Delegate):
     def _event(self, short_type: str, repo: str, **fields: Any) -> Event:
         return make_event(self.config.source, short_type, repo, **fields)
 
-    async def _changing(self, events: Sequence[Event], call: Callable[[], Awaitable[T]]) -> T:
-        if not events:
-            return await call()
-        with staging(events) as staged:
-            result = await call()
-        if not staged.claimed:  # no store transaction took them: record them now
+    async def _changing(
+        self,
+        decide: Decide,
+        call: Callable[[], Awaitable[T]],
+        repo: str,
+        tags: Sequence[str] = (),
+    ) -> T:
+        """Run the change ``call`` with its events decided by ``decide``, which reads whether
+        ``repo`` exists and where ``tags`` point."""
+        if self._in_transaction:
+            with staging(decide):
+                return await call()  # an unclaimed decision: no transaction, no change
+        events = decide(await self._snapshot(repo, tags))
+        result = await call()
+        if events:
             await run(self.outbox.append, events)
         return result
 
-    async def _repo_exists(self, repo: str) -> bool:
+    async def _snapshot(self, repo: str, tags: Sequence[str]) -> _Snapshot:
+        """The state a change will apply to, read just before it (stores without the hook)."""
         try:
             await self.inner.list_tags(repo, None, 1)
+            exists = True
         except NameUnknown:
-            return False
-        return True
+            exists = False
+        pointing: dict[str, str | None] = {}
+        for tag in tags:
+            try:
+                pointing[tag] = str((await self.inner.get_manifest(repo, tag)).digest)
+            except (ManifestUnknown, NameUnknown):
+                pointing[tag] = None
+        return _Snapshot(exists, pointing)
 
-    async def _tagged(self, repo: str, tag: str) -> Digest | None:
-        try:
-            return (await self.inner.get_manifest(repo, tag)).digest
-        except ManifestUnknown:
-            return None
-
-    async def _created(self, repo: str) -> list[Event]:
-        return [] if await self._repo_exists(repo) else [self._event("repository.created", repo)]
+    def _created(self, view: StoreView, repo: str) -> list[Event]:
+        exists = view.repository_exists(repo)
+        return [] if exists else [self._event("repository.created", repo)]
 
     # -- changes -----------------------------------------------------------------------------
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
     ) -> None:
-        events = await self._created(repo)
-        events.append(
-            self._event(
-                "manifest.pushed",
-                repo,
-                digest=manifest.digest,
-                tag=tags[0] if tags else None,
-                tags=list(tags),
-                media_type=manifest.media_type,
-                artifact_type=manifest.artifact_type,
-                subject=str(manifest.subject.digest) if manifest.subject else None,
-                size=manifest.size,
-            )
-        )
-        for tag in tags:
-            previous = await self._tagged(repo, tag)
-            if previous is not None and previous != manifest.digest:
-                events.append(
-                    self._event(
-                        "tag.moved",
-                        repo,
-                        digest=manifest.digest,
-                        tag=tag,
-                        previousDigest=str(previous),
-                        media_type=manifest.media_type,
-                        artifact_type=manifest.artifact_type,
-                    )
+        def decide(view: StoreView) -> list[Event]:
+            events = self._created(view, repo)
+            events.append(
+                self._event(
+                    "manifest.pushed",
+                    repo,
+                    digest=manifest.digest,
+                    tag=tags[0] if tags else None,
+                    tags=list(tags),
+                    media_type=manifest.media_type,
+                    artifact_type=manifest.artifact_type,
+                    subject=str(manifest.subject.digest) if manifest.subject else None,
+                    size=manifest.size,
                 )
-        await self._changing(events, lambda: self.inner.put_manifest(repo, manifest, data, tags))
+            )
+            for tag in tags:
+                previous = view.tag_digest(repo, tag)
+                if previous is not None and previous != str(manifest.digest):
+                    events.append(
+                        self._event(
+                            "tag.moved",
+                            repo,
+                            digest=manifest.digest,
+                            tag=tag,
+                            previousDigest=previous,
+                            media_type=manifest.media_type,
+                            artifact_type=manifest.artifact_type,
+                        )
+                    )
+            return events
+
+        await self._changing(
+            decide, lambda: self.inner.put_manifest(repo, manifest, data, tags), repo, tags
+        )
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         fields: dict[str, Any] = {}
@@ -161,7 +179,7 @@ class EventsLayer(Delegate):
         except OCIError:
             pass  # the delete itself reports what is wrong
         event = self._event("manifest.deleted", repo, digest=digest, **fields)
-        await self._changing([event], lambda: self.inner.delete_manifest(repo, digest))
+        await self._changing(_just(event), lambda: self.inner.delete_manifest(repo, digest), repo)
 
     async def delete_tag(self, repo: str, tag: str) -> None:
         fields: dict[str, Any] = {}
@@ -171,14 +189,14 @@ class EventsLayer(Delegate):
         except OCIError:
             pass
         event = self._event("tag.deleted", repo, tag=tag, **fields)
-        await self._changing([event], lambda: self.inner.delete_tag(repo, tag))
+        await self._changing(_just(event), lambda: self.inner.delete_tag(repo, tag), repo)
 
     async def delete_blob(self, repo: str, digest: Digest) -> None:
         size = None
         with contextlib.suppress(BlobUnknown):  # the delete itself reports it
             size = await self.inner.stat_blob(repo, digest)
         event = self._event("blob.deleted", repo, digest=digest, size=size)
-        await self._changing([event], lambda: self.inner.delete_blob(repo, digest))
+        await self._changing(_just(event), lambda: self.inner.delete_blob(repo, digest), repo)
 
     async def commit_upload(
         self,
@@ -189,15 +207,18 @@ class EventsLayer(Delegate):
         offset: int | None,
         length: int | None,
     ) -> int:
-        events = await self._created(repo)
         return await self._changing(
-            events,
+            lambda view: self._created(view, repo),
             lambda: self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length),
+            repo,
         )
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
-        events = await self._created(repo)
-        return await self._changing(events, lambda: self.inner.mount_blob(repo, source, digest))
+        return await self._changing(
+            lambda view: self._created(view, repo),
+            lambda: self.inner.mount_blob(repo, source, digest),
+            repo,
+        )
 
     # -- pulls (optional) ------------------------------------------------------------------
 
@@ -218,6 +239,24 @@ class EventsLayer(Delegate):
             event = self._event("blob.pulled", repo, digest=digest, size=body.size)
             await run(self.outbox.append, [event])
         return body
+
+
+def _just(event: Event) -> Decide:
+    return lambda view: [event]
+
+
+class _Snapshot:
+    """:class:`StoreView` from reads made just before a change."""
+
+    def __init__(self, exists: bool, tags: dict[str, str | None]) -> None:
+        self._exists = exists
+        self._tags = tags
+
+    def repository_exists(self, repo: str) -> bool:
+        return self._exists
+
+    def tag_digest(self, repo: str, tag: str) -> str | None:
+        return self._tags.get(tag)
 
 
 def _describe(stored: StoredManifest) -> dict[str, Any]:

@@ -60,6 +60,10 @@ def _manifest_unknown(reference: str) -> Exception:
 
 
 class EmbeddedStore:
+    # Metadata.changing() decides and writes the events layer's staged events in the change's
+    # own transaction (see store.outbox).
+    stages_events = True
+
     def __init__(
         self,
         data_dir: Path,

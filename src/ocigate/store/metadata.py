@@ -91,6 +91,22 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+class _View:
+    """:class:`outbox.StoreView` inside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def repository_exists(self, repo: str) -> bool:
+        sql = "SELECT 1 FROM repositories WHERE name = ?"
+        return self._conn.execute(sql, (repo,)).fetchone() is not None
+
+    def tag_digest(self, repo: str, tag: str) -> str | None:
+        sql = "SELECT digest FROM tags WHERE repo = ? AND tag = ?"
+        row = self._conn.execute(sql, (repo, tag)).fetchone()
+        return None if row is None else str(row[0])
+
+
 def page(rows: list[str], n: int | None) -> tuple[list[str], bool]:
     if n is None:
         return rows, False
@@ -119,10 +135,12 @@ class Metadata:
     def changing(self) -> Iterator[sqlite3.Connection]:
         """A write transaction on this thread's connection; bumps the stamp once committed.
 
-        Events the events layer staged for this change (``outbox.STAGED``) are inserted into
-        the outbox inside the same transaction: they commit, or roll back, with the change.
+        Events the events layer staged for this change (``outbox.STAGED``) are decided as the
+        transaction begins and inserted into the outbox inside it: they commit, or roll back,
+        with the change.
         """
         with transaction(self.conn()) as conn:
+            outbox.resolve_staged(_View(conn))
             before = conn.total_changes
             yield conn
             outbox.write_staged(conn, changed=conn.total_changes != before)

@@ -9,11 +9,14 @@ Tables, in the embedded store's ``meta.db`` (or any SQLite file for other stores
   last_error, updated)``: one row per event and webhook its filters accept; ``state`` is
   ``pending``, ``delivered`` or ``dead``.
 
-The hook: the events layer puts the events describing a change in :data:`STAGED` (a context
-variable, which anyio copies into the worker thread running the store's metadata code) before
-delegating the change. ``Metadata.changing()`` calls :func:`write_staged` at the end of its
-transaction, so the events commit or roll back with the change they describe. A store without
-that hook leaves them unclaimed, and the events layer appends them after the change instead.
+The hook: the events layer puts a decision in :data:`STAGED` (a context variable, which anyio
+copies into the worker thread running the store's metadata code) before delegating the change:
+a function from a :class:`StoreView` to the events describing the change. ``Metadata.changing()``
+calls :func:`resolve_staged` as its transaction begins (the write lock held, so nobody else's
+change can come between what the decision reads and the change) and :func:`write_staged` at its
+end, so the events are exact (one ``repository.created`` however many pushes race) and commit or
+roll back with the change they describe. A store without that hook leaves them unclaimed, and
+the events layer decides from reads made just before the change and appends them after it.
 
 Delivery order: a delivery can only be claimed while no earlier pending delivery of the same
 webhook and repository exists, so each (webhook, repository) lane is delivered strictly in
@@ -28,9 +31,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -66,9 +69,21 @@ class Event:
     json: str  # the CloudEvent
 
 
+class StoreView(Protocol):
+    """What deciding a change's events reads: the state the change is about to apply to."""
+
+    def repository_exists(self, repo: str) -> bool: ...
+
+    def tag_digest(self, repo: str, tag: str) -> str | None: ...
+
+
+Decide = Callable[[StoreView], list[Event]]
+
+
 @dataclass(slots=True)
 class Staged:
-    events: list[Event] = field(default_factory=list)
+    decide: Decide
+    events: list[Event] | None = None  # once decided
     claimed: bool = False  # a store transaction took charge of them (written or not needed)
 
 
@@ -76,13 +91,21 @@ STAGED: ContextVar[Staged | None] = ContextVar("ocigate_staged_events", default=
 
 
 @contextlib.contextmanager
-def staging(events: Sequence[Event]) -> Iterator[Staged]:
-    staged = Staged(list(events))
+def staging(decide: Decide) -> Iterator[Staged]:
+    staged = Staged(decide)
     token = STAGED.set(staged)
     try:
         yield staged
     finally:
         STAGED.reset(token)
+
+
+def resolve_staged(view: StoreView) -> None:
+    """Called by a store as its write transaction begins: decide the staged events from the
+    state its change applies to."""
+    staged = STAGED.get()
+    if staged is not None and staged.events is None and not staged.claimed:
+        staged.events = staged.decide(view)
 
 
 def write_staged(conn: sqlite3.Connection, changed: bool) -> None:
@@ -92,7 +115,7 @@ def write_staged(conn: sqlite3.Connection, changed: bool) -> None:
     if staged is None or staged.claimed:
         return
     staged.claimed = True
-    if changed:
+    if changed and staged.events:
         insert(conn, staged.events)
 
 
