@@ -1,4 +1,4 @@
-"""One HTTP/1.1 client connection over asyncio streams, and the response read from it.
+"""One HTTP/1.1 client connection (an asyncio protocol), and the response read from it.
 
 Why our own and not httpx: a gateway's cost per forwarded request is dominated by its client.
 httpx/httpcore spent ~2 ms of CPU per small request here (pool bookkeeping, socket polls on
@@ -293,6 +293,7 @@ class Response:
         http10: bool,
         connection: Connection,
         release: Callable[[Connection, bool], None],
+        reusable: bool = True,
     ) -> None:
         self.url = url
         self.status_code = status
@@ -301,7 +302,9 @@ class Response:
         self._release = release
         self._content: bytes | None = None
         close = headers.get("connection", "").lower()
-        self._keep_alive = "close" not in close and (not http10 or "keep-alive" in close)
+        self._keep_alive = (
+            reusable and "close" not in close and (not http10 or "keep-alive" in close)
+        )
         self._length: int | None = None  # bytes left in a Content-Length body
         self._chunked = False
         if method == "HEAD" or status in NO_BODY_STATUSES or status < 200:

@@ -111,7 +111,9 @@ class Pool:
         def release(done: Connection, keep: bool) -> None:
             self._release(origin, done, keep)
 
-        return Response(method, url, status, headers, http10, connection, release)
+        # After an early answer our request was cut short: the connection cannot carry another.
+        reusable = failed is None
+        return Response(method, url, status, headers, http10, connection, release, reusable)
 
     def _head(
         self, method: str, target: str, host: str, headers: Mapping[str, str], body: Body
