@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 
@@ -210,3 +211,32 @@ def test_forwarded_client_credentials_get_tokens_of_their_own(
             f"{url}/v2/tok/fwd/manifests/v1", headers={"Authorization": f"Bearer {token}"}
         )
         assert with_token.status_code == 200 and with_token.content == image.manifest.data
+
+
+def test_forwarding_beside_ocigates_own_auth(tmp_path: Path) -> None:
+    """With ocigate's own logins on, Basic credentials valid for both reach the upstream, and a
+    client holding an ocigate token passes ``GET /v2/`` (its token is not forwarded)."""
+    server = distribution_with_htpasswd(tmp_path / "d", tmp_path / "d.log", USER, PASSWORD)
+    htpasswd = tmp_path / "gateway.htpasswd"
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    htpasswd.write_text(f"{USER}:{hashed}\n")
+    upstream = {"url": server.url, "forward_credentials": True}
+    server.start()
+    try:
+        basic = {"htpasswd": str(htpasswd), "realm": "basic"}
+        with (
+            serve_gateway(tmp_path / "gw1", [upstream], auth=basic) as url,
+            httpx.Client(timeout=30.0, auth=(USER, PASSWORD)) as user,
+        ):
+            image = make_image("forwarded-beside-auth")
+            push_image(user, url, "both/app", image, "v1")
+            assert user.get(f"{url}/v2/both/app/manifests/v1").content == image.manifest.data
+        token_auth = {"htpasswd": str(htpasswd), "realm": "token"}
+        with serve_gateway(tmp_path / "gw2", [upstream], auth=token_auth) as url:
+            token = httpx.get(
+                f"{url}/token", params={"scope": "repository:both/app:pull"}, auth=(USER, PASSWORD)
+            ).json()["token"]
+            ping = httpx.get(f"{url}/v2/", headers={"Authorization": f"Bearer {token}"})
+            assert ping.status_code == 200
+    finally:
+        server.stop()

@@ -187,7 +187,7 @@ class App:
             # same), so anonymous callers are challenged; anonymous tokens still allow pulls.
             if self.auth is not None and identity.anonymous:
                 raise Unauthorized(None, "authentication required")
-            if self._forward_credentials and client_authorization.get() is None:
+            if self.auth is None and self._forward_credentials and not client_authorization.get():
                 # Clients only send credentials they were challenged for: ask for the ones
                 # to forward (their check is the upstream's, on the first real request).
                 raise Unauthorized(None, "credentials for the upstream registry required")
