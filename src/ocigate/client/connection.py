@@ -392,7 +392,8 @@ class Response:
     def __del__(self) -> None:
         # Dropped unread and unclosed: free the connection, or the pool would count it forever.
         if self._connection is not None:
-            self._connection.close()
+            with contextlib.suppress(Exception):  # e.g. the loop is already closed
+                self._connection.close()
 
     async def aclose(self) -> None:
         """Done with the response: a short unread body is drained so the connection can be
