@@ -37,9 +37,18 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["OCIGATE_RESOLVED_SETTINGS"] = settings.model_dump_json()
     if settings.server == "granian":
         _serve_granian(settings)
+    elif settings.server == "builtin":
+        _serve_builtin(settings)
     else:
         _serve_uvicorn(settings)
     return 0
+
+
+def _serve_builtin(settings: Settings) -> None:
+    from .api.app import app_from_environment
+    from .server.workers import serve
+
+    serve(app_from_environment, settings.host, settings.port, settings.workers)
 
 
 def _serve_granian(settings: Settings) -> None:

@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     listen: str = Field("0.0.0.0:5000", description="HOST:PORT to serve on.")
     data_dir: Path = Field(Path("ocigate-data"), description="Where the embedded store lives.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes.")
-    server: Literal["granian", "uvicorn"] = Field(
-        "granian", description="HTTP server running the ASGI app (both are supported)."
+    server: Literal["granian", "uvicorn", "builtin"] = Field(
+        "builtin",
+        description="HTTP server running the ASGI app: granian, uvicorn, or ocigate's own"
+        " HTTP/1.1 server (`builtin`).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity; request logs are at info."

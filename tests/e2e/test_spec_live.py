@@ -14,7 +14,7 @@ from .support import ocigate_server
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+@pytest.mark.parametrize("server", ["granian", "uvicorn", "builtin"])
 def test_spec_suite_passes_against_a_live_multiworker_server(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

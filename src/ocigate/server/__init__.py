@@ -1,0 +1,1 @@
+"""The built-in HTTP/1.1 server (``server: builtin``): a connection protocol and its workers."""
