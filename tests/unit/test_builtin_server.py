@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ocigate.server import protocol
 from ocigate.server.protocol import HIGH_WATER, HttpConnection, ServerState
 
 pytestmark = pytest.mark.anyio
@@ -70,9 +71,11 @@ async def server(app: EchoApp) -> AsyncIterator[int]:
         return made
 
     listener = await asyncio.get_running_loop().create_server(connection, "127.0.0.1", 0)
+    sweeper = asyncio.ensure_future(state.sweep_forever(0.05))
     try:
         yield listener.sockets[0].getsockname()[1]
     finally:
+        sweeper.cancel()
         listener.close()
 
 
@@ -217,3 +220,17 @@ async def test_an_endless_request_head_is_refused() -> None:
         status, _, _ = await read_response(reader)
         assert status.startswith(b"HTTP/1.1 400")
         writer.close()
+
+
+async def test_idle_and_slow_head_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol, "IDLE_TIMEOUT", 0.3)
+    app = EchoApp()
+    async with server(app) as port:
+        silent_reader, _ = await asyncio.open_connection("127.0.0.1", port)
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+        slow_writer.write(b"GET /never-ends HTTP/1.1\r\nHost: x\r\n")  # no blank line
+        served_reader, served_writer = await asyncio.open_connection("127.0.0.1", port)
+        served_writer.write(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(served_reader))[2] == b"GET /one 0"
+        for reader in (silent_reader, slow_reader, served_reader):
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server

@@ -102,11 +102,13 @@ async def _run(build_app: Callable[[], App], sock: socket.socket) -> None:
     await lifespan.startup()
     state = ServerState()
     server = await loop.create_server(lambda: HttpConnection(app, state), sock=sock, backlog=2048)
+    sweeper = asyncio.ensure_future(state.sweep_forever())
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     server.close()
+    sweeper.cancel()
     for connection in list(state.connections):
         connection.shutdown()
     deadline = loop.time() + GRACE_SECONDS
