@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, cast
 
+from ..flow import ReadFlow, WriteFlow, settle
+
 READ_SIZE = 1024 * 1024  # the largest piece one body read hands on
 HIGH_WATER = 2 * 1024 * 1024  # stop reading from the socket with this much unread
 LOW_WATER = 512 * 1024  # and start again below this
@@ -42,30 +44,25 @@ class Headers(dict[str, str]):
     """Response headers by lower-case name; repeated fields joined with ", " (RFC 9110 5.3)."""
 
 
-class _Stream(asyncio.Protocol):
+class _Stream(ReadFlow, WriteFlow, asyncio.Protocol):
     """Received data as the ``bytes`` objects the event loop made, queued without copying (a
     StreamReader copies every byte into and out of one bytearray: that halved blob relays)."""
 
     def __init__(self) -> None:
+        ReadFlow.__init__(self, HIGH_WATER, LOW_WATER)
+        WriteFlow.__init__(self)
         self.transport: asyncio.Transport | None = None
         self.pieces: deque[bytes] = deque()
-        self.buffered = 0
         self.closed = False  # the peer finished sending, or the connection is gone
         self.error: BaseException | None = None
-        self._reading_paused = False
-        self._writing_paused = False
         self._waiter: asyncio.Future[bool] | None = None
-        self._drained: asyncio.Future[bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         self.pieces.append(data)
-        self.buffered += len(data)
-        if self.buffered > HIGH_WATER and not self._reading_paused and self.transport:
-            self.transport.pause_reading()
-            self._reading_paused = True
+        self._received(len(data))
         self._wake()
 
     def eof_received(self) -> bool:
@@ -77,16 +74,7 @@ class _Stream(asyncio.Protocol):
         self.closed = True
         self.error = exc
         self._wake()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(True)
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(True)
+        self._release_writer()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -107,16 +95,8 @@ class _Stream(asyncio.Protocol):
 
     async def drain(self, seconds: float) -> bool:
         """Until the transport takes more bytes (True) or ``seconds`` pass (False)."""
-        if self._writing_paused and not self.closed:
-            loop = asyncio.get_running_loop()
-            drained = self._drained = loop.create_future()
-            timer = loop.call_later(seconds, settle, drained, False)
-            try:
-                if not await drained:
-                    return False
-            finally:
-                timer.cancel()
-                self._drained = None
+        if not self.closed and not await self.writable(seconds):
+            return False
         if self.closed and self.error is not None:
             raise TransportError(f"connection lost while sending: {self.error}")
         return True
@@ -127,17 +107,14 @@ class _Stream(asyncio.Protocol):
         if len(piece) > size:
             self.pieces.appendleft(piece[size:])
             piece = piece[:size]
-        self.buffered -= len(piece)
-        if self._reading_paused and self.buffered < LOW_WATER and self.transport:
-            self.transport.resume_reading()
-            self._reading_paused = False
+        self._consumed(len(piece))
         return piece
 
     def give_back(self, piece: bytes) -> None:
         """Unread ``piece``: it is the next one returned."""
         if piece:
             self.pieces.appendleft(piece)
-            self.buffered += len(piece)
+            self.buffered += len(piece)  # back in the queue, not newly received
 
 
 class Connection:
@@ -255,12 +232,6 @@ class Connection:
 
     async def read_line(self) -> bytes:
         return await self._read_until(b"\r\n", 4096, "in chunked framing")
-
-
-def settle(future: asyncio.Future[bool], value: bool) -> None:
-    """Resolve ``future`` unless something did first (a timer races a wake-up)."""
-    if not future.done():
-        future.set_result(value)
 
 
 def _parse_head(raw: bytes) -> tuple[int, Headers, bool]:

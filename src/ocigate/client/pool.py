@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .. import __version__
+from ..flow import settle
 from .connection import (
     Body,
     Connection,
@@ -24,7 +25,6 @@ from .connection import (
     Response,
     Timeout,
     TransportError,
-    settle,
 )
 
 MAX_CONNECTIONS = 256  # per origin, busy and idle together; further requests wait for one

@@ -25,6 +25,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from ..flow import ReadFlow, WriteFlow
+
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -174,8 +176,10 @@ def _reason(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
     def __init__(self, app: App, server_state: ServerState) -> None:
+        ReadFlow.__init__(self, HIGH_WATER, LOW_WATER)
+        WriteFlow.__init__(self)
         self.app = app
         self.state = server_state
         self.loop = asyncio.get_running_loop()
@@ -184,10 +188,6 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.cycles: deque[_Cycle] = deque()  # parsed, not yet answered; the first runs
         self.current: _Cycle | None = None  # the one receiving body bytes
-        self.buffered = 0
-        self.reading_paused = False
-        self.writing_paused = False
-        self.drained: asyncio.Future[None] | None = None
         # Since when the connection waits for a request head (None while one is being served);
         # the server's sweep closes those waiting longer than IDLE_TIMEOUT. One timestamp per
         # request instead of a timer: a timer per request cost measurably more.
@@ -214,8 +214,7 @@ class HttpConnection(asyncio.Protocol):
         self.state.connections.discard(self)
         for cycle in self.cycles:
             cycle.wake()
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
+        self._release_writer()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -229,14 +228,6 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None  # close when the client half-closes
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
 
     # --- parser callbacks ----------------------------------------------------------------------
 
@@ -296,10 +287,7 @@ class HttpConnection(asyncio.Protocol):
                 self._close()
             return
         cycle.body.append(body)
-        self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.reading_paused and self.transport:
-            self.transport.pause_reading()
-            self.reading_paused = True
+        self._received(len(body))
         cycle.wake()
 
     def on_message_complete(self) -> None:
@@ -359,18 +347,11 @@ class HttpConnection(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self) -> None:
-        if self.writing_paused and not self.closed:
-            self.drained = self.loop.create_future()
-            try:
-                await self.drained
-            finally:
-                self.drained = None
+        if not self.closed:
+            await self.writable()
 
     def body_taken(self, size: int) -> None:
-        self.buffered -= size
-        if self.reading_paused and self.buffered < LOW_WATER and self.transport:
-            self.transport.resume_reading()
-            self.reading_paused = False
+        self._consumed(size)
 
     def _arm_idle(self) -> None:
         self.idle_since = self.loop.time()
