@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -38,6 +38,7 @@ IDLE_TIMEOUT = 30.0  # seconds a connection may sit without a whole request head
 DISCARD_LIMIT = 16 * 1024 * 1024  # unread body bytes dropped after an early answer, at most
 MAX_HEAD = 1024 * 1024  # request line and headers of one request
 NO_BODY = frozenset({204, 304})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 log = logging.getLogger("ocigate.server")
 
 _date: tuple[int, bytes] = (0, b"")
@@ -55,6 +56,25 @@ def _date_header() -> bytes:
 
 class _Cycle:
     """One request and its response."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "complete",
+        "conn",
+        "content_left",
+        "delivered_end",
+        "discarded",
+        "discarding",
+        "expect_continue",
+        "head",
+        "keep_alive",
+        "more_body",
+        "pending_head",
+        "scope",
+        "started",
+        "waiter",
+    )
 
     def __init__(self, conn: HttpConnection, scope: Message, keep_alive: bool, expect: bool):
         self.conn = conn
@@ -123,7 +143,7 @@ class _Cycle:
                 if lowered == b"connection" and value.lower() == b"close":
                     self.keep_alive = False
                     continue
-                lines.append(b"%s: %s\r\n" % (name, value))
+                lines.append(name + b": " + value + b"\r\n")
             if length is not None:
                 lines.append(b"content-length: %d\r\n" % length)
                 self.content_left = 0 if self.head else length
@@ -270,7 +290,9 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
             "client": self.client,
             "server": self.server,
         }
-        expect = any(k == b"expect" and v.lower() == b"100-continue" for k, v in self.headers)
+        expect = method in _BODY_METHODS and any(
+            k == b"expect" and v.lower() == b"100-continue" for k, v in self.headers
+        )
         cycle = _Cycle(self, scope, parser.should_keep_alive(), expect)
         self.current = cycle
         self.cycles.append(cycle)
@@ -405,7 +427,7 @@ class ServerState:
             for connection in list(self.connections):
                 connection.close_if_idle(now)
 
-    def start(self, coroutine: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+    def start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
