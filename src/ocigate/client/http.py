@@ -50,6 +50,10 @@ class ClientOptions:
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
 
 
+def _is_bearer(authorization: str | None) -> bool:
+    return authorization is not None and authorization[:7].lower() == "bearer "
+
+
 def _tls(options: ClientOptions) -> ssl.SSLContext:
     if options.ca_file is not None:
         return ssl.create_default_context(cafile=str(options.ca_file))
@@ -139,7 +143,7 @@ class RegistryClient:
     async def _authorization(self, scope: str) -> str | None:
         options = self.options
         forwarded, basic = self._credentials()
-        if forwarded is not None and forwarded[:7].lower() == "bearer ":
+        if _is_bearer(forwarded):
             return forwarded  # a token the client got for this upstream: passed as is
         if options.token and forwarded is None:
             return f"Bearer {options.token}"
@@ -230,7 +234,7 @@ class RegistryClient:
             forwarded, basic = self._credentials()
             if challenge is None or (self.options.token and forwarded is None):
                 return response
-            if forwarded is not None and forwarded[:7].lower() == "bearer ":
+            if _is_bearer(forwarded):
                 return response  # the client's own token: only the client can renew it
             await response.aclose()
             reauthenticated = True

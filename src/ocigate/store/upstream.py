@@ -203,6 +203,18 @@ class UpstreamStore:
         await response.aread()
         return response
 
+    async def _delete(
+        self,
+        url: str,
+        repo: str,
+        missing: type[OCIError],
+        invalid: type[OCIError] = Unsupported,
+    ) -> None:
+        """A DELETE the upstream must accept (200, 202 or 204)."""
+        await self._call(
+            "DELETE", url, repo, ok=(200, 202, 204), missing=missing, invalid=invalid, push=True
+        )
+
     # --- blobs -----------------------------------------------------------------------------
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
@@ -276,15 +288,7 @@ class UpstreamStore:
         return start, end - start + 1, size
 
     async def delete_blob(self, repo: str, digest: Digest) -> None:
-        await self._call(
-            "DELETE",
-            f"/v2/{repo}/blobs/{digest}",
-            repo,
-            ok=(200, 202, 204),
-            missing=BlobUnknown,
-            invalid=Unsupported,
-            push=True,
-        )
+        await self._delete(f"/v2/{repo}/blobs/{digest}", repo, BlobUnknown)
 
     # --- uploads ---------------------------------------------------------------------------
 
@@ -372,9 +376,7 @@ class UpstreamStore:
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         token = self._signer.open(repo, upload_id)
-        await self._call(
-            "DELETE", token.location, repo, ok=(200, 202, 204), missing=BlobUploadUnknown, push=True
-        )
+        await self._delete(token.location, repo, BlobUploadUnknown, BlobUploadInvalid)
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
         params = {"mount": str(digest)}
@@ -504,15 +506,7 @@ class UpstreamStore:
                 pass  # the DELETE below reports it
             else:
                 subject = _subject_of(stored.data)
-        await self._call(
-            "DELETE",
-            f"/v2/{repo}/manifests/{digest}",
-            repo,
-            ok=(200, 202, 204),
-            missing=ManifestUnknown,
-            invalid=Unsupported,
-            push=True,
-        )
+        await self._delete(f"/v2/{repo}/manifests/{digest}", repo, ManifestUnknown)
         if subject is not None:
             await self._update_referrers(repo, subject, None, removed=digest)
 
@@ -547,15 +541,7 @@ class UpstreamStore:
             await head.aclose()
             if head.headers.get("docker-content-digest") == str(target.digest):
                 others.append(other)
-        await self._call(
-            "DELETE",
-            f"/v2/{repo}/manifests/{target.digest}",
-            repo,
-            ok=(200, 202, 204),
-            missing=ManifestUnknown,
-            invalid=Unsupported,
-            push=True,
-        )
+        await self._delete(f"/v2/{repo}/manifests/{target.digest}", repo, ManifestUnknown)
         for reference in [str(target.digest), *others]:
             await self._put_manifest_ref(repo, reference, target.media_type, target.data)
 
