@@ -114,7 +114,8 @@ class CacheStore(Delegate):
                 local = self._local(repo, digest)
         if local is not None:
             fd, size = local
-            self._index.file_used(digest, time.time())
+            if self.max_size is not None:  # last use only matters for eviction
+                self._index.file_used(digest, time.time())
             try:
                 start, end = (0, size - 1) if byte_range is None else byte_range.resolve(size)
             except BaseException:
