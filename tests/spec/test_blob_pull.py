@@ -115,6 +115,22 @@ def test_range_request(
     assert resp.headers["Content-Length"] == str(end - start + 1)
 
 
+def test_large_blob_whole_and_ranges(client: httpx.Client, repo: str) -> None:
+    """The same MUSTs for a blob of a few MiB, which a server may send another way (ocigate's
+    built-in server copies it from the file in the kernel): exact bytes, lengths and ranges."""
+    large = random_blob(3 * 1024 * 1024 + 7)
+    push_blob(client, repo, large)
+    resp = client.get(blob_url(repo, large.digest))
+    assert resp.status_code == 200
+    assert resp.headers["Content-Length"] == str(large.size)
+    assert resp.content == large.data
+    start, end = 1024 * 1024 - 3, 2 * 1024 * 1024 + 11
+    resp = client.get(blob_url(repo, large.digest), headers={"Range": f"bytes={start}-{end}"})
+    assert resp.status_code == 206
+    assert resp.headers["Content-Range"] == f"bytes {start}-{end}/{large.size}"
+    assert resp.content == large.data[start : end + 1]
+
+
 def test_unsatisfiable_range_is_416(client: httpx.Client, repo: str, blob: Blob) -> None:
     """RFC 9110 15.5.17: a range starting past the end is 416 with `Content-Range: bytes */N`
     (and, like every error here, an OCI error body)."""

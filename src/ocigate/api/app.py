@@ -226,6 +226,8 @@ class _Exchange:
             if self.namespace is not None and self.namespace.resolved:
                 message["headers"] = _namespaced(message["headers"], self.namespace.host)
             self.status = message["status"]
+        elif message["type"] == "http.response.zerocopy":
+            self.bytes += message["count"]
         else:
             self.bytes += len(message.get("body", b""))
         await self.send(message)

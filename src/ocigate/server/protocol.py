@@ -26,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from ..flow import ReadFlow, WriteFlow
+from .zerocopy import copy_fd
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -38,6 +39,7 @@ IDLE_TIMEOUT = 30.0  # seconds a connection may sit without a whole request head
 DISCARD_LIMIT = 16 * 1024 * 1024  # unread body bytes dropped after an early answer, at most
 MAX_HEAD = 1024 * 1024  # request line and headers of one request
 NO_BODY = frozenset({204, 304})
+_EXTENSIONS: dict[str, dict[str, Any]] = {"http.response.zerocopy": {}}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 log = logging.getLogger("ocigate.server")
 
@@ -158,6 +160,9 @@ class _Cycle:
             lines.append(b"\r\n")
             self.pending_head = b"".join(lines)
             return
+        if kind == "http.response.zerocopy":
+            await self._zerocopy(message)
+            return
         if kind != "http.response.body":
             return
         if not self.started or self.complete:
@@ -188,6 +193,39 @@ class _Cycle:
         else:
             await self.conn.drain()
 
+    async def _zerocopy(self, message: Message) -> None:
+        """ASGI's zero-copy extension: ``count`` bytes of the descriptor ``file`` (from
+        ``offset`` for a regular file), copied by the kernel."""
+        if not self.started or self.complete:
+            raise RuntimeError("body outside a response")
+        source = message["file"]
+        fd = source if isinstance(source, int) else source.fileno()
+        count: int = message["count"]
+        more = message.get("more_body", False)
+        if self.head:
+            count = 0
+        if self.content_left is not None:
+            if count > self.content_left:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.content_left -= count
+        out = self.pending_head
+        self.pending_head = b""
+        if self.chunked and count:
+            out += b"%x\r\n" % count
+        if out:
+            self.conn.write(out)
+        if count:
+            await self.conn.send_fd(fd, message.get("offset"), count)
+        tail = b"\r\n" if self.chunked and count else b""
+        if not more:
+            if self.chunked:
+                tail += b"0\r\n\r\n"
+            self.complete = True
+            if self.content_left:
+                raise RuntimeError("response body shorter than its Content-Length")
+        if tail:
+            self.conn.write(tail)
+
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -206,6 +244,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.copying = False  # send_fd is writing to the socket itself
         self.cycles: deque[_Cycle] = deque()  # parsed, not yet answered; the first runs
         self.current: _Cycle | None = None  # the one receiving body bytes
         # Since when the connection waits for a request head (None while one is being served);
@@ -289,6 +328,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
             "headers": self.headers,
             "client": self.client,
             "server": self.server,
+            "extensions": _EXTENSIONS,
         }
         expect = method in _BODY_METHODS and any(
             k == b"expect" and v.lower() == b"100-continue" for k, v in self.headers
@@ -365,8 +405,31 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
     # --- helpers -------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        # Nothing may interleave with bytes the kernel is copying into the socket directly;
+        # only a rejection of pipelined garbage could try, and it is dropped (we close anyway).
+        if not self.closed and self.transport is not None and not self.copying:
             self.transport.write(data)
+
+    async def send_fd(self, fd: int, offset: int | None, count: int) -> None:
+        """Copy ``count`` bytes of ``fd`` straight into the socket, after what is buffered."""
+        transport = self.transport
+        if self.closed or transport is None:
+            raise ConnectionError("client went away")
+        while transport.get_write_buffer_size():  # rare: only a head the socket refused
+            await self.drain()
+            await asyncio.sleep(0.001)
+            if self.closed:
+                raise ConnectionError("client went away")
+        self.copying = True
+        try:
+            await copy_fd(
+                transport.get_extra_info("socket").fileno(), fd, offset, count, IDLE_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            self._close()  # the response is cut short: only closing tells the client
+            raise
+        finally:
+            self.copying = False
 
     async def drain(self) -> None:
         if not self.closed:

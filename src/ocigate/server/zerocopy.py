@@ -1,0 +1,112 @@
+"""Copying a file or a socket into a client's socket without the bytes entering Python.
+
+A regular file goes out with ``sendfile``; anything else (the gateway's upstream socket) is
+``splice``d through a pipe. Both run on the event loop with non-blocking descriptors, waiting for
+readiness on *duplicates* of the descriptors: the loop refuses to watch a descriptor its
+transport owns, and a duplicate also keeps the socket from closing (and its number from being
+reused by another connection) while a copy is under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import stat
+
+PIPE_SIZE = 1024 * 1024  # splice's pipe: the default 64 KiB costs four times the system calls
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
+
+class CopyTimeout(TimeoutError):
+    """The peer neither took nor gave bytes for the whole timeout."""
+
+
+async def copy_fd(out_fd: int, in_fd: int, offset: int | None, count: int, stall: float) -> None:
+    """Write ``count`` bytes of ``in_fd`` (from ``offset`` when it is a file) to the socket
+    ``out_fd``. Raises ``ConnectionError`` when either side ends early, ``CopyTimeout`` when
+    one stalls for ``stall`` seconds."""
+    out = os.dup(out_fd)
+    try:
+        if stat.S_ISREG(os.fstat(in_fd).st_mode):
+            await _sendfile(out, in_fd, offset or 0, count, stall)
+        else:
+            source = os.dup(in_fd)
+            try:
+                await _splice(out, source, count, stall)
+            finally:
+                os.close(source)
+    finally:
+        os.close(out)
+
+
+async def _sendfile(out: int, in_fd: int, offset: int, count: int, stall: float) -> None:
+    while count > 0:
+        try:
+            sent = os.sendfile(out, in_fd, offset, count)
+        except BlockingIOError:
+            await _wait(None, out, stall)
+            continue
+        if sent == 0:
+            raise ConnectionError("file ended before the bytes to send")
+        offset += sent
+        count -= sent
+
+
+async def _splice(out: int, source: int, count: int, stall: float) -> None:
+    pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(OSError):  # a smaller pipe only costs more calls
+            fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        capacity = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
+        in_pipe = 0
+        while count > 0 or in_pipe:
+            progressed = False
+            if count > 0 and in_pipe < capacity:
+                with contextlib.suppress(BlockingIOError):
+                    moved = os.splice(source, pipe_in, min(count, capacity - in_pipe), flags=_FLAGS)
+                    if moved == 0:
+                        raise ConnectionError("the source closed before the bytes to send")
+                    count -= moved
+                    in_pipe += moved
+                    progressed = True
+            if in_pipe:
+                with contextlib.suppress(BlockingIOError):
+                    in_pipe -= os.splice(pipe_out, out, in_pipe, flags=_FLAGS)
+                    progressed = True
+            if not progressed:
+                readable = source if count > 0 and in_pipe < capacity else None
+                await _wait(readable, out if in_pipe else None, stall)
+    finally:
+        os.close(pipe_out)
+        os.close(pipe_in)
+
+
+async def _wait(readable: int | None, writable: int | None, stall: float) -> None:
+    """Until ``readable`` has bytes or ``writable`` has room (either, when both are given)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    if readable is not None:
+        loop.add_reader(readable, _wake, waiter)
+    if writable is not None:
+        loop.add_writer(writable, _wake, waiter)
+    timer = loop.call_later(stall, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if readable is not None:
+            loop.remove_reader(readable)
+        if writable is not None:
+            loop.remove_writer(writable)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(CopyTimeout("no progress within the timeout"))

@@ -1,0 +1,131 @@
+"""ASGI's zero-copy extension in the built-in server: file ranges sent with ``sendfile``, a
+socket's bytes spliced through, both framed right (by length or chunked) and followed by the
+next response on the same connection; stalls and short sources end the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocigate.server.zerocopy import CopyTimeout, copy_fd
+
+from .test_builtin_server import EchoApp, read_response, server
+
+pytestmark = pytest.mark.anyio
+
+DATA = os.urandom(3 * 1024 * 1024 + 17)  # bigger than the socket buffers and the pipe
+
+
+class ZeroCopyApp(EchoApp):
+    """``/file`` sends bytes 5.. of a file; ``/unsized`` the same without a Content-Length;
+    ``/socket`` a prefix, then the rest spliced from a socket another task fills."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.writers: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert "http.response.zerocopy" in scope["extensions"]
+        route = scope["path"]
+        if route not in ("/file", "/unsized", "/socket"):
+            await super().__call__(scope, receive, send)
+            return
+        count = len(DATA) - 5
+        headers = [] if route == "/unsized" else [(b"content-length", b"%d" % count)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if route == "/socket":
+            await self._from_socket(send, count)
+            return
+        with self.path.open("rb") as file:
+            message = {"type": "http.response.zerocopy", "file": file, "offset": 5, "count": count}
+            await send(message)
+
+    async def _from_socket(self, send: Any, count: int) -> None:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        self.writers.append(asyncio.ensure_future(_feed(theirs, DATA[1000:])))
+        try:
+            await send({"type": "http.response.body", "body": DATA[5:1000], "more_body": True})
+            await send({"type": "http.response.zerocopy", "file": ours, "count": count - 995})
+        finally:
+            ours.close()
+
+
+async def _feed(sock: socket.socket, data: bytes) -> None:
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_sendall(sock, data)
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def blob_file(tmp_path: Path) -> Path:
+    path = tmp_path / "blob"
+    path.write_bytes(DATA)
+    return path
+
+
+@pytest.mark.parametrize("route", ["/file", "/unsized", "/socket"])
+async def test_zero_copy_bodies_arrive_whole_and_the_connection_goes_on(
+    blob_file: Path, route: str
+) -> None:
+    app = ZeroCopyApp(blob_file)
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n" % route.encode()
+        )
+        status, headers, body = await read_response(reader)
+        assert status.startswith(b"HTTP/1.1 200")
+        assert body == DATA[5:]
+        if route == "/unsized":
+            assert headers[b"transfer-encoding"] == b"chunked"
+        # Nothing stray after the copied bytes: the pipelined request's answer comes next.
+        assert (await read_response(reader))[2] == b"GET /next 0"
+        writer.close()
+    await asyncio.gather(*app.writers)
+
+
+async def test_head_sends_no_bytes(blob_file: Path) -> None:
+    app = ZeroCopyApp(blob_file)
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"content-length: %d" % (len(DATA) - 5) in head
+        assert (await read_response(reader))[2] == b"GET /next 0"
+        writer.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped(blob_file: Path) -> None:
+    ours, theirs = socket.socketpair()  # nobody reads ``theirs``
+    ours.setblocking(False)
+    try:
+        with blob_file.open("rb") as file, pytest.raises(CopyTimeout):
+            await copy_fd(ours.fileno(), file.fileno(), 0, len(DATA), 0.2)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+async def test_a_source_ending_early_is_an_error() -> None:
+    out, sink = socket.socketpair()
+    source, feeder = socket.socketpair()
+    out.setblocking(False)
+    source.setblocking(False)
+    feeder.sendall(b"only this")
+    feeder.close()
+    try:
+        with pytest.raises(ConnectionError):
+            await copy_fd(out.fileno(), source.fileno(), None, 100, 5.0)
+        assert sink.recv(100) == b"only this"
+    finally:
+        for sock in (out, sink, source):
+            sock.close()
