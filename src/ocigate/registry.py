@@ -7,7 +7,7 @@ Backends (``store/*``) implement it; wrappers (``layers/*``) implement it by del
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +55,10 @@ class BlobBody:
     # Instead of bytes: answer the client with this redirect (status, absolute URL); the
     # sizes are then unknown (0).
     redirect: tuple[int, str] | None = None
+    # For a stream read from a socket (the gateway's upstream): hands over (bytes already
+    # received, the socket's descriptor) so the kernel can copy the rest; None if it cannot.
+    # The descriptor stays the body's: ``close`` closes it.
+    detach: Callable[[], tuple[bytes, int] | None] | None = None
 
     async def close(self) -> None:
         if self.fd is not None:

@@ -5,6 +5,8 @@ timeouts, back-pressure and redirects."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -359,4 +361,47 @@ async def test_waiting_for_a_busy_pool_times_out_and_a_dropped_response_frees_it
         del held  # garbage: its connection is closed and the slot freed
         response = await pool.request("GET", server.url + "/z", {}, None)
         assert await response.aread() == b"ok"
+        await pool.aclose()
+
+
+async def test_a_detached_body_is_read_from_the_socket_and_frees_its_slot() -> None:
+    """``detach`` hands over what arrived with the head plus the socket for the rest; after
+    ``aclose`` the connection is gone (never reused) and the pool has room again."""
+    release = asyncio.Event()
+    rest = b"r" * 200_000
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nhead-" % (5 + len(rest)))
+        await writer.drain()
+        await release.wait()
+        writer.write(rest)
+        await writer.drain()
+        await read_request(reader)  # never comes: the client does not reuse this connection
+
+    async with peer(handler) as server:
+        pool = Pool(ssl.create_default_context(), 2.0, 5.0, max_connections=1)
+        response = await pool.request("GET", server.url + "/x", {}, None)
+        assert response.remaining == 5 + len(rest)
+        await asyncio.sleep(0.05)  # the first body bytes arrive with or after the head
+        detached = response.detach()
+        assert detached is not None
+        received, fd = detached
+        assert received == b"head-"
+        release.set()
+        loop = asyncio.get_running_loop()
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.setblocking(False)
+            got = b""
+            while len(got) < len(rest):
+                got += await loop.sock_recv(sock, 65536)
+        assert got == rest
+        with pytest.raises(RuntimeError):
+            await response.aread()  # the body is no longer the response's to read
+        await response.aclose()
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed with the response
+        again = await pool.request("HEAD", server.url + "/y", {}, None)
+        assert again.status_code == 200
+        assert server.connections == 2
         await pool.aclose()

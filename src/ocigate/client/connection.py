@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import time
 from collections import deque
@@ -233,6 +234,22 @@ class Connection:
     async def read_line(self) -> bytes:
         return await self._read_until(b"\r\n", 4096, "in chunked framing")
 
+    def detach(self, limit: int) -> tuple[bytes, int] | None:
+        """Stop reading and hand over the socket for the kernel to copy from: the bytes
+        already received (at most ``limit``) and a duplicate of the socket's descriptor, which
+        the caller closes. None over TLS (the socket carries ciphertext). The connection is
+        not reused afterwards."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.get_extra_info("ssl_object") is not None:
+            return None
+        transport.pause_reading()
+        stream = self._stream
+        received = b"".join(stream.pieces)
+        stream.pieces.clear()
+        stream.buffered = 0
+        return received[:limit], os.dup(sock.fileno())
+
 
 def _parse_head(raw: bytes) -> tuple[int, Headers, bool]:
     lines = raw.decode("latin-1").split("\r\n")
@@ -277,6 +294,7 @@ class Response:
             reusable and "close" not in close and (not http10 or "keep-alive" in close)
         )
         self._length: int | None = None  # bytes left in a Content-Length body
+        self._detached: int | None = None  # the socket's duplicate handed out by detach
         self._chunked = False
         if method == "HEAD" or status in NO_BODY_STATUSES or status < 200:
             self._length = 0
@@ -316,6 +334,8 @@ class Response:
         connection = self._connection
         if connection is None:
             return
+        if self._detached is not None:
+            raise RuntimeError("the body was handed over by detach")
         try:
             if self._chunked:
                 async for piece in self._chunks(connection):
@@ -355,13 +375,36 @@ class Response:
             if await connection.read_line() != b"\r\n":
                 raise ProtocolError("chunk not followed by CRLF")
 
+    @property
+    def remaining(self) -> int | None:
+        """Bytes of a Content-Length body not read yet (None for other framings)."""
+        return self._length
+
+    def detach(self) -> tuple[bytes, int] | None:
+        """The unread rest of a Content-Length body as (bytes already received, a socket
+        descriptor to copy the remainder from), for a zero-copy relay; None when that is not
+        possible. The descriptor stays ours: ``aclose`` closes it with the connection."""
+        connection = self._connection
+        if connection is None or self._chunked or not self._length or self._detached is not None:
+            return None
+        detached = connection.detach(self._length)
+        if detached is not None:
+            self._detached = detached[1]
+            self._keep_alive = False
+        return detached
+
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
+        if self._detached is not None:
+            os.close(self._detached)
+            self._detached = None
         if connection is not None:
             self._release(connection, False)
 
     def __del__(self) -> None:
         # Dropped unread and unclosed: free the connection, or the pool would count it forever.
+        if self._detached is not None:
+            os.close(self._detached)
         if self._connection is not None:
             with contextlib.suppress(Exception):  # e.g. the loop is already closed
                 self._connection.close()

@@ -147,6 +147,16 @@ class _ResponseStream:
     async def aclose(self) -> None:
         await self._response.aclose()
 
+    def detach(self) -> tuple[bytes, int] | None:
+        """The body as (bytes received so far, socket to copy the rest from), when it is
+        exactly what the client gets and nothing has been read yet."""
+        if self._skip or self._left != self._response.remaining:
+            return None
+        detached = self._response.detach()
+        if detached is not None:
+            self._left = 0
+        return detached
+
 
 class UpstreamStore:
     """Forwards the :class:`Registry` protocol to one upstream registry."""
@@ -263,7 +273,14 @@ class UpstreamStore:
             raise
         skip = start if status == 200 else 0
         stream = _ResponseStream(response, skip, length)
-        return BlobBody(digest=digest, size=size, start=start, length=length, stream=stream)
+        return BlobBody(
+            digest=digest,
+            size=size,
+            start=start,
+            length=length,
+            stream=stream,
+            detach=stream.detach,
+        )
 
     @staticmethod
     def _body_bounds(
