@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -126,4 +126,35 @@ def silent_server() -> Iterator[int]:
         thread.join(timeout=5)
         for conn in held:
             conn.close()
+        listener.close()
+
+
+@contextmanager
+def scripted_server(answer: Callable[[bytes], bytes]) -> Iterator[int]:
+    """A TCP server that reads one request head per connection, writes ``answer(head)`` and
+    hangs up: an upstream misbehaving in a scripted way."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
+                    head += data
+                conn.sendall(answer(head))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
         listener.close()

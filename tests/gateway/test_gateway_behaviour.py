@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from e2e.support import (
     ServerProcess,
@@ -21,7 +22,7 @@ from e2e.support import (
     write_oci_layout,
 )
 
-from .support import gateway_process, serve_gateway, silent_server
+from .support import gateway_process, scripted_server, serve_gateway, silent_server
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -160,6 +161,31 @@ def test_hanging_upstream_gives_504_in_bounded_time(tmp_path: Path, http: httpx.
     message = _error(response, 504, "UNAVAILABLE")
     assert f"127.0.0.1:{port}" in message
     assert elapsed < 5, elapsed  # two attempts of one second, plus backoff
+
+
+def test_an_upstream_cutting_a_blob_short_cuts_the_client_off(tmp_path: Path) -> None:
+    """The upstream promises 4 MiB, sends 1 MiB and hangs up: under ``ocigate serve`` (where
+    the rest is spliced from the upstream's socket) the client's response ends short and
+    closed, at once, never as a complete-looking body."""
+    promised, sent = 4 * 1024 * 1024, 1024 * 1024
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % promised
+    with scripted_server(lambda request: head + b"x" * sent) as port:
+        upstream = {"url": f"http://127.0.0.1:{port}", "retries": 0}
+        gateway = gateway_process([upstream], tmp_path / "gw", tmp_path / "gw.log", workers=1)
+        gateway.start()
+        try:
+            received = 0
+            started = time.monotonic()
+            with httpx.Client(timeout=10) as client:
+                url = f"{gateway.url}/v2/cut/repo/blobs/sha256:{'a' * 64}"
+                with pytest.raises(httpx.RemoteProtocolError), client.stream("GET", url) as reply:
+                    assert reply.status_code == 200
+                    for piece in reply.iter_raw():
+                        received += len(piece)
+            assert received == sent
+            assert time.monotonic() - started < 5
+        finally:
+            gateway.stop()
 
 
 def test_connection_refused_upstream_is_502_not_name_unknown(

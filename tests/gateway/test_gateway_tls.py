@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from e2e.support import ServerProcess, distribution_config, free_port, push_blob_monolithic
 
-from .support import serve_gateway
+from .support import gateway_process, serve_gateway
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -80,3 +81,21 @@ def test_tls_verification_modes(
 
     with serve_gateway(tmp_path / "gw3", [{**plain, "tls_verify": False}]) as url:
         push_blob_monolithic(http, url, "tls/repo", b"unverified when asked")
+
+
+def test_large_blobs_over_tls_are_relayed_decrypted(
+    tls_upstream: tuple[ServerProcess, Path], tmp_path: Path, http: httpx.Client
+) -> None:
+    """Under ``ocigate serve`` (the built-in server) blobs from a plain upstream are spliced
+    socket to socket; from a TLS upstream that would relay ciphertext, so they must not be."""
+    server, cert = tls_upstream
+    upstream = {"url": server.url, "ca_file": str(cert)}
+    gateway = gateway_process([upstream], tmp_path / "gw", tmp_path / "gw.log", workers=1)
+    gateway.start()
+    try:
+        large = os.urandom(1024 * 1024 + 3)
+        digest = push_blob_monolithic(http, gateway.url, "tls/repo", large)
+        pulled = http.get(f"{gateway.url}/v2/tls/repo/blobs/{digest}")
+        assert pulled.status_code == 200 and pulled.content == large
+    finally:
+        gateway.stop()
