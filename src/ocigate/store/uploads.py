@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from ..oci.digest import Hasher, new_hasher
 from ..oci.errors import BlobUploadUnknown, RangeInvalid, SizeInvalid
-from .blobfiles import hash_fd
+from .blobfiles import hash_fd, start_writeback
 
 BATCH = 1024 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -170,6 +170,7 @@ class Uploads:
             while view:
                 written = os.pwrite(session.fd, view, at)
                 view, at = view[written:], at + written
+            start_writeback(session.fd, pos, len(data))
         finally:
             hashing.result()
         session.hash_offset = pos + len(data)
