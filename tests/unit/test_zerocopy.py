@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ocigate.server.zerocopy import CopyTimeout, copy_fd
+from ocigate.server.zerocopy import ClientGone, CopyTimeout, copy_fd
 
 from .test_builtin_server import EchoApp, read_response, server
 
@@ -29,6 +29,8 @@ class ZeroCopyApp(EchoApp):
         super().__init__()
         self.path = path
         self.writers: list[asyncio.Task[None]] = []
+        self.finished: list[str] = []  # file routes whose send returned
+        self.failed: list[str] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert "http.response.zerocopy" in scope["extensions"]
@@ -36,15 +38,20 @@ class ZeroCopyApp(EchoApp):
         if route not in ("/file", "/unsized", "/socket"):
             await super().__call__(scope, receive, send)
             return
-        count = len(DATA) - 5
+        count = (len(DATA) if route == "/socket" else self.path.stat().st_size) - 5
         headers = [] if route == "/unsized" else [(b"content-length", b"%d" % count)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if route == "/socket":
             await self._from_socket(send, count)
             return
-        with self.path.open("rb") as file:
-            message = {"type": "http.response.zerocopy", "file": file, "offset": 5, "count": count}
-            await send(message)
+        try:
+            with self.path.open("rb") as file:
+                message = {"type": "http.response.zerocopy", "file": file, "offset": 5}
+                await send({**message, "count": count})
+        except Exception:
+            self.failed.append(route)
+            raise
+        self.finished.append(route)
 
     async def _from_socket(self, send: Any, count: int) -> None:
         ours, theirs = socket.socketpair()
@@ -108,11 +115,49 @@ async def test_a_client_that_stops_reading_is_dropped(blob_file: Path) -> None:
     ours, theirs = socket.socketpair()  # nobody reads ``theirs``
     ours.setblocking(False)
     try:
-        with blob_file.open("rb") as file, pytest.raises(CopyTimeout):
+        with blob_file.open("rb") as file, pytest.raises(ClientGone):
             await copy_fd(ours.fileno(), file.fileno(), 0, len(DATA), 0.2)
     finally:
         ours.close()
         theirs.close()
+
+
+async def test_a_silent_source_times_out() -> None:
+    out, sink = socket.socketpair()
+    source, feeder = socket.socketpair()  # ``feeder`` never sends
+    out.setblocking(False)
+    source.setblocking(False)
+    try:
+        with pytest.raises(CopyTimeout):
+            await copy_fd(out.fileno(), source.fileno(), None, 100, 0.2)
+    finally:
+        for sock in (out, sink, source, feeder):
+            sock.close()
+
+
+async def test_a_client_leaving_mid_copy_closes_quietly(tmp_path: Path) -> None:
+    """A client hanging up during a copy is no application error: the app returns normally
+    and the server goes on serving."""
+    big = tmp_path / "big"
+    big.write_bytes(DATA * 20)  # far more than the socket buffers hold
+    app = ZeroCopyApp(big)
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.set_write_buffer_limits(0)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readexactly(4096)
+        writer.transport.abort()  # a reset, with most of the body unsent
+        for _ in range(100):
+            if app.finished:
+                break
+            await asyncio.sleep(0.02)
+        assert app.finished == ["/file"] and not app.failed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader))[2] == b"GET /next 0"
+        writer.close()
 
 
 async def test_a_source_ending_early_is_an_error() -> None:

@@ -26,7 +26,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from ..flow import ReadFlow, WriteFlow
-from .zerocopy import copy_fd
+from .zerocopy import ClientGone, copy_fd
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -413,18 +413,18 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
     async def send_fd(self, fd: int, offset: int | None, count: int) -> None:
         """Copy ``count`` bytes of ``fd`` straight into the socket, after what is buffered."""
         transport = self.transport
-        if self.closed or transport is None:
-            raise ConnectionError("client went away")
-        while transport.get_write_buffer_size():  # rare: only a head the socket refused
-            await self.drain()
+        # Like writes to a closed connection, a copy to one is quietly dropped.
+        while not self.closed and transport is not None and transport.get_write_buffer_size():
+            await self.drain()  # rare: only a head the socket did not take at once
             await asyncio.sleep(0.001)
-            if self.closed:
-                raise ConnectionError("client went away")
+        if self.closed or transport is None:
+            return
         self.copying = True
         try:
-            await copy_fd(
-                transport.get_extra_info("socket").fileno(), fd, offset, count, IDLE_TIMEOUT
-            )
+            sock = transport.get_extra_info("socket").fileno()
+            await copy_fd(sock, fd, offset, count, IDLE_TIMEOUT)
+        except ClientGone:
+            self._close()
         except (OSError, TimeoutError):
             self._close()  # the response is cut short: only closing tells the client
             raise

@@ -20,13 +20,21 @@ _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 
 class CopyTimeout(TimeoutError):
-    """The peer neither took nor gave bytes for the whole timeout."""
+    """The source gave no bytes for the whole timeout."""
+
+
+class ClientGone(ConnectionError):
+    """The receiving socket was closed or reset, or took no bytes for the whole timeout."""
+
+
+_GONE = (BrokenPipeError, ConnectionResetError)
 
 
 async def copy_fd(out_fd: int, in_fd: int, offset: int | None, count: int, stall: float) -> None:
     """Write ``count`` bytes of ``in_fd`` (from ``offset`` when it is a file) to the socket
-    ``out_fd``. Raises ``ConnectionError`` when either side ends early, ``CopyTimeout`` when
-    one stalls for ``stall`` seconds."""
+    ``out_fd``. Raises ``ClientGone`` for the receiver's failures, and for the source's:
+    ``ConnectionError`` when it ends early, ``CopyTimeout`` when it stalls for ``stall``
+    seconds."""
     out = os.dup(out_fd)
     try:
         if stat.S_ISREG(os.fstat(in_fd).st_mode):
@@ -48,6 +56,8 @@ async def _sendfile(out: int, in_fd: int, offset: int, count: int, stall: float)
         except BlockingIOError:
             await _wait(None, out, stall)
             continue
+        except _GONE as exc:
+            raise ClientGone(str(exc)) from exc
         if sent == 0:
             raise ConnectionError("file ended before the bytes to send")
         offset += sent
@@ -72,9 +82,13 @@ async def _splice(out: int, source: int, count: int, stall: float) -> None:
                     in_pipe += moved
                     progressed = True
             if in_pipe:
-                with contextlib.suppress(BlockingIOError):
+                try:
                     in_pipe -= os.splice(pipe_out, out, in_pipe, flags=_FLAGS)
                     progressed = True
+                except BlockingIOError:
+                    pass
+                except _GONE as exc:
+                    raise ClientGone(str(exc)) from exc
             if not progressed:
                 readable = source if count > 0 and in_pipe < capacity else None
                 await _wait(readable, out if in_pipe else None, stall)
@@ -91,7 +105,13 @@ async def _wait(readable: int | None, writable: int | None, stall: float) -> Non
         loop.add_reader(readable, _wake, waiter)
     if writable is not None:
         loop.add_writer(writable, _wake, waiter)
-    timer = loop.call_later(stall, _expire, waiter)
+    # Waiting only for room, the receiver is the one stalling; else it is the source.
+    stalled = (
+        ClientGone("the client took no bytes within the timeout")
+        if readable is None
+        else CopyTimeout("the source sent no bytes within the timeout")
+    )
+    timer = loop.call_later(stall, _expire, waiter, stalled)
     try:
         await waiter
     finally:
@@ -107,6 +127,6 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[None], error: Exception) -> None:
     if not waiter.done():
-        waiter.set_exception(CopyTimeout("no progress within the timeout"))
+        waiter.set_exception(error)
