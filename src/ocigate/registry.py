@@ -78,12 +78,25 @@ class UploadState:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a manifest HEAD answers: everything but the bytes."""
+
+    digest: Digest
+    media_type: str
+    size: int
+    # Notes for the client (served as ``Warning: 299 - "..."``), e.g. a cache serving stale data.
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StoredManifest:
     digest: Digest
     media_type: str
     data: bytes
-    # Notes for the client (served as ``Warning: 299 - "..."``), e.g. a cache serving stale data.
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # as in ManifestInfo
+
+    def info(self) -> ManifestInfo:
+        return ManifestInfo(self.digest, self.media_type, len(self.data), self.warnings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +151,11 @@ class Registry(Protocol):
 
     # manifests and tags
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest: ...
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        """``get_manifest`` without the bytes (a HEAD): a gateway asks its upstream with a
+        HEAD too, which saves a round of waiting for the body."""
+        ...
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]

@@ -21,8 +21,10 @@ from e2e.support import (
     skopeo,
     write_oci_layout,
 )
+from ocigate.oci.mediatypes import OCI_MANIFEST
 
 from .support import gateway_process, scripted_server, serve_gateway, silent_server
+from .test_cache import FakeUpstream, fake_upstream
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -210,3 +212,21 @@ def test_serve_upstream_flag(
     finally:
         gateway.stop()
     assert http.get(f"{distribution.url}/v2/flag/repo/blobs/{digest}").content == b"via --upstream"
+
+
+def test_manifest_head_is_forwarded_as_a_head(tmp_path: Path, http: httpx.Client) -> None:
+    """A client's HEAD reaches the upstream as a HEAD (no body to wait for), answered with the
+    upstream's digest, type and length; one the upstream cannot answer is asked again with a
+    GET, whose error body says what is missing."""
+    data = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+    fake = FakeUpstream(blobs={}, manifests={"v1": data})
+    with fake_upstream(fake) as up, serve_gateway(tmp_path / "gw", [{"url": up}]) as url:
+        response = http.head(f"{url}/v2/lib/app/manifests/v1")
+        assert response.status_code == 200
+        assert response.headers["docker-content-digest"] == sha256_digest(data)
+        assert response.headers["content-length"] == str(len(data))
+        assert response.headers["content-type"] == OCI_MANIFEST
+        assert fake.requests == {"HEAD manifests": 1}
+        missing = http.head(f"{url}/v2/lib/app/manifests/v2")
+        assert missing.status_code == 404
+        assert fake.requests == {"HEAD manifests": 2, "GET manifests": 1}

@@ -58,7 +58,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("upload", "GET"): uploads.status,
     ("upload", "DELETE"): uploads.cancel,
     ("manifest", "GET"): manifests.get,
-    ("manifest", "HEAD"): manifests.get,
+    ("manifest", "HEAD"): manifests.head,
     ("manifest", "PUT"): manifests.put,
     ("manifest", "DELETE"): manifests.delete,
     ("tags", "GET"): listings.tags,

@@ -6,7 +6,7 @@ from ..oci.digest import Digest, is_digest
 from ..oci.errors import DigestInvalid, ManifestInvalid
 from ..oci.manifests import parse_manifest
 from ..oci.names import check_tag
-from ..registry import StoredManifest
+from ..registry import ManifestInfo, StoredManifest
 from .context import Call
 from .http import Headers, respond
 
@@ -18,7 +18,7 @@ def _reference(arg: str) -> Digest | str:
     return Digest.parse(arg) if is_digest(arg) else check_tag(arg)
 
 
-def _headers(manifest: StoredManifest) -> Headers:
+def _headers(manifest: StoredManifest | ManifestInfo) -> Headers:
     headers: Headers = [
         (b"content-type", manifest.media_type.encode()),
         (b"docker-content-digest", str(manifest.digest).encode()),
@@ -33,6 +33,14 @@ def _headers(manifest: StoredManifest) -> Headers:
 async def get(call: Call) -> None:
     manifest = await call.registry.get_manifest(call.repo, str(_reference(call.arg)))
     await respond(call.send, 200, _headers(manifest), manifest.data)
+
+
+async def head(call: Call) -> None:
+    info = await call.registry.stat_manifest(call.repo, str(_reference(call.arg)))
+    headers = _headers(info)
+    headers.append((b"content-length", b"%d" % info.size))
+    await call.send({"type": "http.response.start", "status": 200, "headers": headers})
+    await call.send({"type": "http.response.body", "body": b""})
 
 
 async def put(call: Call) -> None:

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, Page, Registry, StoredManifest, UploadState
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    ManifestInfo,
+    Page,
+    Registry,
+    StoredManifest,
+    UploadState,
+)
 
 
 class Delegate:
@@ -55,6 +64,9 @@ class Delegate:
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         return await self.inner.get_manifest(repo, reference)
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        return await self.inner.stat_manifest(repo, reference)
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]

@@ -25,7 +25,7 @@ from ..auth.identity import current_identity
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
-from ..registry import BlobBody, ByteRange, Chunks, Registry, StoredManifest
+from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Registry, StoredManifest
 from ..store.outbox import Decide, Event, Outbox, StoreView, staging
 from ..tracing import current_request_id, internal_read
 from .delegate import Delegate
@@ -231,6 +231,11 @@ class EventsLayer(Delegate):
             )
             await run(self.outbox.append, [event])
         return stored
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        if self.config.pulls:  # a HEAD is a pull as well, described from the bytes
+            return (await self.get_manifest(repo, reference)).info()
+        return await self.inner.stat_manifest(repo, reference)
 
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
         body = await self.inner.get_blob(repo, digest, byte_range)

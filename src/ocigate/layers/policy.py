@@ -13,7 +13,16 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, ManifestUnknown
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, Page, Registry, StoredManifest, UploadState
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    ManifestInfo,
+    Page,
+    Registry,
+    StoredManifest,
+    UploadState,
+)
 from .delegate import Delegate
 
 audit_log = logging.getLogger("ocigate.audit")
@@ -118,6 +127,10 @@ class PolicyLayer(Delegate):
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         self._require(repo, "pull", reference)
         return await self.inner.get_manifest(repo, reference)
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        self._require(repo, "pull", reference)
+        return await self.inner.stat_manifest(repo, reference)
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]

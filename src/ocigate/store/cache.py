@@ -50,7 +50,7 @@ from ..oci.errors import (
     Unsupported,
 )
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, StoredManifest, UploadState
+from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, StoredManifest, UploadState
 from .blobfiles import BlobFiles
 from .cache_fill import BlobFill
 from .cache_index import CacheIndex
@@ -196,6 +196,9 @@ class CacheStore(Delegate):
         await response.aclose()
         header = response.headers.get("docker-content-digest", "")
         return Digest.parse(header) if is_digest(header) else None
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        return (await self.get_manifest(repo, reference)).info()
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         if is_digest(reference):

@@ -33,7 +33,7 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, Page, StoredManifest, UploadState
+from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
 from . import gc
 from .blobfiles import BlobFiles
 from .gc import GcReport
@@ -182,6 +182,9 @@ class EmbeddedStore:
         return await run(expire)
 
     # -- manifests and tags ----------------------------------------------------------------
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        return (await self.get_manifest(repo, reference)).info()
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         # Pulls by tag are the hot path: answered from memory while no process changed

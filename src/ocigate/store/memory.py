@@ -24,7 +24,7 @@ from ..oci.errors import (
     SizeInvalid,
 )
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, Page, StoredManifest, UploadState
+from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
 
 
 @dataclass
@@ -145,6 +145,9 @@ class MemoryStore:
         if digest is None or digest not in entry.manifests:
             raise ManifestUnknown({"reference": reference[:300]})
         return digest
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        return (await self.get_manifest(repo, reference)).info()
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         digest = self._resolve(repo, reference)

@@ -16,7 +16,16 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, Page, Registry, StoredManifest, UploadState
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    ManifestInfo,
+    Page,
+    Registry,
+    StoredManifest,
+    UploadState,
+)
 from ..tracing import requested_namespace
 
 
@@ -115,6 +124,10 @@ class RouterStore:
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         registry, _, inner = self.route(repo)
         return await registry.get_manifest(inner, reference)
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        registry, _, inner = self.route(repo)
+        return await registry.stat_manifest(inner, reference)
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]

@@ -69,7 +69,7 @@ from ..oci.errors import (
 from ..oci.manifests import Manifest
 from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..oci.names import referrers_tag
-from ..registry import BlobBody, ByteRange, Chunks, Page, StoredManifest, UploadState
+from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
 from .upload_tokens import UploadSigner, UploadToken
 from .upstream_errors import upstream_error
 
@@ -477,6 +477,29 @@ class UpstreamStore:
         else:
             digest = Digest.of(data)
         return StoredManifest(digest, media_type, data)
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        response = await self.client.request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            scope=self._scope(repo),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        await response.aclose()
+        header = response.headers.get("docker-content-digest", "")
+        length = response.headers.get("content-length", "")
+        digest = Digest.parse(header) if is_digest(header) else None
+        if (
+            response.status_code != 200
+            or digest is None
+            or not length.isdigit()
+            or (is_digest(reference) and digest != Digest.parse(reference))
+        ):
+            # Errors (told right only from a body) and answers missing what a HEAD needs:
+            # the GET says what is what.
+            return (await self.get_manifest(repo, reference)).info()
+        media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
+        return ManifestInfo(digest, media_type, int(length))
 
     async def _put_manifest_ref(
         self, repo: str, reference: str, media_type: str, data: bytes, tags: Sequence[str] = ()
