@@ -7,11 +7,12 @@ import asyncio
 import json
 import ssl
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from pydantic import ValidationError
 
-from ocigate.client import TokenCache, parse_challenges, retry_after
+from ocigate.client import ClientOptions, RegistryClient, TokenCache, parse_challenges, retry_after
 from ocigate.client.pool import Pool
 from ocigate.config import load_settings
 from ocigate.oci.errors import (
@@ -182,3 +183,14 @@ def test_upstream_config_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     secret = load_settings(None, upstreams=[{"url": "http://s.example", "token": "tok"}])
     again = type(secret).model_validate_json(secret.model_dump_json())
     assert again.upstreams[0].token == "tok"
+
+
+@pytest.mark.parametrize("base", ["http://h:5000", "https://h/prefix/", "http://u:p@h:1/a/b"])
+@pytest.mark.parametrize(
+    "ref",
+    ["/v2/a/manifests/v1", "/v2/a/blobs/uploads/x?state=1", "//other/x", "rel/x", "https://o/x"],
+)
+def test_client_urls_are_what_urljoin_makes(base: str, ref: str) -> None:
+    """The fast path for API paths resolves exactly as RFC 3986 (urljoin) does."""
+    client = RegistryClient(ClientOptions(url=base))
+    assert client.url(ref) == urljoin(base.rstrip("/") + "/", ref)

@@ -84,6 +84,8 @@ class RegistryClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
         self.base = options.url.rstrip("/")
+        parts = urlsplit(self.base)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._pool = Pool(
             _tls(options), options.connect_timeout, options.read_timeout, options.max_connections
         )
@@ -94,6 +96,8 @@ class RegistryClient:
 
     def url(self, path_or_url: str) -> str:
         """Absolute URL for an API path, or a (relative) Location an upstream handed out."""
+        if path_or_url[:1] == "/" and path_or_url[:2] != "//":
+            return self._origin + path_or_url  # what urljoin makes of it, without its cost
         return urljoin(self.base + "/", path_or_url)
 
     async def aclose(self) -> None:
