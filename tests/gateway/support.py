@@ -99,23 +99,19 @@ def serve_gateway(
 
 
 @contextmanager
-def silent_server() -> Iterator[int]:
-    """A TCP server that accepts connections and never answers: a hung upstream."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
+def _tcp_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback TCP server handing each accepted connection to ``handle`` (in its thread)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    listener.settimeout(0.1)
     stop = threading.Event()
 
     def accept() -> None:
-        listener.settimeout(0.1)
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
             except OSError:
                 continue
-            held.append(conn)
+            handle(conn)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -124,37 +120,33 @@ def silent_server() -> Iterator[int]:
     finally:
         stop.set()
         thread.join(timeout=5)
+        listener.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers: a hung upstream."""
+    held: list[socket.socket] = []
+    try:
+        with _tcp_server(held.append) as port:
+            yield port
+    finally:
         for conn in held:
             conn.close()
-        listener.close()
 
 
 @contextmanager
 def scripted_server(answer: Callable[[bytes], bytes]) -> Iterator[int]:
     """A TCP server that reads one request head per connection, writes ``answer(head)`` and
     hangs up: an upstream misbehaving in a scripted way."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
-                    head += data
-                conn.sendall(answer(head))
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
+                head += data
+            conn.sendall(answer(head))
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+    with _tcp_server(handle) as port:
+        yield port
