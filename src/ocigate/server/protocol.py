@@ -7,8 +7,10 @@ fewer); under this connection, which writes each small response in one system ca
 What it does: keep-alive and pipelined requests (answered in order, one at a time); request
 bodies streamed to the app with back-pressure (reading pauses while ``HIGH_WATER`` bytes wait);
 ``Expect: 100-continue``; responses framed by the app's ``Content-Length`` or else chunked, with
-the head written together with the first body bytes; ``http.disconnect`` when the client goes
-away; an idle keep-alive timeout; ``400`` for requests it cannot parse.
+the head written together with the first body bytes; ASGI's ``http.response.zerocopy``
+extension (a file or socket copied into the client's socket by the kernel: see ``zerocopy``);
+``http.disconnect`` when the client goes away; an idle keep-alive timeout; ``400`` for requests
+it cannot parse.
 """
 
 from __future__ import annotations
