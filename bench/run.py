@@ -753,18 +753,19 @@ def _fmt(fmt: str, value: Any) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-# (label, metric key, format, how the gateway is compared: "ratio", "overhead" or "")
+# (label, metric key, format, how the gateway is compared: "ratio" (with a target),
+# "overhead", "times" (a ratio without one) or "" (not at all))
 GATEWAY_ROWS = [
-    ("manifest HEAD req/s (hey)", "head_rps", "{:,.0f}", ""),
+    ("manifest HEAD req/s (hey)", "head_rps", "{:,.0f}", "times"),
     ("manifest HEAD p50 ms", "head_p50_ms", "{:.2f}", "overhead"),
-    ("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}", ""),
+    ("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}", "times"),
     ("manifest HEAD p50 ms, 1 connection", "head1_p50_ms", "{:.2f}", "overhead"),
-    ("manifest GET req/s (wrk)", "get_rps", "{:,.0f}", ""),
+    ("manifest GET req/s (wrk)", "get_rps", "{:,.0f}", "times"),
     ("manifest GET p50 ms", "get_p50_ms", "{:.2f}", "overhead"),
-    ("manifest GET p99 ms", "get_p99_ms", "{:.2f}", ""),
+    ("manifest GET p99 ms", "get_p99_ms", "{:.2f}", "times"),
     ("blob push MB/s", "push_mb_s", "{:,.0f}", "ratio"),
     ("blob pull MB/s", "pull_mb_s", "{:,.0f}", "ratio"),
-    ("RSS baseline MB", "rss_baseline_mb", "{:.1f}", ""),
+    ("RSS baseline MB", "rss_baseline_mb", "{:.1f}", "times"),
     ("RSS delta (peak - baseline) MB", "rss_delta_mb", "{:.1f}", ""),
     ("errors (HEAD + GET)", "errors", "{:,.0f}", ""),
 ]
@@ -798,7 +799,7 @@ def gateway_table(
                 ok = overhead <= TARGET_GATEWAY_P50_OVERHEAD_MS
                 verdicts[key] = {"value": value, "overhead_ms": overhead, "ok": ok}
                 versus = f"{overhead:+.2f} ms" + (" ✅" if ok else " ❌")
-        elif value is not None and ref:
+        elif compare == "times" and value is not None and ref:
             versus = f"{value / ref:.2f}x"
         lines.append(f"| {label} | {_fmt(fmt, ref)} | {_fmt(fmt, value)} | {versus} | {target} |")
     return "\n".join(lines), verdicts
