@@ -410,10 +410,10 @@ def pull_big_blob(base: str, size: int, digest: str, client: str) -> float:
     return seconds
 
 
-def pull_ceiling(workdir: Path, blob: BigBlob, settings: Settings) -> list[float]:
+def pull_reference(workdir: Path, blob: BigBlob, settings: Settings) -> list[float]:
     """MB/s of the pull client, per run, against a minimal server that ``sendfile``s the blob
     from the page cache: what loopback and the client allow, whatever the registry does."""
-    path = workdir / "ceiling.blob"
+    path = workdir / "reference.blob"
     with path.open("wb") as out:
         for chunk in blob.chunks():
             out.write(chunk)
@@ -895,8 +895,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ocigate-bench-"))
     outcomes: dict[str, Outcome] = {}
     try:
-        ceiling = pull_ceiling(workdir, blob, settings)
-        log(f"pull reference (minimal sendfile server): {[round(run) for run in ceiling]} MB/s")
+        reference = pull_reference(workdir, blob, settings)
+        log(f"pull reference (minimal sendfile server): {[round(run) for run in reference]} MB/s")
         for name in settings.registries:
             upstream: Server | None = None
             if name == "distribution":
@@ -942,15 +942,15 @@ def main(argv: list[str] | None = None) -> int:
         f"(pull client: {settings.pull_client})\n"
     )
     print(markdown)
-    ceiling_mb_s = statistics.median(ceiling)
+    reference_mb_s = statistics.median(reference)
     reached = ", ".join(
-        f"{name} {outcome.metrics['pull_mb_s'] / ceiling_mb_s:.0%}"
+        f"{name} {outcome.metrics['pull_mb_s'] / reference_mb_s:.0%}"
         for name, outcome in outcomes.items()
     )
     print(
         "\nratios are ocigate / distribution (for latencies lower is better); blob rows are "
         f"medians of {settings.blob_runs} runs; machine: {os.cpu_count()} CPUs, "
-        f"{platform.platform()}\n\npull reference: {ceiling_mb_s:,.0f} MB/s, the same client "
+        f"{platform.platform()}\n\npull reference: {reference_mb_s:,.0f} MB/s, the same client "
         "pulling the same bytes from a minimal server that sendfile()s them from the page "
         "cache: no registry can be pulled meaningfully faster on this machine. Pulls measured "
         f"{reached} of it (above 100%: the noise between runs).\n"
@@ -990,8 +990,8 @@ def main(argv: list[str] | None = None) -> int:
             "gateway_blob_mb_s_ratio": TARGET_GATEWAY_BLOB_RATIO,
             "gateway_p50_overhead_ms": TARGET_GATEWAY_P50_OVERHEAD_MS,
         },
-        "pull_ceiling_mb_s": ceiling_mb_s,
-        "pull_ceiling_runs_mb_s": ceiling,
+        "pull_reference_mb_s": reference_mb_s,
+        "pull_reference_runs_mb_s": reference,
         "results": {name: outcome.metrics for name, outcome in outcomes.items()},
         "verdicts": verdicts,
         "markdown": markdown,
