@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from ..oci.digest import Digest, Hasher, new_hasher
 from ..oci.errors import BadGateway, OCIError
 from ..registry import BlobBody
-from .blobfiles import READ_SIZE, BlobFiles
+from .blobfiles import READ_SIZE, BlobFiles, start_writeback
 
 
 class BlobFill:
@@ -63,7 +63,7 @@ class BlobFill:
             async for piece in body.stream:
                 # Writing and hashing release the GIL: in a thread they leave the event loop
                 # free for other requests (a large first pull would otherwise stall them).
-                write = loop.run_in_executor(None, _append, fd, piece, hasher)
+                write = loop.run_in_executor(None, _append, fd, piece, self.written, hasher)
                 try:
                     await asyncio.shield(write)
                 except asyncio.CancelledError:
@@ -175,8 +175,9 @@ class _Follower:
             os.close(fd)
 
 
-def _append(fd: int, piece: bytes, hasher: Hasher) -> None:
+def _append(fd: int, piece: bytes, offset: int, hasher: Hasher) -> None:
     view = memoryview(piece)
     while view:
         view = view[os.write(fd, view) :]
+    start_writeback(fd, offset, len(piece))  # the closing fsync then has little left to do
     hasher.update(piece)
