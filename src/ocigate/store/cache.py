@@ -54,7 +54,7 @@ from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, StoredManifest
 from .blobfiles import BlobFiles
 from .cache_fill import BlobFill
 from .cache_index import CacheIndex
-from .upstream import MANIFEST_ACCEPT, UpstreamStore
+from .upstream import UpstreamStore
 from .upstream_errors import upstream_error
 
 PushMode = Literal["reject", "write-through"]
@@ -183,17 +183,11 @@ class CacheStore(Delegate):
 
     async def _head_digest(self, repo: str, tag: str) -> Digest | None:
         """The digest the upstream gives ``tag`` now (None when it does not say)."""
-        response = await self.upstream.client.request(
-            "HEAD",
-            f"/v2/{repo}/manifests/{tag}",
-            scope=f"repository:{repo}:pull",
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
+        response = await self.upstream.head_manifest(repo, tag)
         if response.status_code != 200:
             raise await upstream_error(
                 response, self.upstream.name, ManifestUnknown, ManifestInvalid
             )
-        await response.aclose()
         header = response.headers.get("docker-content-digest", "")
         return Digest.parse(header) if is_digest(header) else None
 

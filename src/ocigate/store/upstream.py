@@ -478,7 +478,8 @@ class UpstreamStore:
             digest = Digest.of(data)
         return StoredManifest(digest, media_type, data)
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def head_manifest(self, repo: str, reference: str) -> Response:
+        """The upstream's answer to a manifest HEAD, whatever its status (no body to read)."""
         response = await self.client.request(
             "HEAD",
             f"/v2/{repo}/manifests/{reference}",
@@ -486,6 +487,10 @@ class UpstreamStore:
             headers={"Accept": MANIFEST_ACCEPT},
         )
         await response.aclose()
+        return response
+
+    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        response = await self.head_manifest(repo, reference)
         header = response.headers.get("docker-content-digest", "")
         length = response.headers.get("content-length", "")
         digest = Digest.parse(header) if is_digest(header) else None
@@ -572,13 +577,7 @@ class UpstreamStore:
         for other in sorted(str(t) for t in listed):
             if other == tag:
                 continue
-            head = await self.client.request(
-                "HEAD",
-                f"/v2/{repo}/manifests/{other}",
-                scope=self._scope(repo),
-                headers={"Accept": MANIFEST_ACCEPT},
-            )
-            await head.aclose()
+            head = await self.head_manifest(repo, other)
             if head.headers.get("docker-content-digest") == str(target.digest):
                 others.append(other)
         await self._delete(f"/v2/{repo}/manifests/{target.digest}", repo, ManifestUnknown)
