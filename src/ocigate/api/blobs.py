@@ -68,24 +68,25 @@ async def get_blob(call: Call) -> None:
 
 
 async def _send_body(send: Send, body: BlobBody, zerocopy: bool) -> None:
-    if body.fd is not None and zerocopy and body.length >= ZEROCOPY_MIN:
-        await send(
-            {
-                "type": "http.response.zerocopy",
-                "file": body.fd,
-                "offset": body.start,
-                "count": body.length,
-            }
-        )
-        return
-    detached = body.detach() if zerocopy and body.detach and body.length >= ZEROCOPY_MIN else None
-    if detached is not None:  # a socket: the kernel splices what has not arrived yet
-        received, sock = detached
-        if received:
-            await send({"type": "http.response.body", "body": received, "more_body": True})
-        rest = body.length - len(received)
-        await send({"type": "http.response.zerocopy", "file": sock, "count": rest})
-        return
+    if zerocopy and body.length >= ZEROCOPY_MIN:
+        if body.fd is not None:
+            await send(
+                {
+                    "type": "http.response.zerocopy",
+                    "file": body.fd,
+                    "offset": body.start,
+                    "count": body.length,
+                }
+            )
+            return
+        detached = body.detach() if body.detach is not None else None
+        if detached is not None:  # a socket: the kernel splices what has not arrived yet
+            received, sock = detached
+            if received:
+                await send({"type": "http.response.body", "body": received, "more_body": True})
+            rest = body.length - len(received)
+            await send({"type": "http.response.zerocopy", "file": sock, "count": rest})
+            return
     if body.fd is not None:
         # Page-cache reads of 1 MiB are cheap enough to do on the loop, and beat a thread hop.
         position, remaining = body.start, body.length
