@@ -167,66 +167,59 @@ class _Cycle:
             return
         if kind != "http.response.body":
             return
-        if not self.started or self.complete:
-            raise RuntimeError("body outside a response")
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        out = self.pending_head
-        self.pending_head = b""
         if self.head:
             body = b""
-        if self.chunked:
-            if body:
-                out += b"%x\r\n%s\r\n" % (len(body), body)
-            if not more:
-                out += b"0\r\n\r\n"
-        elif body:
-            assert self.content_left is not None
-            if len(body) > self.content_left:
-                raise RuntimeError("response body longer than its Content-Length")
-            self.content_left -= len(body)
-            out = out + body if out else body
+        before, after = self._framing(len(body), more)
+        out = b"".join((before, body, after)) if before or after else body
         if out:
             self.conn.write(out)
-        if not more:
-            self.complete = True
-            if self.content_left:
-                raise RuntimeError("response body shorter than its Content-Length")
-        else:
+        self._ended(more)
+        if more:
             await self.conn.drain()
 
     async def _zerocopy(self, message: Message) -> None:
         """ASGI's zero-copy extension: ``count`` bytes of the descriptor ``file`` (from
         ``offset`` for a regular file), copied by the kernel."""
-        if not self.started or self.complete:
-            raise RuntimeError("body outside a response")
         source = message["file"]
         fd = source if isinstance(source, int) else source.fileno()
-        count: int = message["count"]
+        count: int = 0 if self.head else message["count"]
         more = message.get("more_body", False)
-        if self.head:
-            count = 0
-        if self.content_left is not None:
-            if count > self.content_left:
-                raise RuntimeError("response body longer than its Content-Length")
-            self.content_left -= count
-        out = self.pending_head
-        self.pending_head = b""
-        if self.chunked and count:
-            out += b"%x\r\n" % count
-        if out:
-            self.conn.write(out)
+        before, after = self._framing(count, more)
+        if before:
+            self.conn.write(before)
         if count:
             await self.conn.send_fd(fd, message.get("offset"), count)
-        tail = b"\r\n" if self.chunked and count else b""
+        if after:
+            self.conn.write(after)
+        self._ended(more)
+
+    def _framing(self, size: int, more: bool) -> tuple[bytes, bytes]:
+        """The bytes to write before and after ``size`` body bytes (the pending head, chunk
+        framing), counting them against the Content-Length."""
+        if not self.started or self.complete:
+            raise RuntimeError("body outside a response")
+        before, self.pending_head = self.pending_head, b""
+        after = b""
+        if self.chunked:
+            if size:
+                before += b"%x\r\n" % size
+                after = b"\r\n"
+            if not more:
+                after += b"0\r\n\r\n"
+        elif size:
+            assert self.content_left is not None
+            if size > self.content_left:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.content_left -= size
+        return before, after
+
+    def _ended(self, more: bool) -> None:
         if not more:
-            if self.chunked:
-                tail += b"0\r\n\r\n"
             self.complete = True
             if self.content_left:
                 raise RuntimeError("response body shorter than its Content-Length")
-        if tail:
-            self.conn.write(tail)
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
