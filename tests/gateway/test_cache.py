@@ -51,8 +51,9 @@ def cached_blob_files(data_dir: Path) -> list[Path]:
 @dataclass
 class FakeUpstream:
     """Serves blobs (``chunk`` bytes every ``delay`` seconds, GETs counted per digest) and
-    manifests (by tag or digest; answered with ``manifest_status`` instead when it is set, after
-    ``manifest_delay`` seconds), counting requests by method."""
+    manifests (by tag or digest, as they were when the request came; answered with
+    ``manifest_status`` instead when it is set, after ``manifest_delay`` seconds; only with the
+    ``Authorization`` header ``basic`` when that is set), counting requests by method."""
 
     blobs: dict[str, bytes]
     manifests: dict[str, bytes] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class FakeUpstream:
     chunked: bool = False  # blob GETs without Content-Length (the server chunks them)
     gets: dict[str, int] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)  # monotonic time the body ended
+    basic: str = ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -79,6 +81,14 @@ class FakeUpstream:
         manifest = re.fullmatch(r"/v2/.+/manifests/([^/]+)", scope["path"])
         if scope["path"] == "/v2/":
             await self._send(send, 200, b"{}")
+        elif (
+            manifest
+            and self.basic
+            and (b"authorization", self.basic.encode()) not in scope["headers"]
+        ):
+            headers = [(b"www-authenticate", b'Basic realm="fake"'), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
         elif manifest:
             await self._manifest(scope["method"], manifest.group(1), send)
         elif found and found.group(1) in self.blobs:
@@ -94,12 +104,12 @@ class FakeUpstream:
     async def _manifest(self, method: str, reference: str, send: Any) -> None:
         key = f"{method} manifests"
         self.requests[key] = self.requests.get(key, 0) + 1
+        data = self.manifests.get(reference)  # as it was when the request came, then the delay
         await asyncio.sleep(self.manifest_delay)
         if self.manifest_status:
             body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"busy"}]}'
             await self._send(send, self.manifest_status, body)
             return
-        data = self.manifests.get(reference)
         if data is None:
             await self._send(send, 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}')
             return

@@ -3,7 +3,10 @@ prefix routing, skopeo, and what clients see when the upstream is down or hangs.
 
 from __future__ import annotations
 
+import base64
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -25,6 +28,11 @@ from ocigate.oci.mediatypes import OCI_MANIFEST
 
 from .support import gateway_process, scripted_server, serve_gateway, silent_server
 from .test_cache import FakeUpstream, fake_upstream
+
+OCI_EMPTY_MANIFEST = (
+    b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+    b'"annotations":{"n":"%s"}}'
+)
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -230,3 +238,65 @@ def test_manifest_head_is_forwarded_as_a_head(tmp_path: Path, http: httpx.Client
         missing = http.head(f"{url}/v2/lib/app/manifests/v2")
         assert missing.status_code == 404
         assert fake.requests == {"HEAD manifests": 2, "GET manifests": 1}
+
+
+def _at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_identical_concurrent_reads_share_upstream_requests(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    """Many clients reading one tag at once cost the upstream two requests per kind of read,
+    not one each; a read that came after the tag moved gets the new manifest, never the answer
+    to a request sent before it came."""
+    old, new = (OCI_EMPTY_MANIFEST % n for n in (b"1", b"2"))
+    fake = FakeUpstream(blobs={}, manifests={"v1": old}, manifest_delay=0.6)
+    tag = "lib/app/manifests/v1"
+    with (
+        fake_upstream(fake) as up,
+        serve_gateway(tmp_path / "gw", [{"url": up}]) as url,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(http.head, f"{url}/v2/{tag}")
+        _wait_for(lambda: fake.requests.get("HEAD manifests") == 1)
+        fake.manifests["v1"] = new
+        heads = [lambda: http.head(f"{url}/v2/{tag}")] * 16
+        gets = [lambda: http.get(f"{url}/v2/{tag}")] * 16
+        answers = _at_once(heads + gets)
+        assert first.result().headers["docker-content-digest"] == sha256_digest(old)
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["docker-content-digest"] == sha256_digest(new)
+    assert {answer.content for answer in answers[16:]} == {new}
+    assert fake.requests == {"HEAD manifests": 2, "GET manifests": 2}
+
+
+def test_reads_with_forwarded_credentials_are_shared_only_by_the_same_client(
+    tmp_path: Path,
+) -> None:
+    """With ``forward_credentials`` the upstream decides per client: concurrent reads of one
+    tag by a client it accepts and by one it refuses must each get their own answer."""
+    data = OCI_EMPTY_MANIFEST % b"1"
+    credentials = base64.b64encode(b"user:secret").decode()
+    fake = FakeUpstream(
+        blobs={}, manifests={"v1": data}, manifest_delay=0.5, basic=f"Basic {credentials}"
+    )
+    upstream = {"forward_credentials": True}
+    with (
+        fake_upstream(fake) as up,
+        serve_gateway(tmp_path / "gw", [{"url": up, **upstream}]) as url,
+        httpx.Client(auth=("user", "secret")) as user,
+        httpx.Client(auth=("user", "wrong")) as impostor,
+    ):
+        tag = f"{url}/v2/lib/app/manifests/v1"
+        answers = _at_once([lambda: user.head(tag), lambda: impostor.head(tag)] * 4)
+    assert [answer.status_code for answer in answers] == [200, 401] * 4

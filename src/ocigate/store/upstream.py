@@ -40,10 +40,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import anyio
@@ -70,6 +70,8 @@ from ..oci.manifests import Manifest
 from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..oci.names import referrers_tag
 from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
+from ..tracing import client_authorization
+from .collapse import Collapser
 from .upload_tokens import UploadSigner, UploadToken
 from .upstream_errors import upstream_error
 
@@ -82,6 +84,8 @@ _LINK = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
 _REDIRECTS = (301, 302, 303, 307, 308)
+T = TypeVar("T")
+R = TypeVar("R", str, Digest)
 
 
 def _next_link(response: Response) -> str | None:
@@ -178,6 +182,7 @@ class UpstreamStore:
         self._native_referrers: bool | None = None
         self._referrer_locks: dict[str, asyncio.Lock] = {}
         self._lock_dir = lock_dir
+        self._collapser = Collapser()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -227,7 +232,19 @@ class UpstreamStore:
 
     # --- blobs -----------------------------------------------------------------------------
 
+    def _collapsed(
+        self, fetch: Callable[[str, R], Coroutine[Any, Any, T]], repo: str, reference: R
+    ) -> Coroutine[Any, Any, T]:
+        """``fetch(repo, reference)`` shared with concurrent identical reads (see ``collapse``);
+        the client's credentials are part of the question when they are what the upstream sees."""
+        forwarded = client_authorization.get() if self.client.options.forward_credentials else None
+        key = (fetch.__name__, repo, reference, forwarded)
+        return self._collapser.run(key, lambda: fetch(repo, reference))
+
     async def stat_blob(self, repo: str, digest: Digest) -> int:
+        return await self._collapsed(self._stat_blob, repo, digest)
+
+    async def _stat_blob(self, repo: str, digest: Digest) -> int:
         response = await self._call(
             "HEAD", f"/v2/{repo}/blobs/{digest}", repo, ok=(200,), missing=BlobUnknown
         )
@@ -445,6 +462,9 @@ class UpstreamStore:
         return b"".join(parts)
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        return await self._collapsed(self._get_manifest, repo, reference)
+
+    async def _get_manifest(self, repo: str, reference: str) -> StoredManifest:
         response = await self.client.request(
             "GET",
             f"/v2/{repo}/manifests/{reference}",
@@ -490,6 +510,9 @@ class UpstreamStore:
         return response
 
     async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+        return await self._collapsed(self._stat_manifest, repo, reference)
+
+    async def _stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
         response = await self.head_manifest(repo, reference)
         header = response.headers.get("docker-content-digest", "")
         length = response.headers.get("content-length", "")
