@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .oci.descriptors import Descriptor
 from .oci.digest import Digest
@@ -39,6 +39,14 @@ class ByteRange:
         return self.first, end
 
 
+class Detached(NamedTuple):
+    """A socket body handed over for the kernel to copy (see ``BlobBody.detach``)."""
+
+    received: bytes  # already read from the socket
+    socket: int  # the descriptor the rest is read from; it stays the body's (``close``)
+    read_timeout: float  # seconds the socket may stay silent before the copy fails
+
+
 @dataclass(slots=True)
 class BlobBody:
     """Bytes of a blob being served: an open file range (zero-copy capable) or a stream.
@@ -55,10 +63,9 @@ class BlobBody:
     # Instead of bytes: answer the client with this redirect (status, absolute URL); the
     # sizes are then unknown (0).
     redirect: tuple[int, str] | None = None
-    # For a stream read from a socket (the gateway's upstream): hands over (bytes already
-    # received, the socket's descriptor) so the kernel can copy the rest; None if it cannot.
-    # The descriptor stays the body's: ``close`` closes it.
-    detach: Callable[[], tuple[bytes, int] | None] | None = None
+    # For a stream read from a socket (the gateway's upstream): hands over the bytes already
+    # received and the socket, so the kernel can copy the rest; None if it cannot.
+    detach: Callable[[], Detached | None] | None = None
 
     async def close(self) -> None:
         if self.fd is not None:

@@ -136,17 +136,26 @@ def silent_server() -> Iterator[int]:
 
 
 @contextmanager
-def scripted_server(answer: Callable[[bytes], bytes]) -> Iterator[int]:
+def scripted_server(answer: Callable[[bytes], bytes], hang: bool = False) -> Iterator[int]:
     """A TCP server that reads one request head per connection, writes ``answer(head)`` and
-    hangs up: an upstream misbehaving in a scripted way."""
+    hangs up, or with ``hang`` stays silent with the connection open: an upstream misbehaving
+    in a scripted way."""
+    held: list[socket.socket] = []
 
     def handle(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
-                head += data
-            conn.sendall(answer(head))
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
+            head += data
+        conn.sendall(answer(head))
+        if hang:
+            held.append(conn)
+        else:
+            conn.close()
 
-    with _tcp_server(handle) as port:
-        yield port
+    try:
+        with _tcp_server(handle) as port:
+            yield port
+    finally:
+        for conn in held:
+            conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,20 +117,24 @@ async def test_a_client_that_stops_reading_is_dropped(blob_file: Path) -> None:
     ours.setblocking(False)
     try:
         with blob_file.open("rb") as file, pytest.raises(ClientGone):
-            await copy_fd(ours.fileno(), file.fileno(), 0, len(DATA), 0.2)
+            await copy_fd(ours.fileno(), file.fileno(), 0, len(DATA), 0.2, 30.0)
     finally:
         ours.close()
         theirs.close()
 
 
-async def test_a_silent_source_times_out() -> None:
+async def test_a_silent_source_times_out_after_its_own_timeout() -> None:
+    """The source's silence is judged by its own timeout (the upstream's read timeout), not
+    by the one for a client that takes no bytes."""
     out, sink = socket.socketpair()
     source, feeder = socket.socketpair()  # ``feeder`` never sends
     out.setblocking(False)
     source.setblocking(False)
     try:
+        started = time.monotonic()
         with pytest.raises(CopyTimeout):
-            await copy_fd(out.fileno(), source.fileno(), None, 100, 0.2)
+            await copy_fd(out.fileno(), source.fileno(), None, 100, 30.0, 0.2)
+        assert time.monotonic() - started < 5
     finally:
         for sock in (out, sink, source, feeder):
             sock.close()
@@ -169,7 +174,7 @@ async def test_a_source_ending_early_is_an_error() -> None:
     feeder.close()
     try:
         with pytest.raises(ConnectionError):
-            await copy_fd(out.fileno(), source.fileno(), None, 100, 5.0)
+            await copy_fd(out.fileno(), source.fileno(), None, 100, 5.0, 5.0)
         assert sink.recv(100) == b"only this"
     finally:
         for sock in (out, sink, source):

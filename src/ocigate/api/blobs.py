@@ -81,11 +81,17 @@ async def _send_body(send: Send, body: BlobBody, zerocopy: bool) -> None:
             return
         detached = body.detach() if body.detach is not None else None
         if detached is not None:  # a socket: the kernel splices what has not arrived yet
-            received, sock = detached
+            received = detached.received
             if received:
                 await send({"type": "http.response.body", "body": received, "more_body": True})
-            rest = body.length - len(received)
-            await send({"type": "http.response.zerocopy", "file": sock, "count": rest})
+            await send(
+                {
+                    "type": "http.response.zerocopy",
+                    "file": detached.socket,
+                    "count": body.length - len(received),
+                    "read_timeout": detached.read_timeout,  # ours: ASGI's extension has none
+                }
+            )
             return
     if body.fd is not None:
         # Page-cache reads of 1 MiB are cheap enough to do on the loop, and beat a thread hop.

@@ -190,7 +190,8 @@ class _Cycle:
         if before:
             self.conn.write(before)
         if count:
-            await self.conn.send_fd(fd, message.get("offset"), count)
+            read_timeout = message.get("read_timeout", IDLE_TIMEOUT)
+            await self.conn.send_fd(fd, message.get("offset"), count, read_timeout)
         if after:
             self.conn.write(after)
         self._ended(more)
@@ -405,8 +406,9 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         if not self.closed and self.transport is not None and not self.copying:
             self.transport.write(data)
 
-    async def send_fd(self, fd: int, offset: int | None, count: int) -> None:
-        """Copy ``count`` bytes of ``fd`` straight into the socket, after what is buffered."""
+    async def send_fd(self, fd: int, offset: int | None, count: int, read_timeout: float) -> None:
+        """Copy ``count`` bytes of ``fd`` straight into the socket, after what is buffered;
+        a source silent for ``read_timeout`` seconds fails the copy."""
         transport = self.transport
         # Like writes to a closed connection, a copy to one is quietly dropped.
         while not self.closed and transport is not None and transport.get_write_buffer_size():
@@ -417,7 +419,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         self.copying = True
         try:
             sock = transport.get_extra_info("socket").fileno()
-            await copy_fd(sock, fd, offset, count, IDLE_TIMEOUT)
+            await copy_fd(sock, fd, offset, count, IDLE_TIMEOUT, read_timeout)
         except ClientGone:
             self._close()
         except (OSError, TimeoutError):

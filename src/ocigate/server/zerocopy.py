@@ -30,11 +30,13 @@ class ClientGone(ConnectionError):
 _GONE = (BrokenPipeError, ConnectionResetError)
 
 
-async def copy_fd(out_fd: int, in_fd: int, offset: int | None, count: int, stall: float) -> None:
+async def copy_fd(
+    out_fd: int, in_fd: int, offset: int | None, count: int, stall: float, source_stall: float
+) -> None:
     """Write ``count`` bytes of ``in_fd`` (from ``offset`` when it is a file) to the socket
-    ``out_fd``. Raises ``ClientGone`` for the receiver's failures, and for the source's:
-    ``ConnectionError`` when it ends early, ``CopyTimeout`` when it stalls for ``stall``
-    seconds."""
+    ``out_fd``. Raises ``ClientGone`` for the receiver's failures (among them taking no bytes
+    for ``stall`` seconds), and for the source's: ``ConnectionError`` when it ends early,
+    ``CopyTimeout`` when a socket sends nothing for ``source_stall`` seconds."""
     out = os.dup(out_fd)
     try:
         if stat.S_ISREG(os.fstat(in_fd).st_mode):
@@ -42,7 +44,7 @@ async def copy_fd(out_fd: int, in_fd: int, offset: int | None, count: int, stall
         else:
             source = os.dup(in_fd)
             try:
-                await _splice(out, source, count, stall)
+                await _splice(out, source, count, stall, source_stall)
             finally:
                 os.close(source)
     finally:
@@ -64,7 +66,7 @@ async def _sendfile(out: int, in_fd: int, offset: int, count: int, stall: float)
         count -= sent
 
 
-async def _splice(out: int, source: int, count: int, stall: float) -> None:
+async def _splice(out: int, source: int, count: int, stall: float, source_stall: float) -> None:
     pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         with contextlib.suppress(OSError):  # a smaller pipe only costs more calls
@@ -90,8 +92,10 @@ async def _splice(out: int, source: int, count: int, stall: float) -> None:
                 except _GONE as exc:
                     raise ClientGone(str(exc)) from exc
             if not progressed:
-                readable = source if count > 0 and in_pipe < capacity else None
-                await _wait(readable, out if in_pipe else None, stall)
+                if count > 0 and in_pipe < capacity:
+                    await _wait(source, out if in_pipe else None, source_stall)
+                else:
+                    await _wait(None, out, stall)
     finally:
         os.close(pipe_out)
         os.close(pipe_in)

@@ -69,7 +69,16 @@ from ..oci.errors import (
 from ..oci.manifests import Manifest
 from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..oci.names import referrers_tag
-from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    Detached,
+    ManifestInfo,
+    Page,
+    StoredManifest,
+    UploadState,
+)
 from ..tracing import client_authorization
 from .collapse import Collapser
 from .upload_tokens import UploadSigner, UploadToken
@@ -121,8 +130,9 @@ class _ResponseStream:
     """A response body as an async iterator whose ``aclose`` always releases the connection,
     also when iteration never began. Skips and trims to serve a range the upstream ignored."""
 
-    def __init__(self, response: Response, skip: int, length: int) -> None:
+    def __init__(self, response: Response, skip: int, length: int, read_timeout: float) -> None:
         self._response = response
+        self._read_timeout = read_timeout
         self._raw = response.aiter_raw()
         self._skip = skip
         self._left = length
@@ -151,15 +161,16 @@ class _ResponseStream:
     async def aclose(self) -> None:
         await self._response.aclose()
 
-    def detach(self) -> tuple[bytes, int] | None:
-        """The body as (bytes received so far, socket to copy the rest from), when it is
-        exactly what the client gets and nothing has been read yet."""
+    def detach(self) -> Detached | None:
+        """The body as the bytes received so far and the socket to copy the rest from, when it
+        is exactly what the client gets and nothing has been read yet."""
         if self._skip or self._left != self._response.remaining:
             return None
         detached = self._response.detach()
-        if detached is not None:
-            self._left = 0
-        return detached
+        if detached is None:
+            return None
+        self._left = 0
+        return Detached(*detached, self._read_timeout)
 
 
 class UpstreamStore:
@@ -289,7 +300,7 @@ class UpstreamStore:
             await response.aclose()
             raise
         skip = start if status == 200 else 0
-        stream = _ResponseStream(response, skip, length)
+        stream = _ResponseStream(response, skip, length, self.client.options.read_timeout)
         return BlobBody(
             digest=digest,
             size=size,
