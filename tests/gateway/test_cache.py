@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,3 +482,21 @@ def test_blobs_streamed_without_a_length_are_relayed_whole(tmp_path: Path) -> No
         assert whole.headers["content-length"] == str(len(data))
         part = client.get(f"{url}/v2/{REPO}/blobs/{digest}", headers={"Range": "bytes=1000-1999"})
         assert part.status_code == 206 and part.content == data[1000:2000]
+
+
+def test_concurrent_revalidations_of_a_tag_share_upstream_heads(tmp_path: Path) -> None:
+    """When a tag's TTL has run out under many clients at once, the upstream is asked with
+    two HEADs (one in flight, one for everyone who came meanwhile), not one per client."""
+    data = make_image("cache-herd").manifest.data
+    fake = FakeUpstream({}, manifests={"v1": data})
+    upstreams = cache_upstream("", cache_tag_ttl=0.2)
+    with fake_upstream(fake) as up:
+        upstreams[0]["url"] = up
+        with serve_gateway(tmp_path / "gw", upstreams) as url, httpx.Client() as client:
+            assert get_manifest(client, url, REPO, "v1").content == data
+            time.sleep(0.3)
+            fake.manifest_delay = 0.5
+            with ThreadPoolExecutor(12) as pool:
+                got = list(pool.map(lambda _: get_manifest(client, url, REPO, "v1"), range(12)))
+    assert {response.content for response in got} == {data}
+    assert fake.requests == {"GET manifests": 1, "HEAD manifests": 2}

@@ -41,7 +41,6 @@ from ..oci.digest import Digest, is_digest
 from ..oci.errors import (
     BadGateway,
     GatewayTimeout,
-    ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
     OCIError,
@@ -55,7 +54,6 @@ from .blobfiles import BlobFiles
 from .cache_fill import BlobFill
 from .cache_index import CacheIndex
 from .upstream import UpstreamStore
-from .upstream_errors import upstream_error
 
 PushMode = Literal["reject", "write-through"]
 # Errors meaning "the upstream cannot answer now", as opposed to an answer such as 404.
@@ -181,16 +179,6 @@ class CacheStore(Delegate):
             self._index.put_tag(repo, reference, stored.digest, time.time())
         return stored
 
-    async def _head_digest(self, repo: str, tag: str) -> Digest | None:
-        """The digest the upstream gives ``tag`` now (None when it does not say)."""
-        response = await self.upstream.head_manifest(repo, tag)
-        if response.status_code != 200:
-            raise await upstream_error(
-                response, self.upstream.name, ManifestUnknown, ManifestInvalid
-            )
-        header = response.headers.get("docker-content-digest", "")
-        return Digest.parse(header) if is_digest(header) else None
-
     async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
         return (await self.get_manifest(repo, reference)).info()
 
@@ -206,7 +194,8 @@ class CacheStore(Delegate):
         if age < self.tag_ttl:
             return cached
         try:
-            current = await self._head_digest(repo, reference)
+            # a HEAD, shared with concurrent revalidations of the tag (see ``collapse``)
+            current = (await self.upstream.stat_manifest(repo, reference)).digest
             if current == cached.digest:
                 self._index.put_tag(repo, reference, cached.digest, time.time())
                 return cached
