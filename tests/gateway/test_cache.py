@@ -495,7 +495,7 @@ def test_concurrent_revalidations_of_a_tag_share_upstream_heads(tmp_path: Path) 
         with serve_gateway(tmp_path / "gw", upstreams) as url, httpx.Client() as client:
             assert get_manifest(client, url, REPO, "v1").content == data
             time.sleep(0.3)
-            fake.manifest_delay = 0.5
+            fake.manifest_delay = 1.0
             with ThreadPoolExecutor(12) as pool:
                 got = list(pool.map(lambda _: get_manifest(client, url, REPO, "v1"), range(12)))
     assert {response.content for response in got} == {data}

@@ -261,7 +261,7 @@ def test_identical_concurrent_reads_share_upstream_requests(
     not one each; a read that came after the tag moved gets the new manifest, never the answer
     to a request sent before it came."""
     old, new = (OCI_EMPTY_MANIFEST % n for n in (b"1", b"2"))
-    fake = FakeUpstream(blobs={}, manifests={"v1": old}, manifest_delay=0.6)
+    fake = FakeUpstream(blobs={}, manifests={"v1": old}, manifest_delay=1.0)
     tag = "lib/app/manifests/v1"
     with (
         fake_upstream(fake) as up,
