@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -24,13 +23,6 @@ from ocigate.store.embedded import EmbeddedStore
 from .embedded_helpers import body, image, index, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path)
-    yield s
-    await s.close()
 
 
 async def test_put_and_get_by_tag_and_digest(store: EmbeddedStore) -> None:

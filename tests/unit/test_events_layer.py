@@ -8,7 +8,6 @@ import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ from ocigate.store.outbox import Outbox, staging
 from .embedded_helpers import body, descriptor, image, push_blob
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,6 @@ def types(*extra: Any) -> list[ArtifactType]:
 
 def rules(*specs: dict[str, Any]) -> list[ArtifactRule]:
     return [ArtifactRule.model_validate(spec) for spec in specs]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    s = EmbeddedStore(tmp_path)
-    yield s
-    await s.close()
 
 
 def artifact(
