@@ -699,51 +699,22 @@ class Row:
     check: Callable[[float, float], bool] | None = None
 
 
-def _ratio_target(minimum: float) -> Callable[[float, float], bool]:
-    return lambda value, ratio: ratio >= minimum
+def _at_least(label: str, key: str, minimum: float) -> Row:
+    """A row whose ratio (ocigate / distribution) must reach ``minimum``."""
+    return Row(label, key, "{:,.0f}", f"≥ {minimum:g}x", lambda value, ratio: ratio >= minimum)
 
 
 ROWS = [
-    Row(
-        "manifest HEAD req/s (hey)",
-        "head_rps",
-        "{:,.0f}",
-        f"≥ {TARGET_SMALL_RATIO:g}x",
-        _ratio_target(TARGET_SMALL_RATIO),
-    ),
+    _at_least("manifest HEAD req/s (hey)", "head_rps", TARGET_SMALL_RATIO),
     Row("manifest HEAD p50 ms", "head_p50_ms", "{:.2f}"),
     Row("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}"),
     Row("manifest HEAD p50 ms, 1 connection", "head1_p50_ms", "{:.2f}"),
-    Row(
-        "manifest GET req/s (wrk)",
-        "get_rps",
-        "{:,.0f}",
-        f"≥ {TARGET_SMALL_RATIO:g}x",
-        _ratio_target(TARGET_SMALL_RATIO),
-    ),
+    _at_least("manifest GET req/s (wrk)", "get_rps", TARGET_SMALL_RATIO),
     Row("manifest GET p50 ms", "get_p50_ms", "{:.2f}"),
     Row("manifest GET p99 ms", "get_p99_ms", "{:.2f}"),
-    Row(
-        "blob push MB/s",
-        "push_mb_s",
-        "{:,.0f}",
-        f"≥ {TARGET_BLOB_RATIO:g}x",
-        _ratio_target(TARGET_BLOB_RATIO),
-    ),
-    Row(
-        "blob pull MB/s",
-        "pull_mb_s",
-        "{:,.0f}",
-        f"≥ {TARGET_BLOB_RATIO:g}x",
-        _ratio_target(TARGET_BLOB_RATIO),
-    ),
-    Row(
-        "blob pull MB/s, send rate (client discards)",
-        "send_mb_s",
-        "{:,.0f}",
-        f"≥ {TARGET_BLOB_RATIO:g}x",
-        _ratio_target(TARGET_BLOB_RATIO),
-    ),
+    _at_least("blob push MB/s", "push_mb_s", TARGET_BLOB_RATIO),
+    _at_least("blob pull MB/s", "pull_mb_s", TARGET_BLOB_RATIO),
+    _at_least("blob pull MB/s, send rate (client discards)", "send_mb_s", TARGET_BLOB_RATIO),
     Row("RSS baseline MB", "rss_baseline_mb", "{:.1f}"),
     Row("RSS peak during push MB", "rss_peak_push_mb", "{:.1f}"),
     Row("RSS peak during pull MB", "rss_peak_pull_mb", "{:.1f}"),
