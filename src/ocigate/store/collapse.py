@@ -40,6 +40,7 @@ class Collapser:
     def __init__(self) -> None:
         self._in_flight: set[Hashable] = set()
         self._queued: dict[Hashable, _Queued[Any]] = {}
+        self._sending: set[asyncio.Task[Any]] = set()  # held: the loop keeps only weak refs
 
     async def run(self, key: Hashable, fetch: Callable[[], Coroutine[Any, Any, T]]) -> T:
         if key not in self._in_flight:
@@ -62,11 +63,11 @@ class Collapser:
             return
         loop = asyncio.get_running_loop()
         task = loop.create_task(queued.fetch(), context=queued.context)
+        self._sending.add(task)
         task.add_done_callback(lambda done: self._settle(key, queued.answer, done))
 
-    def _settle(
-        self, key: Hashable, answer: asyncio.Future[Any], done: asyncio.Future[Any]
-    ) -> None:
+    def _settle(self, key: Hashable, answer: asyncio.Future[Any], done: asyncio.Task[Any]) -> None:
+        self._sending.discard(done)
         if done.cancelled():
             answer.cancel()
         elif (error := done.exception()) is not None:
