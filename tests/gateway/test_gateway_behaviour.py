@@ -227,10 +227,13 @@ def test_serve_upstream_flag(
 def test_manifest_head_is_forwarded_as_a_head(tmp_path: Path, http: httpx.Client) -> None:
     """A client's HEAD reaches the upstream as a HEAD (no body to wait for), answered with the
     upstream's digest, type and length; one the upstream cannot answer is asked again with a
-    GET, whose error body says what is missing."""
+    GET, whose error body says what is missing, unless the status alone says it."""
     data = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
     fake = FakeUpstream(blobs={}, manifests={"v1": data})
-    with fake_upstream(fake) as up, serve_gateway(tmp_path / "gw", [{"url": up}]) as url:
+    with (
+        fake_upstream(fake) as up,
+        serve_gateway(tmp_path / "gw", [{"url": up, "retries": 0}]) as url,
+    ):
         response = http.head(f"{url}/v2/lib/app/manifests/v1")
         assert response.status_code == 200
         assert response.headers["docker-content-digest"] == sha256_digest(data)
@@ -240,6 +243,11 @@ def test_manifest_head_is_forwarded_as_a_head(tmp_path: Path, http: httpx.Client
         missing = http.head(f"{url}/v2/lib/app/manifests/v2")
         assert missing.status_code == 404
         assert fake.requests == {"HEAD manifests": 2, "GET manifests": 1}
+        # A status that says it all (rate limiting here) is passed on without a second ask.
+        fake.manifest_status = 429
+        limited = http.head(f"{url}/v2/lib/app/manifests/v1")
+        assert limited.status_code == 429
+        assert fake.requests == {"HEAD manifests": 3, "GET manifests": 1}
 
 
 def _at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:

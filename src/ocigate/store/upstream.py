@@ -93,6 +93,10 @@ _LINK = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Failures ``upstream_error`` tells from the status alone (500 is not one: distribution answers
+# it for a blob's digest on the manifests endpoint). After a HEAD, asking again with a GET would
+# only double the requests, and the retries, sent to an upstream that refuses, limits or fails.
+_TOLD_BY_STATUS = frozenset({401, 403, 429, 502, 503, 504})
 T = TypeVar("T")
 R = TypeVar("R", str, Digest)
 
@@ -525,6 +529,8 @@ class UpstreamStore:
 
     async def _stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
         response = await self.head_manifest(repo, reference)
+        if response.status_code in _TOLD_BY_STATUS:
+            raise await self._fail(response, ManifestUnknown, ManifestInvalid)
         header = response.headers.get("docker-content-digest", "")
         length = response.headers.get("content-length", "")
         digest = Digest.parse(header) if is_digest(header) else None
@@ -534,8 +540,8 @@ class UpstreamStore:
             or not length.isdigit()
             or (is_digest(reference) and digest != Digest.parse(reference))
         ):
-            # Errors (told right only from a body) and answers missing what a HEAD needs:
-            # the GET says what is what.
+            # Other errors (told right only from a body) and answers missing what a HEAD
+            # needs: the GET says what is what.
             return (await self.get_manifest(repo, reference)).info()
         media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
         return ManifestInfo(digest, media_type, int(length))
