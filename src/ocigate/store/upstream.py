@@ -479,13 +479,16 @@ class UpstreamStore:
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         return await self._collapsed(self._get_manifest, repo, reference)
 
-    async def _get_manifest(self, repo: str, reference: str) -> StoredManifest:
-        response = await self.client.request(
-            "GET",
+    async def _request_manifest(self, method: str, repo: str, reference: str) -> Response:
+        return await self.client.request(
+            method,
             f"/v2/{repo}/manifests/{reference}",
             scope=self._scope(repo),
             headers={"Accept": MANIFEST_ACCEPT},
         )
+
+    async def _get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        response = await self._request_manifest("GET", repo, reference)
         if response.status_code == 500 and is_digest(reference):
             # distribution fails with 500 when the digest names a blob that is no manifest;
             # a blob that is there proves the upstream is up and the manifest is not.
@@ -515,12 +518,7 @@ class UpstreamStore:
 
     async def head_manifest(self, repo: str, reference: str) -> Response:
         """The upstream's answer to a manifest HEAD, whatever its status (no body to read)."""
-        response = await self.client.request(
-            "HEAD",
-            f"/v2/{repo}/manifests/{reference}",
-            scope=self._scope(repo),
-            headers={"Accept": MANIFEST_ACCEPT},
-        )
+        response = await self._request_manifest("HEAD", repo, reference)
         await response.aclose()
         return response
 
