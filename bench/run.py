@@ -380,7 +380,7 @@ def push_big_blob(base: str, blob: BigBlob, digest: str) -> float:
 def pull_big_blob(base: str, size: int, digest: str, client: str) -> float:
     """GET the blob streamed to nowhere, checking the byte count; returns seconds taken.
 
-    curl (when installed) is the default client: it sinks 1.5 to 2.5 GB/s on this loopback,
+    curl (when installed) is the default client: it sinks 1.3 to 2.3 GB/s on this loopback,
     where httpx tops out lower.
     """
     url = f"{base}/v2/{REPO}/blobs/{digest}"
