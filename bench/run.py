@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark ocigate against CNCF distribution (Debian's ``docker-registry``) on loopback.
 
-Each registry is started on its own free 127.0.0.1 port with a fresh data directory, seeded with
-the same small image (``bench/app:latest``), then measured one at a time:
+Each registry is started on its own free 127.0.0.1 port with a fresh data directory and seeded
+with the same small image (``bench/app:latest``). All of them run for the whole benchmark, which
+measures them in rounds: each round measures every registry in turn (the order rotating), so
+that the ratios compare figures taken minutes apart at most, and the medians over the rounds are
+reported:
 
 * manifest HEAD by tag: ``hey`` (wrk stalls on HEAD responses that carry a Content-Length)
 * manifest GET by tag: ``wrk --latency``
@@ -16,7 +19,7 @@ measured with the same steps and compared with distribution directly in a table 
 
 Results are printed as a markdown table and written to ``bench/results/latest.json``.
 
-    python bench/run.py                 # 10 s load runs, 1 GiB blob
+    python bench/run.py                 # 3 rounds of 6 s load runs, 1 GiB blob
     python bench/run.py --quick         # 2 s, 64 MiB: smoke test
     python bench/run.py --duration 5 --blob-size-mib 256 --registries ocigate-w1,distribution
     python bench/run.py --quick --registries distribution,gateway
@@ -190,20 +193,23 @@ def distribution_server(workdir: Path, name: str = "distribution") -> Server:
 # memory sampling
 
 
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after ``pid (comm)`` (comm may hold spaces and
+    parentheses): state, ppid, ...; None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and all its live descendants, from /proc/*/stat."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...; comm may contain spaces and parentheses
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        if entry.isdigit() and (fields := _stat_fields(entry)) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -224,6 +230,15 @@ def rss_bytes(pids: list[int]) -> int:
         except OSError:
             continue
     return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    ticks = 0
+    for pid in pids:
+        if (fields := _stat_fields(pid)) is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -444,12 +459,10 @@ def pull_discarding(base: str, size: int, digest: str) -> float:
     return seconds
 
 
-def pull_reference(
-    workdir: Path, blob: BigBlob, settings: Settings
-) -> tuple[list[float], list[float]]:
-    """MB/s per run, with the pull client and discarding, against a minimal server that
-    ``sendfile``s the blob from the page cache: what loopback and the client allow, whatever
-    the registry does."""
+@contextlib.contextmanager
+def reference_server(workdir: Path, blob: BigBlob) -> Iterator[str]:
+    """A minimal server that ``sendfile``s the blob from the page cache, for the pull
+    reference: what loopback and the client allow, whatever a registry does. Yields its URL."""
     path = workdir / "reference.blob"
     with path.open("wb") as out:
         for chunk in blob.chunks():
@@ -474,18 +487,11 @@ def pull_reference(
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    client: list[float] = []
-    discarding: list[float] = []
     try:
-        for _ in range(settings.blob_runs):
-            seconds = pull_big_blob(base, blob.size, "", settings.pull_client)
-            client.append(blob.size / 1e6 / seconds)
-            discarding.append(blob.size / 1e6 / pull_discarding(base, blob.size, ""))
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
         path.unlink()
-    return client, discarding
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,7 +611,7 @@ class Settings:
     pull_client: str
     keep: bool
     json_path: Path
-    blob_runs: int = 3
+    rounds: int = 3
 
 
 @dataclass
@@ -614,74 +620,103 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def bench_registry(
-    server: Server, settings: Settings, blob: BigBlob, digest: str, upstream: Server | None = None
-) -> Outcome:
-    outcome = Outcome(server.name)
-    m = outcome.metrics
-    log(f"starting {server.name} on {server.base}")
-    server.start()
-    try:
-        assert server.proc is not None
-        seed(server.base)
-        head = bench_head(server.base, settings.duration, settings.connections)
-        m.update({f"head_{k}": v for k, v in head.items()})
-        # One connection: latency without queueing (a gateway's own added time shows here).
-        single = bench_head(server.base, settings.duration / 2, 1)
-        m.update({f"head1_{k}": v for k, v in single.items() if k in ("rps", "p50_ms")})
-        if upstream is not None:  # the same, directly, in the same minute
-            direct = bench_head(upstream.base, settings.duration / 2, 1)
-            m["direct_head1_p50_ms"] = direct["p50_ms"]
-        get = bench_get(server.base, settings.duration, settings.connections, settings.wrk_threads)
-        m.update({f"get_{k}": v for k, v in get.items()})
+@dataclass
+class Contender:
+    """A registry under test, started for the whole run and measured once per round; the
+    gateway's ``upstream`` (its own distribution) is measured directly beside it."""
 
-        baseline = baseline_rss(server.proc.pid)
-        runs: dict[str, list[float]] = {
-            "push": [],
-            "pull": [],
-            "send": [],
-            "direct_push": [],
-            "direct_pull": [],
-            "direct_send": [],
-        }
-        push_peak = pull_peak = samples = 0
-        for index in range(settings.blob_runs):  # the medians: one disk hiccup moves one run
-            # With an upstream: each run also pushes and pulls it directly, first or second in
-            # turn, so both see the same disk and page cache.
-            order = [server, upstream] if index % 2 == 0 else [upstream, server]
-            for target in order:
-                if target is None:
-                    continue
-                prefix = "" if target is server else "direct_"
-                os.sync()  # earlier writes still being flushed would slow this push
-                with RssSampler(server.proc.pid) as push_rss:
-                    runs[prefix + "push"].append(push_big_blob(target.base, blob, digest))
-                with RssSampler(server.proc.pid) as pull_rss:
-                    seconds = pull_big_blob(target.base, blob.size, digest, settings.pull_client)
-                    runs[prefix + "pull"].append(seconds)
-                    runs[prefix + "send"].append(pull_discarding(target.base, blob.size, digest))
-                if target is server:
-                    push_peak = max(push_peak, push_rss.peak)
-                    pull_peak = max(pull_peak, pull_rss.peak)
-                    samples += push_rss.samples + pull_rss.samples
-        for name, seconds_list in runs.items():
-            if seconds_list:
-                m[f"{name}_runs_mb_s"] = [blob.size / 1e6 / sec for sec in seconds_list]
-                m[f"{name}_mb_s"] = blob.size / 1e6 / statistics.median(seconds_list)
-        m.update(
-            {
-                "blob_bytes": blob.size,
-                "rss_baseline_mb": baseline / 1e6,
-                "rss_peak_push_mb": push_peak / 1e6,
-                "rss_peak_pull_mb": pull_peak / 1e6,
-                "rss_delta_mb": (max(push_peak, pull_peak) - baseline) / 1e6,
-                "rss_samples": samples,
-                "processes": len(process_tree(server.proc.pid)),
-            }
+    server: Server
+    upstream: Server | None = None
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    baseline_rss: int = 0
+    push_peak: int = 0
+    pull_peak: int = 0
+    rss_samples: int = 0
+
+    def add(self, key: str, value: float | None) -> None:
+        if value is not None:
+            self.rounds.setdefault(key, []).append(value)
+
+    @property
+    def pid(self) -> int:
+        assert self.server.proc is not None
+        return self.server.proc.pid
+
+
+def measure_small(contender: Contender, settings: Settings) -> None:
+    """One round of manifest HEAD and GET by tag, 64 connections, and HEAD on one."""
+    server, upstream = contender.server, contender.upstream
+    pids = process_tree(contender.pid)
+    used = cpu_seconds(pids)
+    head = bench_head(server.base, settings.duration, settings.connections)
+    for key in ("rps", "p50_ms", "p99_ms", "errors"):
+        contender.add(f"head_{key}", head[key])
+    # Server CPU per request: what the host's noise moves least (req/s swing with CPU steal).
+    contender.add("head_cpu_us", 1e6 * (cpu_seconds(pids) - used) / max(head["requests"], 1))
+    # One connection: latency without queueing (a gateway's own added time shows here).
+    single = bench_head(server.base, settings.duration / 2, 1)
+    contender.add("head1_rps", single["rps"])
+    contender.add("head1_p50_ms", single["p50_ms"])
+    if upstream is not None:  # the same, directly, in the same minute
+        contender.add(
+            "direct_head1_p50_ms", bench_head(upstream.base, settings.duration / 2, 1)["p50_ms"]
         )
-        log(f"{server.name}: {json.dumps(m)}")
-    finally:
-        server.stop()
+    used = cpu_seconds(pids)
+    get = bench_get(server.base, settings.duration, settings.connections, settings.wrk_threads)
+    for key in ("rps", "p50_ms", "p99_ms", "errors"):
+        contender.add(f"get_{key}", get[key])
+    contender.add("get_cpu_us", 1e6 * (cpu_seconds(pids) - used) / max(get["requests"], 1))
+
+
+def measure_blob(
+    contender: Contender, settings: Settings, blob: BigBlob, digest: str, index: int
+) -> None:
+    """One push, one pull and one discarding pull of the big blob, the server's RSS sampled
+    throughout; with an upstream, the same directly, first or second in turn (``index``), so
+    both see the same disk and page cache."""
+    server, upstream = contender.server, contender.upstream
+    if not contender.baseline_rss:
+        contender.baseline_rss = baseline_rss(contender.pid)
+    order = [server, upstream] if index % 2 == 0 else [upstream, server]
+    for target in order:
+        if target is None:
+            continue
+        prefix = "" if target is server else "direct_"
+        os.sync()  # earlier writes still being flushed would slow this push
+        with RssSampler(contender.pid) as push_rss:
+            seconds = push_big_blob(target.base, blob, digest)
+        contender.add(prefix + "push_mb_s", blob.size / 1e6 / seconds)
+        with RssSampler(contender.pid) as pull_rss:
+            seconds = pull_big_blob(target.base, blob.size, digest, settings.pull_client)
+            contender.add(prefix + "pull_mb_s", blob.size / 1e6 / seconds)
+            seconds = pull_discarding(target.base, blob.size, digest)
+            contender.add(prefix + "send_mb_s", blob.size / 1e6 / seconds)
+        if target is server:
+            contender.push_peak = max(contender.push_peak, push_rss.peak)
+            contender.pull_peak = max(contender.pull_peak, pull_rss.peak)
+            contender.rss_samples += push_rss.samples + pull_rss.samples
+
+
+def summarize(contender: Contender, blob: BigBlob) -> Outcome:
+    """Medians over the rounds (errors summed), every round's value kept beside them."""
+    outcome = Outcome(contender.server.name)
+    m = outcome.metrics
+    for key, values in contender.rounds.items():
+        m[key] = sum(values) if key.endswith("errors") else statistics.median(values)
+        m[f"{key}_rounds"] = values
+    m["errors"] = m.get("head_errors", 0) + m.get("get_errors", 0)
+    peak = max(contender.push_peak, contender.pull_peak)
+    m.update(
+        {
+            "blob_bytes": blob.size,
+            "rss_baseline_mb": contender.baseline_rss / 1e6,
+            "rss_peak_push_mb": contender.push_peak / 1e6,
+            "rss_peak_pull_mb": contender.pull_peak / 1e6,
+            "rss_delta_mb": (peak - contender.baseline_rss) / 1e6,
+            "rss_samples": contender.rss_samples,
+            "processes": len(process_tree(contender.pid)),
+        }
+    )
     return outcome
 
 
@@ -709,9 +744,11 @@ ROWS = [
     Row("manifest HEAD p50 ms", "head_p50_ms", "{:.2f}"),
     Row("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}"),
     Row("manifest HEAD p50 ms, 1 connection", "head1_p50_ms", "{:.2f}"),
+    Row("manifest HEAD server CPU µs per request", "head_cpu_us", "{:.0f}"),
     _at_least("manifest GET req/s (wrk)", "get_rps", TARGET_SMALL_RATIO),
     Row("manifest GET p50 ms", "get_p50_ms", "{:.2f}"),
     Row("manifest GET p99 ms", "get_p99_ms", "{:.2f}"),
+    Row("manifest GET server CPU µs per request", "get_cpu_us", "{:.0f}"),
     _at_least("blob push MB/s", "push_mb_s", TARGET_BLOB_RATIO),
     _at_least("blob pull MB/s", "pull_mb_s", TARGET_BLOB_RATIO),
     _at_least("blob pull MB/s, send rate (client discards)", "send_mb_s", TARGET_BLOB_RATIO),
@@ -780,9 +817,11 @@ GATEWAY_ROWS = [
     ("manifest HEAD p50 ms", "head_p50_ms", "{:.2f}", "overhead"),
     ("manifest HEAD p99 ms", "head_p99_ms", "{:.2f}", "times"),
     ("manifest HEAD p50 ms, 1 connection", "head1_p50_ms", "{:.2f}", "overhead"),
+    ("manifest HEAD server CPU µs per request", "head_cpu_us", "{:.0f}", "times"),
     ("manifest GET req/s (wrk)", "get_rps", "{:,.0f}", "times"),
     ("manifest GET p50 ms", "get_p50_ms", "{:.2f}", "overhead"),
     ("manifest GET p99 ms", "get_p99_ms", "{:.2f}", "times"),
+    ("manifest GET server CPU µs per request", "get_cpu_us", "{:.0f}", "times"),
     ("blob push MB/s", "push_mb_s", "{:,.0f}", "ratio"),
     ("blob pull MB/s", "pull_mb_s", "{:,.0f}", "ratio"),
     ("blob pull MB/s, send rate (client discards)", "send_mb_s", "{:,.0f}", "ratio"),
@@ -837,8 +876,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument(
         "--duration",
         type=float,
-        default=float(os.environ.get("BENCH_DURATION", 10)),
-        help="seconds per HEAD/GET load run (env BENCH_DURATION, default 10)",
+        default=float(os.environ.get("BENCH_DURATION", 6)),
+        help="seconds per HEAD/GET load run, each round (env BENCH_DURATION, default 6)",
     )
     parser.add_argument(
         "--blob-size-mib",
@@ -847,13 +886,14 @@ def parse_args(argv: list[str] | None) -> Settings:
         help="size of the pushed/pulled blob (env BENCH_BLOB_SIZE_MIB, default 1024)",
     )
     parser.add_argument(
-        "--blob-runs",
+        "--rounds",
         type=int,
-        default=int(os.environ.get("BENCH_BLOB_RUNS", 3)),
-        help="push/pull runs per registry, the median reported (env BENCH_BLOB_RUNS, default 3)",
+        default=int(os.environ.get("BENCH_ROUNDS", 3)),
+        help="rounds, each measuring every registry in turn; medians reported"
+        " (env BENCH_ROUNDS, default 3)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 2 s runs, 64 MiB blob, 1 blob run"
+        "--quick", action="store_true", help="smoke test: 2 s runs, 64 MiB blob, 1 round"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -873,9 +913,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latest.json")
     args = parser.parse_args(argv)
-    duration, blob_mib, blob_runs = args.duration, args.blob_size_mib, args.blob_runs
+    duration, blob_mib, rounds = args.duration, args.blob_size_mib, args.rounds
     if args.quick:
-        duration, blob_mib, blob_runs = 2.0, 64, 1
+        duration, blob_mib, rounds = 2.0, 64, 1
     registries = [name.strip() for name in args.registries.split(",") if name.strip()]
     for name in registries:
         if name not in ("distribution", "gateway") and not re.fullmatch(r"ocigate-w\d+", name):
@@ -894,8 +934,62 @@ def parse_args(argv: list[str] | None) -> Settings:
         ),
         keep=args.keep,
         json_path=args.json,
-        blob_runs=max(1, blob_runs),
+        rounds=max(1, rounds),
     )
+
+
+def contender(workdir: Path, name: str, settings: Settings) -> Contender:
+    if name == "distribution":
+        return Contender(distribution_server(workdir))
+    if name == "gateway":
+        # A fresh distribution of its own, so it starts as empty as the direct one.
+        upstream = distribution_server(workdir, "gateway-upstream")
+        level = settings.ocigate_log_level
+        return Contender(ocigate_server(workdir, 1, level, upstream.base, "gateway"), upstream)
+    workers = int(name.removeprefix("ocigate-w"))
+    return Contender(ocigate_server(workdir, workers, settings.ocigate_log_level))
+
+
+def run_rounds(
+    workdir: Path, settings: Settings, blob: BigBlob, digest: str
+) -> tuple[dict[str, Outcome], list[float], list[float]]:
+    """Every registry runs for the whole benchmark and each round measures all of them in
+    turn (the order rotating), so the ratios compare figures taken minutes apart at most: on
+    a shared host the machine's speed drifts more than that between whole-registry phases."""
+    contenders = {name: contender(workdir, name, settings) for name in settings.registries}
+    reference: list[float] = []
+    reference_send: list[float] = []
+    started: list[Server] = []
+    try:
+        for entry in contenders.values():
+            for server in (entry.upstream, entry.server):
+                if server is not None:
+                    log(f"starting {server.name} on {server.base}")
+                    server.start()
+                    started.append(server)
+            seed(entry.server.base)
+        names = list(contenders)
+        with reference_server(workdir, blob) as reference_base:
+            for index in range(settings.rounds):
+                log(f"round {index + 1} of {settings.rounds}")
+                order = names[index % len(names) :] + names[: index % len(names)]
+                for name in order:
+                    measure_small(contenders[name], settings)
+                seconds = pull_big_blob(reference_base, blob.size, "", settings.pull_client)
+                reference.append(blob.size / 1e6 / seconds)
+                seconds = pull_discarding(reference_base, blob.size, "")
+                reference_send.append(blob.size / 1e6 / seconds)
+                for name in order:
+                    measure_blob(contenders[name], settings, blob, digest, index)
+        outcomes = {name: summarize(entry, blob) for name, entry in contenders.items()}
+    finally:
+        for server in reversed(started):
+            server.stop()
+    for name, outcome in outcomes.items():
+        log(f"{name}: {json.dumps(outcome.metrics)}")
+    rounded = [round(run) for run in reference], [round(run) for run in reference_send]
+    log(f"pull reference: {rounded[0]} MB/s, discarding {rounded[1]} MB/s")
+    return outcomes, reference, reference_send
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -914,37 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{settings.blob_size / MIB:.0f} MiB blob {digest} hashed in {seconds:.1f}s")
 
     workdir = Path(tempfile.mkdtemp(prefix="ocigate-bench-"))
-    outcomes: dict[str, Outcome] = {}
     try:
-        reference, reference_send = pull_reference(workdir, blob, settings)
-        log(
-            f"pull reference (minimal sendfile server): {[round(run) for run in reference]} MB/s"
-            f", discarding {[round(run) for run in reference_send]} MB/s"
-        )
-        for name in settings.registries:
-            upstream: Server | None = None
-            if name == "distribution":
-                server = distribution_server(workdir)
-            elif name == "gateway":
-                # A fresh distribution of its own, so it starts as empty as the direct one.
-                upstream = distribution_server(workdir, "gateway-upstream")
-                log(f"starting {upstream.name} on {upstream.base}")
-                upstream.start()
-                server = ocigate_server(
-                    workdir, 1, settings.ocigate_log_level, upstream.base, name="gateway"
-                )
-            else:
-                workers = int(name.removeprefix("ocigate-w"))
-                server = ocigate_server(workdir, workers, settings.ocigate_log_level)
-            try:
-                outcome = bench_registry(server, settings, blob, digest, upstream)
-            finally:
-                if upstream is not None:
-                    upstream.stop()
-            outcome.metrics["errors"] = (
-                outcome.metrics["head_errors"] + outcome.metrics["get_errors"]
-            )
-            outcomes[name] = outcome
+        outcomes, reference, reference_send = run_rounds(workdir, settings, blob, digest)
     finally:
         if settings.keep:
             log(f"kept {workdir}")
@@ -973,8 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, outcome in outcomes.items()
     )
     print(
-        "\nratios are ocigate / distribution (for latencies lower is better); blob rows are "
-        f"medians of {settings.blob_runs} runs; machine: {os.cpu_count()} CPUs, "
+        "\nratios are ocigate / distribution (for latencies and CPU lower is better); all rows "
+        f"are medians of {settings.rounds} rounds; machine: {os.cpu_count()} CPUs, "
         f"{platform.platform()}\n\npull reference: {reference_mb_s:,.0f} MB/s, the same client "
         "pulling the same bytes from a minimal server that sendfile()s them from the page "
         "cache: no registry can be pulled meaningfully faster by that client on this machine. "
@@ -992,7 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "\nblob rows: gateway / direct; p50 rows: gateway - direct (lower is better). The "
             "blob rows and the 1-connection row compare with the gateway's own upstream "
-            "measured directly in the same phase (blob runs interleaved); the others with the "
+            "measured directly in the same round (blob runs interleaved); the others with the "
             "distribution row above.\n"
         )
     report = {
@@ -1000,6 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "settings": {
             "duration_s": settings.duration,
+            "rounds": settings.rounds,
             "blob_size_bytes": settings.blob_size,
             "connections": settings.connections,
             "wrk_threads": settings.wrk_threads,
