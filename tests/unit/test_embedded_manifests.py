@@ -256,3 +256,36 @@ async def test_scheduled_gc_runs_once_per_interval_and_skips_while_another_runs(
     assert store.blobs.path(again).exists()
     report = await store.collect_garbage_if_due(0)  # due at once
     assert report is not None and report.blobs_removed == 1
+
+
+async def test_reads_kept_in_memory_follow_changes_made_by_another_worker(tmp_path: Path) -> None:
+    """Each worker keeps answers to hot reads in memory; a change made through another worker
+    process's store (here: another instance on the same data directory) shows at once."""
+    reader, writer = EmbeddedStore(tmp_path), EmbeddedStore(tmp_path)
+    subject = await push_image(writer, "r", b"{}", [b"app"], tags=["latest"])
+    about = Descriptor(subject.media_type, subject.digest, subject.size)
+    sig = await push_image(writer, "r", b"{}", [b"sig"], subject=about, artifact_type="a/sig")
+    for _ in range(2):  # the second round is answered from memory
+        assert (await reader.get_manifest("r", "latest")).digest == subject.digest
+        assert (await reader.list_tags("r", None, None)).items == ["latest"]
+        assert [d.digest for d in await reader.list_referrers("r", subject.digest, None)] == [
+            sig.digest
+        ]
+    moved = await push_image(writer, "r", b"{}", [b"app v2"], tags=["latest", "v2"])
+    sbom = await push_image(writer, "r", b"{}", [b"sbom"], subject=about, artifact_type="a/sbom")
+    assert (await reader.get_manifest("r", "latest")).digest == moved.digest
+    assert (await reader.list_tags("r", None, None)).items == ["latest", "v2"]
+    referrers = await reader.list_referrers("r", subject.digest, None)
+    assert [d.digest for d in referrers] == [sig.digest, sbom.digest]
+    await writer.delete_tag("r", "v2")
+    assert (await reader.list_tags("r", None, None)).items == ["latest"]
+    with pytest.raises(ManifestUnknown):
+        await reader.get_manifest("r", "v2")
+    # What a caller does with an answer does not change the next one.
+    (await reader.list_tags("r", None, None)).items.append("mine")
+    referrers = await reader.list_referrers("r", subject.digest, None)
+    referrers.clear()
+    assert (await reader.list_tags("r", None, None)).items == ["latest"]
+    assert len(await reader.list_referrers("r", subject.digest, None)) == 2
+    await reader.close()
+    await writer.close()

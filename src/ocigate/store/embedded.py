@@ -23,7 +23,6 @@ them is deleted. Deleting a blob or manifest only removes links; files go with `
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from . import gc
 from .blobfiles import BlobFiles
 from .gc import GcReport
 from .metadata import Metadata
+from .stamped_cache import StampedCache
 from .uploads import Session, Uploads
 
 __all__ = ["EmbeddedStore", "GcReport"]
@@ -80,9 +80,13 @@ class EmbeddedStore:
         self.blobs = BlobFiles(self.data_dir)
         self.uploads = Uploads(self.data_dir, self.blobs.tmp)
         self.meta = Metadata(self.data_dir / "meta.db")
-        self._cache: dict[tuple[str, str], StoredManifest] = {}
-        self._cache_stamp = b""
-        self._cache_until = 0.0
+        stamp = self.meta.stamp
+        self._manifests: StampedCache[tuple[str, str], StoredManifest]
+        self._manifests = StampedCache(stamp, CACHE_SECONDS, capacity=64 * 1024)  # KiB
+        self._tags: StampedCache[tuple[str, str | None, int | None], Page]
+        self._tags = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
+        self._referrers: StampedCache[tuple[str, Digest, str | None], list[Descriptor]]
+        self._referrers = StampedCache(stamp, CACHE_SECONDS, capacity=20_000)  # descriptors
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -187,17 +191,13 @@ class EmbeddedStore:
         return (await self.get_manifest(repo, reference)).info()
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
-        # Pulls by tag are the hot path: answered from memory while no process changed
-        # anything (the shared stamp) and for at most CACHE_SECONDS, which bounds staleness
-        # even if a writer died between its commit and its stamp.
-        stamp, now = self.meta.stamp.read(), time.monotonic()
-        if stamp != self._cache_stamp or now > self._cache_until or len(self._cache) > 4096:
-            self._cache.clear()
-            self._cache_stamp, self._cache_until = stamp, now + CACHE_SECONDS
+        # Pulls by tag are the hot path: a lookup in memory, a query (inline: one indexed row)
+        # only after a change.
         key = (repo, reference)
-        found = self._cache.get(key)
+        found, stamp = self._manifests.lookup(key)
         if found is None:
-            found = self._cache[key] = self._load_manifest(repo, reference)
+            found = self._load_manifest(repo, reference)
+            self._manifests.store(key, found, stamp, 1 + len(found.data) // 1024)
         return found
 
     def _load_manifest(self, repo: str, reference: str) -> StoredManifest:
@@ -241,12 +241,25 @@ class EmbeddedStore:
                 raise NameUnknown({"name": repo[:300]})
             return Page(*self.meta.list_tags(repo, last, n))
 
-        return await run(list_)
+        # Polled by image updaters: kept while nothing changes, queried in a thread otherwise
+        # (a page may hold every tag of a large repository).
+        key = (repo, last, n)
+        found, stamp = self._tags.lookup(key)
+        if found is None:
+            found = await run(list_)
+            self._tags.store(key, found, stamp, 1 + len(found.items))
+        return Page(list(found.items), found.more)  # the caller's to keep or change
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None
     ) -> list[Descriptor]:
-        return await run(self.meta.referrers, repo, digest, artifact_type)
+        # Asked by signature verifiers on every admission of an image.
+        key = (repo, digest, artifact_type)
+        found, stamp = self._referrers.lookup(key)
+        if found is None:
+            found = await run(self.meta.referrers, repo, digest, artifact_type)
+            self._referrers.store(key, found, stamp, 1 + len(found))
+        return list(found)  # the caller's to keep or change
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         return Page(*await run(self.meta.list_repositories, last, n))
