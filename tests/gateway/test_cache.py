@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 import threading
@@ -29,7 +30,7 @@ from e2e.support import (
     push_image,
     sha256_digest,
 )
-from ocigate.oci.mediatypes import OCI_MANIFEST
+from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from spec.conftest import serve_app
 
 from .support import gateway_process, serve_gateway
@@ -51,10 +52,12 @@ def cached_blob_files(data_dir: Path) -> list[Path]:
 
 @dataclass
 class FakeUpstream:
-    """Serves blobs (``chunk`` bytes every ``delay`` seconds, GETs counted per digest) and
+    """Serves blobs (``chunk`` bytes every ``delay`` seconds, GETs counted per digest),
     manifests (by tag or digest, as they were when the request came; answered with
     ``manifest_status`` instead when it is set, after ``manifest_delay`` seconds; only with the
-    ``Authorization`` header ``basic`` when that is set), counting requests by method."""
+    ``Authorization`` header ``basic`` when that is set), the tag list and the ``referrers`` of
+    a subject (as they were when the request came, after ``manifest_delay`` seconds), counting
+    requests by method and kind ("GET manifests", "GET tags", "GET referrers")."""
 
     blobs: dict[str, bytes]
     manifests: dict[str, bytes] = field(default_factory=dict)
@@ -68,6 +71,7 @@ class FakeUpstream:
     gets: dict[str, int] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)  # monotonic time the body ended
     basic: str = ""
+    referrers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # subject: index
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -92,6 +96,12 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": b""})
         elif manifest:
             await self._manifest(scope["method"], manifest.group(1), send)
+        elif tags := re.fullmatch(r"/v2/(.+)/tags/list", scope["path"]):
+            names = sorted(name for name in self.manifests if ":" not in name)
+            await self._listing("tags", {"name": tags.group(1), "tags": names}, send)
+        elif (subject := scope["path"].rpartition("/referrers/")[2]) in self.referrers:
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX}
+            await self._listing("referrers", {**index, "manifests": self.referrers[subject]}, send)
         elif found and found.group(1) in self.blobs:
             await self._blob(scope["method"], found.group(1), send)
         else:
@@ -101,6 +111,13 @@ class FakeUpstream:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _listing(self, kind: str, document: dict[str, Any], send: Any) -> None:
+        key = f"GET {kind}"
+        self.requests[key] = self.requests.get(key, 0) + 1
+        body = json.dumps(document).encode()  # as it was when the request came, then the delay
+        await asyncio.sleep(self.manifest_delay)
+        await self._send(send, 200, body)
 
     async def _manifest(self, method: str, reference: str, send: Any) -> None:
         key = f"{method} manifests"

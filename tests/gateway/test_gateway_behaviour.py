@@ -292,6 +292,50 @@ def test_identical_concurrent_reads_share_upstream_requests(
     assert fake.requests == {"HEAD manifests": 2, "GET manifests": 2}
 
 
+def test_concurrent_listings_share_upstream_requests(tmp_path: Path, http: httpx.Client) -> None:
+    """Tag lists polled by many clients at once, whatever page each asks for, and referrers
+    queried at once with different filters cost the upstream two requests each (one in flight,
+    one queued), and a listing that came after a change sees it."""
+    subject = sha256_digest(b"subject")
+    signature = {"mediaType": OCI_MANIFEST, "size": 2, "artifactType": "application/sig"}
+    sbom = {"mediaType": OCI_MANIFEST, "size": 3, "artifactType": "application/spdx+json"}
+    signature["digest"], sbom["digest"] = sha256_digest(b"sig"), sha256_digest(b"sbom")
+    fake = FakeUpstream(
+        blobs={},
+        manifests={"v1": b"{}", "v2": b"{}"},
+        manifest_delay=1.0,
+        referrers={subject: [signature]},
+    )
+    tags = "lib/app/tags/list"
+    referrers = f"lib/app/referrers/{subject}"
+    with (
+        fake_upstream(fake) as up,
+        serve_gateway(tmp_path / "gw", [{"url": up}]) as url,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        first_tags = pool.submit(http.get, f"{url}/v2/{tags}")
+        first_referrers = pool.submit(http.get, f"{url}/v2/{referrers}")
+        _wait_for(lambda: fake.requests.get("GET tags") == fake.requests.get("GET referrers") == 1)
+        fake.manifests["v3"] = b"{}"
+        fake.referrers[subject] = [signature, sbom]
+        answers = _at_once(
+            [lambda: http.get(f"{url}/v2/{tags}")] * 6
+            + [lambda: http.get(f"{url}/v2/{tags}?n=1")] * 6
+            + [lambda: http.get(f"{url}/v2/{referrers}")] * 6
+            + [lambda: http.get(f"{url}/v2/{referrers}?artifactType=application/sig")] * 6
+        )
+        assert first_tags.result().json()["tags"] == ["v1", "v2"]
+        assert len(first_referrers.result().json()["manifests"]) == 1
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    assert all(answer.json()["tags"] == ["v1", "v2", "v3"] for answer in answers[:6])
+    for answer in answers[6:12]:
+        assert answer.json()["tags"] == ["v1"] and "n=1" in answer.headers["link"]
+    found = [[m["digest"] for m in answer.json()["manifests"]] for answer in answers[12:]]
+    assert found == [[signature["digest"], sbom["digest"]]] * 6 + [[signature["digest"]]] * 6
+    assert fake.requests["GET tags"] == 2
+    assert fake.requests["GET referrers"] == 2
+
+
 def test_reads_with_forwarded_credentials_are_shared_only_by_the_same_client(
     tmp_path: Path,
 ) -> None:

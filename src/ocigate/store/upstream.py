@@ -644,21 +644,24 @@ class UpstreamStore:
         return items
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
-        path = f"/v2/{repo}/tags/list"
+        # Every page is cut from the whole list, so concurrent listings share one.
+        tags = await self._collapsed(self._all_tags, repo, "")
+        if last is not None:
+            tags = [t for t in tags if t > last]
+        if n is None:
+            return Page(list(tags), False)  # the list is shared: each caller gets its own
+        return Page(tags[:n], len(tags) > n)
+
+    async def _all_tags(self, repo: str, _reference: str) -> list[str]:
         try:
-            listed = await self._all_pages(repo, path, "tags", self._scope(repo))
+            listed = await self._all_pages(repo, f"/v2/{repo}/tags/list", "tags", self._scope(repo))
         except NameUnknown:
             # distribution says NAME_UNKNOWN for a repository whose manifests are all untagged;
             # the catalog tells whether the repository exists after all.
             if not await self._in_catalog(repo):
                 raise
             listed = []
-        tags = sorted(str(t) for t in listed)
-        if last is not None:
-            tags = [t for t in tags if t > last]
-        if n is None:
-            return Page(tags, False)
-        return Page(tags[:n], len(tags) > n)
+        return sorted(str(t) for t in listed)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         want = n if n is not None else 10_000
@@ -763,12 +766,7 @@ class UpstreamStore:
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None
     ) -> list[Descriptor]:
-        if await self._has_referrers_api(repo):
-            scope = self._scope(repo)
-            path = f"/v2/{repo}/referrers/{digest}"
-            raw = await self._all_pages(repo, path, "manifests", scope)
-        else:
-            raw = await self._index(repo, digest)
+        raw = await self._collapsed(self._raw_referrers, repo, digest)
         found: list[Descriptor] = []
         for item in raw:
             try:
@@ -778,6 +776,14 @@ class UpstreamStore:
             if artifact_type is None or descriptor.artifact_type == artifact_type:
                 found.append(descriptor)
         return found
+
+    async def _raw_referrers(self, repo: str, digest: Digest) -> list[dict[str, Any]]:
+        """The referrers index entries, unfiltered: concurrent queries share them, whatever
+        ``artifactType`` each filters by."""
+        if await self._has_referrers_api(repo):
+            path = f"/v2/{repo}/referrers/{digest}"
+            return await self._all_pages(repo, path, "manifests", self._scope(repo))
+        return await self._index(repo, digest)
 
     async def close(self) -> None:
         await self.client.aclose()
