@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 # The current request's id, set by the HTTP layer; events carry it.
 current_request_id: ContextVar[str | None] = ContextVar("ocigate_request_id", default=None)
+
+
+class _RequestIds:
+    """16 hex digits, unique across processes and restarts: a random prefix per process and a
+    counter (a random id per request, a system call, cost twice as much)."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.prefix, self.counter = os.urandom(4).hex(), itertools.count()
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFF:08x}"
+
+
+_ids = _RequestIds()
+os.register_at_fork(after_in_child=_ids.restart)  # each worker process its own prefix
+new_request_id = _ids.new
+
+
 # Set while a layer reads content for its own purposes (validation reading a payload), so that
 # the events layer does not report the read as a client's pull.
 internal_read: ContextVar[bool] = ContextVar("ocigate_internal_read", default=False)
