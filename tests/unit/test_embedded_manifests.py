@@ -268,11 +268,14 @@ async def test_reads_kept_in_memory_follow_changes_made_by_another_worker(tmp_pa
     for _ in range(2):  # the second round is answered from memory
         assert (await reader.get_manifest("r", "latest")).digest == subject.digest
         assert (await reader.list_tags("r", None, None)).items == ["latest"]
+        assert (await reader.list_repositories(None, None)).items == ["r"]
         assert [d.digest for d in await reader.list_referrers("r", subject.digest, None)] == [
             sig.digest
         ]
     moved = await push_image(writer, "r", b"{}", [b"app v2"], tags=["latest", "v2"])
     sbom = await push_image(writer, "r", b"{}", [b"sbom"], subject=about, artifact_type="a/sbom")
+    await push_image(writer, "s", b"{}", tags=["x"])
+    assert (await reader.list_repositories(None, None)).items == ["r", "s"]
     assert (await reader.get_manifest("r", "latest")).digest == moved.digest
     assert (await reader.list_tags("r", None, None)).items == ["latest", "v2"]
     referrers = await reader.list_referrers("r", subject.digest, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,23 @@ def test_weights_are_bounded(stamp: Stamp) -> None:
     assert cache.lookup("b")[0] == 2
     cache.store("c", 5, seen, weight=4)
     assert cache.lookup("b")[0] == 2 and cache.lookup("c")[0] == 5
+
+
+@pytest.mark.anyio
+async def test_get_loads_only_what_is_not_kept(stamp: Stamp) -> None:
+    cache: StampedCache[str, list[int]] = StampedCache(stamp, 60.0, capacity=10)
+    loads: list[str] = []
+
+    def loader(key: str) -> Callable[[], Awaitable[list[int]]]:
+        async def load() -> list[int]:
+            loads.append(key)
+            return []
+
+        return load
+
+    for _ in range(3):
+        assert await cache.get("a", loader("a"), lambda found: 1 + len(found)) == []
+    assert loads == ["a"]
+    stamp.bump()
+    await cache.get("a", loader("a"), lambda found: 1 + len(found))
+    assert loads == ["a", "a"]

@@ -55,6 +55,14 @@ def _blob_unknown(digest: Digest) -> Exception:
     return BlobUnknown({"digest": str(digest)})
 
 
+def _page_weight(page: Page) -> int:
+    return 1 + len(page.items)  # an empty answer still takes room
+
+
+def _list_weight(items: list[Descriptor]) -> int:
+    return 1 + len(items)
+
+
 def _manifest_unknown(reference: str) -> Exception:
     return ManifestUnknown({"reference": reference[:300]})
 
@@ -87,6 +95,8 @@ class EmbeddedStore:
         self._tags = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
         self._referrers: StampedCache[tuple[str, Digest, str | None], list[Descriptor]]
         self._referrers = StampedCache(stamp, CACHE_SECONDS, capacity=20_000)  # descriptors
+        self._catalog: StampedCache[tuple[str | None, int | None], Page]
+        self._catalog = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
 
     # -- blobs -----------------------------------------------------------------------------
 
@@ -243,11 +253,7 @@ class EmbeddedStore:
 
         # Polled by image updaters: kept while nothing changes, queried in a thread otherwise
         # (a page may hold every tag of a large repository).
-        key = (repo, last, n)
-        found, stamp = self._tags.lookup(key)
-        if found is None:
-            found = await run(list_)
-            self._tags.store(key, found, stamp, 1 + len(found.items))
+        found = await self._tags.get((repo, last, n), lambda: run(list_), _page_weight)
         return Page(list(found.items), found.more)  # the caller's to keep or change
 
     async def list_referrers(
@@ -255,14 +261,17 @@ class EmbeddedStore:
     ) -> list[Descriptor]:
         # Asked by signature verifiers on every admission of an image.
         key = (repo, digest, artifact_type)
-        found, stamp = self._referrers.lookup(key)
-        if found is None:
-            found = await run(self.meta.referrers, repo, digest, artifact_type)
-            self._referrers.store(key, found, stamp, 1 + len(found))
+        found = await self._referrers.get(
+            key, lambda: run(self.meta.referrers, repo, digest, artifact_type), _list_weight
+        )
         return list(found)  # the caller's to keep or change
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
-        return Page(*await run(self.meta.list_repositories, last, n))
+        async def load() -> Page:
+            return Page(*await run(self.meta.list_repositories, last, n))
+
+        found = await self._catalog.get((last, n), load, _page_weight)
+        return Page(list(found.items), found.more)
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ verifiers on every admission) then cost a dictionary lookup instead of a query.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from .stamp import Stamp
@@ -53,3 +53,11 @@ class StampedCache(Generic[K, V]):
             self._weight = 0
         self._entries[key] = value
         self._weight += weight
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]], weigh: Callable[[V], int]) -> V:
+        """The kept answer for ``key``, else what ``load()`` reads, kept for the next caller."""
+        found, stamp = self.lookup(key)
+        if found is None:
+            found = await load()
+            self.store(key, found, stamp, weigh(found))
+        return found
