@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .digest import Digest
 from .errors import NameInvalid, TagInvalid
@@ -13,17 +14,10 @@ _TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
 
 
-_VALID_NAMES: set[str] = set()  # names already checked: every request checks one
-
-
+@lru_cache(maxsize=4096)  # every request checks a name, and names repeat; refusals are not kept
 def check_name(name: str) -> str:
-    if name in _VALID_NAMES:
-        return name
     if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}")
-    if len(_VALID_NAMES) >= 4096:
-        _VALID_NAMES.clear()
-    _VALID_NAMES.add(name)
     return name
 
 
