@@ -267,11 +267,11 @@ class EmbeddedStore:
         return list(found)  # the caller's to keep or change
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
-        async def load() -> Page:
-            return Page(*await run(self.meta.list_repositories, last, n))
+        def list_() -> Page:
+            return Page(*self.meta.list_repositories(last, n))
 
-        found = await self._catalog.get((last, n), load, _page_weight)
-        return Page(list(found.items), found.more)
+        found = await self._catalog.get((last, n), lambda: run(list_), _page_weight)
+        return Page(list(found.items), found.more)  # the caller's to keep or change
 
     # -- maintenance -----------------------------------------------------------------------
 
