@@ -18,6 +18,7 @@ import anyio
 
 from ..auth.identity import ANONYMOUS, Identity, current_identity
 from ..config import Settings
+from ..logformat import JsonLineFormatter
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
@@ -330,8 +331,10 @@ def app_from_environment() -> App:
 
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("ocigate")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    handler.setFormatter(JsonLineFormatter())
+    ours = logging.getLogger("ocigate")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level.upper())
+    ours.propagate = False
+    # Libraries' own warnings (asyncio's unretrieved task errors, …) get the same JSON lines.
+    logging.getLogger().handlers[:] = [handler]

@@ -1,0 +1,26 @@
+"""One JSON object per log line, whatever is logged: a traceback goes into a field, never as
+raw lines between the JSON ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+
+class JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if message.startswith("{") and not record.exc_info and "\n" not in message:
+            return message  # already a JSON line (the request log): written as is
+        line: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": message,
+        }
+        if record.exc_info:
+            line["error"] = repr(record.exc_info[1])
+            line["traceback"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, separators=(",", ":"))
