@@ -1,10 +1,12 @@
-"""Command line: ``ocigate serve | fsck | validate | events | config check | config schema``."""
+"""Command line: ocigate serve | fsck | gc | validate | events | config."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,9 +15,27 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__
-from .config import Settings, load_settings
+from .config import Settings, load_settings, masked
+from .startup import StartupError, check_files, exposure_warning, listening_line
 
 APP_FACTORY = "ocigate.api.app:app_from_environment"
+# Each command's one line, in `ocigate --help` and atop its own --help.
+COMMANDS = {
+    "serve": "serve the registry (embedded store, gateway or pull-through cache)",
+    "fsck": "re-hash every blob and check every reference of a store",
+    "gc": "delete blob files no manifest references",
+    "validate": "check artifact payload files offline against artifact types",
+    "events status": "events recorded and deliveries per webhook",
+    "events list": "recent events and their deliveries",
+    "events replay": "deliver events again (id or seq)",
+    "config check": "validate a configuration file and print it resolved, secrets masked",
+    "config schema": "print the configuration's JSON Schema",
+}
+
+
+def _overview() -> str:
+    lines = [f"  {name:<15} {text}" for name, text in COMMANDS.items()]
+    return "An OCI Distribution v1.1 registry and gateway.\n\ncommands:\n" + "\n".join(lines)
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -24,15 +44,36 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     }
     if getattr(args, "upstream", None):
         overrides["upstreams"] = [{"url": args.upstream}]
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    if getattr(args, "needs_store", False) and not (settings.data_dir / "meta.db").exists():
+        # Opening one would create an empty store and report on nothing.
+        raise StartupError(
+            f"{settings.data_dir}: no ocigate store here (no meta.db); check --data-dir or"
+            " data_dir in the configuration"
+        )
+    return settings
+
+
+def _require_server(name: str) -> None:
+    if name != "builtin" and importlib.util.find_spec(name) is None:
+        raise StartupError(
+            f"server: {name} is not installed; install it with: pip install 'ocigate[{name}]'"
+        )
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .api.app import configure_logging
 
     settings = _settings_from(args)
+    check_files(settings)
+    _require_server(settings.server)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(settings.log_level)
+    log = logging.getLogger("ocigate")
+    log.info(listening_line(settings))
+    warning = exposure_warning(settings)
+    if warning is not None:
+        log.warning(warning)
     # Workers are separate processes: they rebuild the validated settings from the environment.
     os.environ["OCIGATE_RESOLVED_SETTINGS"] = settings.model_dump_json()
     if settings.server == "granian":
@@ -116,7 +157,8 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
-    print(settings.model_dump_json(indent=2))
+    check_files(settings)
+    print(json.dumps(masked(settings.model_dump(mode="json")), indent=2))
     return 0
 
 
@@ -143,53 +185,69 @@ def _events(args: argparse.Namespace) -> int:
     return events_cli.replay(data_dir, args.ids)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocigate", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"ocigate {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _options(parser: argparse.ArgumentParser, which: str, default: Any) -> None:
+    if which in ("config", "store"):
+        parser.add_argument("--config", type=Path, default=default, help="YAML configuration")
+    if which == "store":
+        parser.add_argument("--data-dir", type=Path, default=default, help="data directory")
 
-    def command(name: str, help_text: str, run: Any, *flags: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", type=Path, help="YAML configuration file")
-        if "data" in flags:
-            sub.add_argument("--data-dir", type=Path, help="data directory")
-        if "serve" in flags:
-            sub.add_argument("--listen", help="HOST:PORT (default 0.0.0.0:5000)")
-            sub.add_argument("--workers", type=int, help="worker processes (default 1)")
-            sub.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-            sub.add_argument(
-                "--upstream",
-                metavar="URL",
-                help="gateway mode: forward every repository to the registry at URL"
-                " (several upstreams, credentials: `upstreams` in the config file)",
-            )
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocigate",
+        description=_overview(),
+        epilog="`ocigate COMMAND --help` shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ocigate {__version__}")
+    # The overview lists the commands, one line each: argparse's own list would repeat them.
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands above"
+    )
+
+    def command(
+        group: Any, name: str, run: Any, options: str = "store", default: Any = None
+    ) -> argparse.ArgumentParser:
+        # `name` may be "events status": the parser is "status", its line in COMMANDS the whole.
+        description = COMMANDS.get(name)
+        sub: argparse.ArgumentParser = group.add_parser(name.split()[-1], description=description)
+        _options(sub, options, default)
         sub.set_defaults(run=run)
         return sub
 
-    command("serve", "serve the registry", _serve, "data", "serve")
-    command("fsck", "verify every blob and metadata reference", _fsck, "data")
-    command("gc", "delete blob files no repository or manifest references", _gc, "data")
-    validate = command("validate", "check artifact payload files offline", _validate)
+    serve = command(commands, "serve", _serve)
+    serve.add_argument("--listen", help="HOST:PORT (default 0.0.0.0:5000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="gateway mode: forward every repository to the registry at URL"
+        " (several upstreams, credentials: upstreams in the config file)",
+    )
+    command(commands, "fsck", _fsck).set_defaults(needs_store=True)
+    command(commands, "gc", _gc).set_defaults(needs_store=True)
+    validate = command(commands, "validate", _validate, "config")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--type", help="artifact type name (default: any with a schema)")
     validate.add_argument("--media-type", help="which of the type's schemas (when several)")
-    events = command("events", "the event outbox: status, list, replay", _events, "data")
+    events = command(commands, "events", _events)
     events_commands = events.add_subparsers(dest="events_command", required=True)
-    events_commands.add_parser("status", help="events recorded and deliveries per webhook")
-    listing = events_commands.add_parser("list", help="recent events and their deliveries")
+    # Also after the subcommand (`events status --data-dir D`); SUPPRESS keeps a value given
+    # before it.
+    for name in ("status", "list", "replay"):
+        command(events_commands, f"events {name}", _events, default=argparse.SUPPRESS)
+    listing = events_commands.choices["list"]
     listing.add_argument("--dead", action="store_true", help="only dead-lettered deliveries")
     listing.add_argument("--limit", type=int, default=100, help="most rows shown (default 100)")
     listing.add_argument("--full", action="store_true", help="print each CloudEvent too")
-    again = events_commands.add_parser("replay", help="deliver events again (id or seq)")
-    again.add_argument("ids", nargs="+", metavar="ID")
-    config = commands.add_parser("config", help="configuration tools").add_subparsers(
-        dest="config_command", required=True
+    events_commands.choices["replay"].add_argument("ids", nargs="+", metavar="ID")
+    config = commands.add_parser("config", description="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    command(config_commands, "config check", _config_check, "none").add_argument(
+        "config", type=Path
     )
-    check = config.add_parser("check", help="validate a configuration and print it resolved")
-    check.add_argument("config", type=Path)
-    check.set_defaults(run=_config_check)
-    schema = config.add_parser("schema", help="print the configuration's JSON Schema")
-    schema.set_defaults(run=_config_schema)
+    command(config_commands, "config schema", _config_schema, "none")
     return parser
 
 
@@ -202,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             key = ".".join(str(part) for part in problem["loc"])
             print(f"configuration error: {key}: {problem['msg']}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return code

@@ -5,6 +5,7 @@ Every key is validated at start-up; an invalid value fails naming the key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -181,7 +182,10 @@ class _YamlFile(PydanticBaseSettingsSource):
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(_yaml_problem(path, error)) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the configuration must be a mapping of keys")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -194,3 +198,34 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     finally:
         _FILE_DATA.reset(token)
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """``FILE:LINE:COLUMN: problem``, on one line, as compilers say it."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: YAML syntax error: {' '.join(problem.split())}"
+
+
+MASK = "********"
+# Keys whose string values are secrets wherever they sit: password, token, secret,
+# upload_signing_key, secret_key, client_secret, …
+_SECRET_KEY = re.compile(r"(^|_)(password|token|secret|key)$")
+_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """A ``model_dump(mode="json")`` with every secret replaced by ``MASK``: values of secret
+    keys, every header value (they carry credentials), passwords inside URLs."""
+    if isinstance(value, dict):
+        if key == "headers":
+            return {name: MASK for name in value}
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(item, key) for item in value]
+    if isinstance(value, str):
+        if _SECRET_KEY.search(key):
+            return MASK
+        return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", value)
+    return value
