@@ -21,7 +21,8 @@ def _project() -> dict[str, object]:
 
 def _names(requirements: object) -> set[str]:
     assert isinstance(requirements, list)
-    return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    names = (re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in requirements)
+    return {name.lower().replace("_", "-") for name in names}
 
 
 def _module_level_imports(path: Path) -> set[str]:
