@@ -101,13 +101,15 @@ class Deliverer:
         headers.update(webhook.headers)
         if webhook.secret:
             headers["x-ocigate-signature"] = signature(webhook.secret, body)
+        status = 0
         try:
             # `timeout` bounds the whole attempt, however slowly the receiver trickles.
             async with asyncio.timeout(webhook.timeout):
                 response = await self.pools[webhook.name].request(
                     "POST", webhook.url, headers, body
                 )
-                if 200 <= response.status_code < 300:
+                status = response.status_code
+                if 200 <= status < 300:
                     await response.aclose()
                     return None
                 preview = b""
@@ -117,8 +119,10 @@ class Deliverer:
                         break
                 await response.aclose()
         except TimeoutError:
+            if 200 <= status < 300:
+                return None  # accepted; only the rest of its answer was slow
             return f"Timeout: no answer within {webhook.timeout:g}s"
         except (TransportError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"
         text = preview[:ERROR_PREVIEW].decode(errors="replace")
-        return f"HTTP {response.status_code}: {text}"
+        return f"HTTP {status}: {text}"

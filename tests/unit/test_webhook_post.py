@@ -1,0 +1,98 @@
+"""One webhook attempt on ocigate's own client, against scripted loopback receivers: an answer,
+a refusal, and receivers that hang or trickle past the webhook's timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from ocigate.layers.events_config import EventsConfig
+from ocigate.layers.webhooks import Deliverer, signature
+from ocigate.store.outbox import Outbox
+
+pytestmark = pytest.mark.anyio
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def receiver(script: Script) -> AsyncIterator[str]:
+    server = await asyncio.start_server(script, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.close()
+
+
+async def _request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length"))
+    return head, await reader.readexactly(length)
+
+
+def deliverer(tmp_path: Path, url: str, timeout: float = 0.5) -> Deliverer:
+    config = EventsConfig.model_validate(
+        {"webhooks": [{"name": "h", "url": url, "secret": "k", "timeout": timeout}]}
+    )
+    return Deliverer(config, Outbox(tmp_path / "events.db"))
+
+
+async def test_an_answered_post_is_signed_and_succeeds(tmp_path: Path) -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _request(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async with receiver(answer) as url:
+        hooks = deliverer(tmp_path, url)
+        assert await hooks._post(hooks.webhooks["h"], b'{"id":"1"}') is None
+    head, body = seen[0]
+    assert body == b'{"id":"1"}'
+    assert f"x-ocigate-signature: {signature('k', body)}".encode() in head.lower()
+
+
+async def test_a_refusal_is_kept_with_the_start_of_its_answer(tmp_path: Path) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        text = b"no such hook" + b"!" * 100_000
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
+        await writer.drain()
+
+    async with receiver(refuse) as url:
+        hooks = deliverer(tmp_path, url)
+        error = await hooks._post(hooks.webhooks["h"], b"{}")
+    assert error is not None and error.startswith("HTTP 404: no such hook") and len(error) < 300
+
+
+@pytest.mark.parametrize("behaviour", ["hangs", "trickles"])
+async def test_a_slow_receiver_fails_the_attempt_within_its_timeout(
+    tmp_path: Path, behaviour: str
+) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        if behaviour == "trickles":  # every byte within the read timeout, the whole far beyond
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                writer.write(b"x")
+                await writer.drain()
+        await asyncio.sleep(30)
+
+    async with receiver(slow) as url:
+        hooks = deliverer(tmp_path, url, timeout=0.5)
+        started = time.monotonic()
+        error = await hooks._post(hooks.webhooks["h"], b"{}")
+        elapsed = time.monotonic() - started
+    if behaviour == "hangs":
+        assert error == "Timeout: no answer within 0.5s"
+    else:  # a 2xx head arrived at once: the attempt succeeded, the body is not waited for
+        assert error is None
+    assert elapsed < 2.0
