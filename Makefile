@@ -2,39 +2,41 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-DEBS    := skopeo docker-registry podman wrk hey curl openssl
+# Debian packages the tests and the benchmark drive for real (README, "Quick start"):
+# docker.io is the docker CLI, containerd brings ctr.
+DEBS    := skopeo docker-registry podman docker.io containerd wrk hey curl openssl
 DATA    ?= ./ocigate-data
 LISTEN  ?= 0.0.0.0:5000
+# What is installed into the venv: running needs ocigate alone, the tests their extras too.
+RUN_DEPS  := $(VENV)/.run-deps
+TEST_DEPS := $(VENV)/.test-deps
 
-.PHONY: run test lint unit bench deps venv debs docker-cli clean
+.PHONY: run test lint bench deps venv debs clean
 
-$(BIN)/ocigate: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+
+$(RUN_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $@
 
-venv: $(BIN)/ocigate
+$(TEST_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(RUN_DEPS)
 
-run: venv
+venv: $(TEST_DEPS)
+
+run: $(RUN_DEPS)
 	$(BIN)/ocigate serve --listen $(LISTEN) --data-dir $(DATA)
 
-# Debian packages the tests and the benchmark drive for real; installed when missing.
+# Installed when missing, without starting docker-registry's system service (see .ci/debs).
 debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@.ci/debs $(DEBS)
 
-# The Docker CLI (it logs in without an engine) comes with the machine image, not Debian.
-docker-cli:
-	@command -v docker >/dev/null || { echo "the docker CLI is required by tests/auth" >&2; exit 1; }
+deps: $(TEST_DEPS) debs
 
-deps: venv debs docker-cli
-
-lint: venv
+lint: $(TEST_DEPS)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
