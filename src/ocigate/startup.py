@@ -55,14 +55,16 @@ def _is_loopback(host: str) -> bool:
 def _what(settings: Settings) -> str:
     if not settings.upstreams:
         return f"embedded store {settings.data_dir}"
-    parts = []
-    for upstream in settings.upstreams:
-        part = upstream.url + (f" as {upstream.prefix}/" if upstream.prefix else "")
-        if upstream.cache:
-            part += f" (cached in {settings.data_dir / 'cache'})"
-        parts.append(part)
-    kind = "pull-through cache of" if all(u.cache for u in settings.upstreams) else "gateway to"
-    return f"{kind} {', '.join(parts)}"
+    cached = [u.cache for u in settings.upstreams]
+    parts = [
+        u.url
+        + (f" as {u.prefix}/" if u.prefix else "")
+        + (" (cached)" if u.cache and not all(cached) else "")
+        for u in settings.upstreams
+    ]
+    kind = "pull-through cache of" if all(cached) else "gateway to"
+    where = f", cache in {settings.data_dir / 'cache'}" if any(cached) else ""
+    return f"{kind} {', '.join(parts)}{where}"
 
 
 def listening_line(settings: Settings) -> str:

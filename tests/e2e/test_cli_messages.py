@@ -132,6 +132,13 @@ def test_start_up_says_where_and_what_it_serves(tmp_path: Path) -> None:
     lines = _startup_lines(tmp_path / "b", "127.0.0.1", "--upstream", upstream)
     assert any(str(line["msg"]).endswith(f"(gateway to {upstream}, 1 worker)") for line in lines)
 
+    config = tmp_path / "cache.yaml"
+    config.write_text(json.dumps({"upstreams": [{"url": upstream, "cache": True}]}))
+    lines = _startup_lines(tmp_path / "c", "127.0.0.1", "--config", str(config))
+    cache = tmp_path / "c" / "data" / "cache"
+    wanted = f"(pull-through cache of {upstream}, cache in {cache}, 1 worker)"
+    assert any(str(line["msg"]).endswith(wanted) for line in lines), lines
+
 
 def test_open_non_loopback_listener_warns(tmp_path: Path) -> None:
     lines = _startup_lines(tmp_path, "0.0.0.0")
