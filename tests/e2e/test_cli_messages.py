@@ -156,16 +156,18 @@ def test_an_unexpected_exception_is_one_json_line() -> None:
         "except KeyError:\n"
         "    logging.getLogger('ocigate.events').exception('event delivery failed')\n"
         "logging.getLogger('asyncio').error('library line', exc_info=ValueError('x'))\n"
+        "import warnings; warnings.warn('old API', DeprecationWarning, stacklevel=1)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
     lines = result.stderr.splitlines()
-    assert len(lines) == 2, result.stderr
-    first, second = (json.loads(line) for line in lines)
+    assert len(lines) == 3, result.stderr
+    first, second, third = (json.loads(line) for line in lines)
     assert first["msg"] == "event delivery failed" and first["level"] == "error"
     assert "KeyError: 'missing'" in first["traceback"]
     assert second["logger"] == "asyncio" and "ValueError: x" in second["traceback"]
+    assert third["logger"] == "py.warnings" and "DeprecationWarning: old API" in third["msg"]
 
 
 def test_help_is_plain_and_lists_every_command_once() -> None:

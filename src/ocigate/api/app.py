@@ -336,5 +336,7 @@ def configure_logging(level: str) -> None:
     ours.handlers[:] = [handler]
     ours.setLevel(level.upper())
     ours.propagate = False
-    # Libraries' own warnings (asyncio's unretrieved task errors, …) get the same JSON lines.
+    # Libraries' own messages (asyncio's unretrieved task errors, …) and Python warnings get
+    # the same JSON lines.
     logging.getLogger().handlers[:] = [handler]
+    logging.captureWarnings(True)
