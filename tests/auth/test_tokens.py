@@ -210,21 +210,24 @@ def test_catalog_through_the_token_flow(token_registry: TokenRegistry, team_a_re
 
 
 def test_refused_after_one_token_fetch(token_registry: TokenRegistry, team_a_repo: str) -> None:
-    """A known user the policy refuses gets 403 DENIED; a token that lacks a scope the policy
-    would grant gets 401 ``insufficient_scope`` naming it, and the token for it works."""
+    """A token that does not cover a request gets 401 ``insufficient_scope`` naming the scope
+    (clients give up there instead of fetching token after token), whether the policy refuses
+    the user or would grant a token for it; a user refused over Basic gets 403 DENIED."""
     url = token_registry.url
     path = manifest_url(team_a_repo, "latest")
     params = challenge(httpx.get(f"{url}{path}"))
+    assert "error" not in params  # a plain challenge: go and get a token
     token = fetch_token(params["realm"], params["service"], params["scope"], "bob")
     with bearer(url, token) as bob:
         refused = bob.get(path)
-    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
-    assert "www-authenticate" not in refused.headers
+    assert challenge(refused) == {**params, "error": "insufficient_scope"}
+    assert "denied" in refused.json()["errors"][0]["message"]
     pull_only = fetch_token(params["realm"], params["service"], params["scope"], "alice")
     with bearer(url, pull_only) as alice:
         wanted = challenge(alice.delete(path))
     assert wanted["error"] == "insufficient_scope"
     assert wanted["scope"] == f"repository:{team_a_repo}:delete"
-    anonymous = fetch_token(params["realm"], params["service"], params["scope"])
-    with bearer(url, anonymous) as client:  # may still log in: challenged, not refused
-        assert challenge(client.get(path))["error"] == "insufficient_scope"
+    with httpx.Client(base_url=url, auth=httpx.BasicAuth("bob", USERS["bob"])) as bob:
+        direct = bob.get(path)
+    assert direct.status_code == 403 and direct.json()["errors"][0]["code"] == "DENIED"
+    assert "www-authenticate" not in direct.headers

@@ -114,19 +114,21 @@ class Authenticator:
     def refusal(
         self, request: Request, route: Route | None, identity: Identity, error: OCIError
     ) -> tuple[OCIError, Headers]:
-        """The answer to a refused request: ``403 DENIED`` once a known identity is refused,
-        else ``401`` with the challenge telling the client which token (or login) to get."""
+        """The answer to a refused request, as distribution gives it. A caller who could log in
+        is challenged (401). A registry token the request needs more than (whether the policy
+        would grant it or not) gets 401 ``error="insufficient_scope"`` naming the scope: clients
+        fetch a token for a plain challenge but give up, saying "denied", on this one. A user
+        who logged in directly (Basic, OIDC) and is refused gets ``403 DENIED``."""
         if isinstance(error, InsufficientScope):
-            detail = error.detail
-            return Unauthorized(detail, error.message), self._challenge(
-                request, error.scope, "insufficient_scope"
-            )
-        if isinstance(error, Denied) and identity.anonymous:
+            unauthorized = Unauthorized(error.detail, error.message)
+            return unauthorized, self._challenge(request, error.scope, "insufficient_scope")
+        token = identity.method == "token"
+        if isinstance(error, Denied) and (identity.anonymous or token):
             error = Unauthorized(error.detail, error.message)
         if error.status != 401:
             return error, []
         wanted = self._wanted_scope(request, route)
-        problem = "insufficient_scope" if identity.method == "token" and wanted else None
+        problem = "insufficient_scope" if token and wanted else None
         return error, self._challenge(request, wanted, problem)
 
     def _wanted_scope(self, request: Request, route: Route | None) -> str | None:
