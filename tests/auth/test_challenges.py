@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
+from ocigate.auth.config import TokenConfig
 
 from .conftest import TokenRegistry, start
 from .raw import exchange, header_values, status_of
@@ -67,3 +70,11 @@ def test_configured_values_are_quote_escaped(configured_realm: str) -> None:
         b'Bearer realm="https://auth.example/token",service="reg\\"istry",'
         b'scope="repository:team-a/x:pull"'
     )
+
+
+@pytest.mark.parametrize(
+    "realm", ["/token", "ftp://auth.example/t", 'https://a.example/t",realm="x', "https://a/\r\n"]
+)
+def test_a_configured_realm_is_an_absolute_http_url(realm: str) -> None:
+    with pytest.raises(ValidationError, match="absolute"):
+        TokenConfig(realm=realm)
