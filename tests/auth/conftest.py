@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import bcrypt
 import httpx
 import pytest
 
+from e2e.support import ServerProcess, ocigate_server
 from spec.conftest import make_client, serve_ocigate
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw"}
@@ -62,6 +64,18 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
 @pytest.fixture(scope="module")
 def htpasswd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_htpasswd(tmp_path_factory.mktemp("auth") / "htpasswd", USERS)
+
+
+def serve_process(tmp: Path, realm: str, workers: int = 2) -> ServerProcess:
+    """``ocigate serve`` (the built-in server) with the test users and policy."""
+    htpasswd = write_htpasswd(tmp / "htpasswd", USERS)
+    config = tmp / "ocigate.yaml"
+    config.write_text(
+        json.dumps({"auth": {"htpasswd": str(htpasswd), "realm": realm}, "policy": POLICY})
+    )
+    process = ocigate_server(tmp / "data", tmp / "server.log", workers=workers)
+    process.argv.extend(["--config", str(config)])
+    return process.start()
 
 
 def start(tmp: Path, htpasswd: Path, realm: str, **extra: Any) -> Any:

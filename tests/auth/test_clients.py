@@ -15,33 +15,22 @@ import httpx
 import oras.client
 import pytest
 
-from e2e.support import ServerProcess, make_image, ocigate_server, skopeo, write_oci_layout
+from e2e.support import ServerProcess, make_image, skopeo, write_oci_layout
 from spec.runner import assert_spec_suite_passes
 
-from .conftest import POLICY, USERS, write_htpasswd
-
-
-def _serve(tmp: Path, realm: str) -> ServerProcess:
-    htpasswd = write_htpasswd(tmp / "htpasswd", USERS)
-    config = tmp / "ocigate.yaml"
-    config.write_text(
-        json.dumps({"auth": {"htpasswd": str(htpasswd), "realm": realm}, "policy": POLICY})
-    )
-    process = ocigate_server(tmp / "data", tmp / "server.log", workers=2)
-    process.argv.extend(["--config", str(config)])
-    return process.start()
+from .conftest import USERS, serve_process
 
 
 @pytest.fixture(scope="module")
 def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = _serve(tmp_path_factory.mktemp("clients-basic"), "basic")
+    process = serve_process(tmp_path_factory.mktemp("clients-basic"), "basic")
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = _serve(tmp_path_factory.mktemp("clients-token"), "token")
+    process = serve_process(tmp_path_factory.mktemp("clients-token"), "token")
     yield process
     process.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -40,7 +41,24 @@ def oidc_registry(
         yield url
 
 
-def id_token(key: rsa.RSAPrivateKey, **changes: Any) -> str:
+class JwksIssuer:
+    """An OIDC issuer publishing its keys over HTTP, as real issuers do; counts the fetches."""
+
+    def __init__(self, key: rsa.RSAPrivateKey) -> None:
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        self.jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}).encode()
+        self.fetches = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.fetches += 1
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.jwks})
+
+
+def id_token(key: rsa.RSAPrivateKey, kid: str = "k1", **changes: Any) -> str:
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -51,7 +69,7 @@ def id_token(key: rsa.RSAPrivateKey, **changes: Any) -> str:
         "exp": now + 300,
         **changes,
     }
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
 
 @pytest.fixture(scope="module")
@@ -123,16 +141,7 @@ def test_jwks_fetched_from_the_issuer_url(
     tmp_path: Path, htpasswd: Path, issuer_key: rsa.RSAPrivateKey
 ) -> None:
     """The issuer's keys published over HTTP, as real issuers do."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(issuer_key.public_key()))
-    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}).encode()
-
-    async def issuer(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": jwks})
-
+    issuer = JwksIssuer(issuer_key)
     with serve_app(issuer, "issuer") as issuer_url:
         oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"{issuer_url}/jwks"}
         with start(tmp_path, htpasswd, "token", auth={"oidc": oidc}, policy=POLICY) as url:
@@ -141,3 +150,41 @@ def test_jwks_fetched_from_the_issuer_url(
             with httpx.Client(base_url=url, headers=headers) as bot:
                 push_image(bot, name, "latest")
                 assert bot.get(manifest_url(name, "latest")).status_code == 200
+
+
+def test_unknown_keys_and_an_unreachable_issuer(
+    tmp_path: Path, htpasswd: Path, issuer_key: rsa.RSAPrivateKey
+) -> None:
+    """An unknown ``kid`` is a 401 and fetches the keys at most once per refresh interval; while
+    the issuer is down the keys fetched before keep working; 503 only with no keys at all."""
+    issuer = JwksIssuer(issuer_key)
+    with contextlib.ExitStack() as issuer_up:
+        issuer_url = issuer_up.enter_context(serve_app(issuer, "issuer"))
+        oidc = {
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "jwks_url": f"{issuer_url}/jwks",
+            "jwks_refresh_interval": 2,
+        }
+        with (
+            start(tmp_path, htpasswd, "token", auth={"oidc": oidc}) as url,
+            httpx.Client(base_url=url) as client,
+        ):
+
+            def status(token: str) -> int:
+                headers = {"Authorization": f"Bearer {token}"}
+                return client.get("/v2/public/none/tags/list", headers=headers).status_code
+
+            assert status(id_token(issuer_key)) == 404  # known and allowed: no such repository
+            assert issuer.fetches == 1
+            for attempt in range(10):
+                assert status(id_token(issuer_key, kid=f"made-up-{attempt}")) == 401
+            assert issuer.fetches == 1  # at most one fetch per refresh interval
+            issuer_up.close()
+            time.sleep(2.1)  # the next unknown kid tries the issuer, which is gone
+            assert status(id_token(issuer_key, kid="made-up")) == 401
+            assert status(id_token(issuer_key)) == 404  # the keys fetched before still work
+    with start(tmp_path / "down", htpasswd, "token", auth={"oidc": oidc}) as url:
+        headers = {"Authorization": f"Bearer {id_token(issuer_key)}"}
+        resp = httpx.get(f"{url}/v2/public/none/tags/list", headers=headers)
+        assert resp.status_code == 503 and resp.json()["errors"][0]["code"] == "UNAVAILABLE"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import statistics
+import time
 from pathlib import Path
 
+import bcrypt
 import httpx
 import pytest
 
@@ -179,3 +182,31 @@ def test_a_denying_rule_speaks_its_message(basic_registry: str) -> None:
         "message": "team-b only",
         "detail": {"repository": name, "action": "push"},
     }
+
+
+def test_empty_basic_credentials_are_anonymous(basic_registry: str) -> None:
+    """``Basic Og==`` (an empty user and password, sent by some clients after a logout)."""
+    empty = {"Authorization": "Basic Og=="}
+    with httpx.Client(base_url=basic_registry, headers=empty) as client:
+        assert client.get("/v2/public/none/tags/list").status_code == 404  # anonymous may pull
+        assert client.get(manifest_url(repo("team-a"), "v1")).status_code == 401
+
+
+def test_login_time_does_not_tell_who_exists(tmp_path: Path) -> None:
+    """An unknown user costs a bcrypt check like a known user's wrong password."""
+    hashed = bcrypt.hashpw(b"alice-pw", bcrypt.gensalt(rounds=10)).decode()
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"alice:{hashed}\n")
+
+    def median_ms(client: httpx.Client, user: str) -> float:
+        times = []
+        for attempt in range(7):
+            started = time.perf_counter()
+            resp = client.get("/v2/", auth=httpx.BasicAuth(user, f"wrong-{attempt}"))
+            times.append((time.perf_counter() - started) * 1000)
+            assert resp.status_code == 401
+        return statistics.median(times)
+
+    with start(tmp_path, htpasswd, "basic") as url, httpx.Client(base_url=url) as client:
+        known, unknown = median_ms(client, "alice"), median_ms(client, "mallory")
+    assert known / 3 < unknown < known * 3, f"known {known:.1f} ms, unknown {unknown:.1f} ms"

@@ -182,3 +182,52 @@ def _hs256(claims: dict[str, Any], secret: bytes) -> str:
     signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + part(mac)
+
+
+def test_catalog_through_the_token_flow(token_registry: TokenRegistry, team_a_repo: str) -> None:
+    url = token_registry.url
+    params = challenge(httpx.get(f"{url}/v2/"))
+    realm, service = params["realm"], params["service"]
+    team_b = [f"team-b/app-{secrets.token_hex(3)}" for _ in range(2)]
+    scopes = " ".join(f"repository:{name}:pull,push" for name in team_b)
+    push_token = fetch_token(realm, service, scopes, "bob")
+    with bearer(url, push_token) as bob:
+        for name in team_b:
+            push_image(bob, name, "latest")
+    # A token without the catalog scope is told which one to fetch.
+    with bearer(url, push_token) as bob:
+        wanted = challenge(bob.get("/v2/_catalog"))
+    assert wanted["scope"] == "registry:catalog:*" and wanted["error"] == "insufficient_scope"
+    seen: dict[str, set[str]] = {}
+    for user in ("root", "bob"):
+        token = fetch_token(realm, service, wanted["scope"], user)
+        with bearer(url, token) as client:
+            seen[user] = set(client.get("/v2/_catalog").json()["repositories"])
+            page = client.get("/v2/_catalog", params={"n": 1})
+            assert len(page.json()["repositories"]) == 1 and "link" in page.headers
+    assert {team_a_repo, *team_b} <= seen["root"]
+    assert set(team_b) <= seen["bob"] and team_a_repo not in seen["bob"]
+
+
+def test_refused_after_one_token_fetch(token_registry: TokenRegistry, team_a_repo: str) -> None:
+    """A token that does not cover a request gets 401 ``insufficient_scope`` naming the scope
+    (clients give up there instead of fetching token after token), whether the policy refuses
+    the user or would grant a token for it; a user refused over Basic gets 403 DENIED."""
+    url = token_registry.url
+    path = manifest_url(team_a_repo, "latest")
+    params = challenge(httpx.get(f"{url}{path}"))
+    assert "error" not in params  # a plain challenge: go and get a token
+    token = fetch_token(params["realm"], params["service"], params["scope"], "bob")
+    with bearer(url, token) as bob:
+        refused = bob.get(path)
+    assert challenge(refused) == {**params, "error": "insufficient_scope"}
+    assert "denied" in refused.json()["errors"][0]["message"]
+    pull_only = fetch_token(params["realm"], params["service"], params["scope"], "alice")
+    with bearer(url, pull_only) as alice:
+        wanted = challenge(alice.delete(path))
+    assert wanted["error"] == "insufficient_scope"
+    assert wanted["scope"] == f"repository:{team_a_repo}:delete"
+    with httpx.Client(base_url=url, auth=httpx.BasicAuth("bob", USERS["bob"])) as bob:
+        direct = bob.get(path)
+    assert direct.status_code == 403 and direct.json()["errors"][0]["code"] == "DENIED"
+    assert "www-authenticate" not in direct.headers

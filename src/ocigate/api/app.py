@@ -17,7 +17,9 @@ from urllib.parse import quote
 import anyio
 
 from ..auth.identity import ANONYMOUS, Identity, current_identity
+from ..auth.policy import Action
 from ..config import Settings
+from ..layers.policy import PolicyLayer
 from ..logformat import JsonLineFormatter
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
@@ -67,6 +69,13 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("catalog", "GET"): listings.catalog,
     ("referrers", "GET"): listings.referrers,
 }
+# Requests carrying a body, and what they need: decided before the body is read.
+_BODY_ACTIONS: dict[tuple[str, str], Action] = {
+    ("manifest", "PUT"): "push",
+    ("uploads", "POST"): "push",
+    ("upload", "PATCH"): "push",
+    ("upload", "PUT"): "push",
+}
 _API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 
 
@@ -83,6 +92,8 @@ class App:
         self.settings = settings
         self.registry = registry
         self.auth = auth
+        # The access policy is the registry's outermost layer: asked early for body requests.
+        self._gate = registry if isinstance(registry, PolicyLayer) else None
         # Clients' credentials are kept for the upstream only when one is set to forward them,
         # and never ocigate's own bearer tokens.
         self._forward_credentials = any(u.forward_credentials for u in settings.upstreams)
@@ -162,6 +173,8 @@ class App:
         route = match(request.path)
         if route is None:
             raise NotFound(request.path)
+        if route.name:  # before the name is used anywhere (challenges, logs, the policy)
+            check_name(route.name)
         return route
 
     async def _refuse(
@@ -174,9 +187,7 @@ class App:
     ) -> None:
         headers: Headers = []
         if self.auth is not None and error.status in (401, 403):
-            error = self.auth.refuse(error, identity)
-            if error.status == 401:
-                headers = self.auth.challenge(request, route.name if route else "")
+            error, headers = self.auth.refusal(request, route, identity, error)
         elif error.status == 401:  # an upstream wants the client's credentials
             headers = [(b"www-authenticate", b'Basic realm="ocigate"')]
         await exchange.fail(error, headers)
@@ -204,8 +215,9 @@ class App:
         handler = _HANDLERS.get((route.endpoint, request.method))
         if handler is None:
             raise Unsupported(f"{request.method} is not supported on {route.endpoint}")
-        if route.name:
-            check_name(route.name)
+        action = _BODY_ACTIONS.get((route.endpoint, request.method))
+        if action is not None and self._gate is not None:
+            self._gate.precheck(route.name, action)
         await handler(Call(self.registry, self.settings, request, send, route.name, route.arg))
 
 

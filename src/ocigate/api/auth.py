@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -17,14 +18,26 @@ from ..auth.htpasswd import Htpasswd
 from ..auth.identity import ANONYMOUS, Identity
 from ..auth.oidc import OidcVerifier
 from ..auth.policy import Action, Policy
-from ..auth.tokens import TOKEN_ACTIONS, Scope, TokenService, load_or_create_key
+from ..auth.tokens import (
+    CATALOG_SCOPE,
+    TOKEN_ACTIONS,
+    InsufficientScope,
+    Scope,
+    TokenService,
+    load_or_create_key,
+)
 from ..oci.errors import Denied, OCIError, Unauthorized, Unsupported
 from .http import Headers, Request
+from .routes import Route
 
 _FORM = "application/x-www-form-urlencoded"
 _VERIFIED_TOKENS = 10_000
 # What a token action needs from the policy (a token's push also covers moving a tag).
 _POLICY_ACTION: dict[str, Action] = {"pull": "pull", "push": "push", "delete": "delete"}
+# The token actions a client should ask for, by request method, when challenged.
+_CHALLENGE_ACTIONS = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}
+# host[:port] as RFC 3986 allows it (reg-name, IPv4 or [IPv6]): nothing else enters the realm.
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 class Authenticator:
@@ -54,6 +67,8 @@ class Authenticator:
         scheme = scheme.lower()
         if scheme == "basic":
             user, password = _basic(credentials.strip())
+            if not user and not password:
+                return ANONYMOUS  # what some clients send after a logout
             return await self._login(user, password)
         if scheme == "bearer":
             return await self._bearer(credentials.strip())
@@ -96,22 +111,46 @@ class Authenticator:
 
     # -- challenges ------------------------------------------------------------------------
 
-    def challenge(self, request: Request, repo: str) -> Headers:
-        if self.tokens is None:
-            value = 'Basic realm="ocigate"'
-        else:
-            realm = self.config.token.realm or f"{_origin(request)}/token"
-            value = f'Bearer realm="{realm}",service="{self.tokens.service}"'
-            if repo:
-                actions = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}
-                value += f',scope="repository:{repo}:{actions.get(request.method, "pull,push")}"'
-        return [(b"www-authenticate", value.encode())]
+    def refusal(
+        self, request: Request, route: Route | None, identity: Identity, error: OCIError
+    ) -> tuple[OCIError, Headers]:
+        """The answer to a refused request, as distribution gives it. A caller who could log in
+        is challenged (401). A registry token the request needs more than (whether the policy
+        would grant it or not) gets 401 ``error="insufficient_scope"`` naming the scope: clients
+        fetch a token for a plain challenge but give up, saying "denied", on this one. A user
+        who logged in directly (Basic, OIDC) and is refused gets ``403 DENIED``."""
+        if isinstance(error, InsufficientScope):
+            unauthorized = Unauthorized(error.detail, error.message)
+            return unauthorized, self._challenge(request, error.scope, "insufficient_scope")
+        token = identity.method == "token"
+        if isinstance(error, Denied) and (identity.anonymous or token):
+            error = Unauthorized(error.detail, error.message)
+        if error.status != 401:
+            return error, []
+        wanted = self._wanted_scope(request, route)
+        problem = "insufficient_scope" if token and wanted else None
+        return error, self._challenge(request, wanted, problem)
 
-    def refuse(self, error: OCIError, identity: Identity) -> OCIError:
-        """A denial for someone who could log in (or get a wider token) is a 401."""
-        if isinstance(error, Denied) and identity.method in ("anonymous", "token"):
-            return Unauthorized(error.detail, error.message)
-        return error
+    def _wanted_scope(self, request: Request, route: Route | None) -> str | None:
+        if route is None or route.endpoint == "base":
+            return None
+        if route.endpoint == "catalog":
+            return CATALOG_SCOPE
+        if not route.name:
+            return None
+        return f"repository:{route.name}:{_CHALLENGE_ACTIONS.get(request.method, 'pull,push')}"
+
+    def _challenge(self, request: Request, scope: str | None, error: str | None) -> Headers:
+        if self.tokens is None:
+            return [(b"www-authenticate", b'Basic realm="ocigate"')]
+        params = {
+            "realm": self.config.token.realm or f"{_origin(request)}/token",
+            "service": self.tokens.service,
+            "scope": scope,
+            "error": error,
+        }
+        value = "Bearer " + ",".join(f"{k}={_quoted(v)}" for k, v in params.items() if v)
+        return [(b"www-authenticate", value.encode("latin-1"))]
 
     # -- the token endpoint ----------------------------------------------------------------
 
@@ -151,8 +190,11 @@ class Authenticator:
         if service and service != self.tokens.service:
             raise Denied({"service": service[:100]}, "unknown service")
         access: dict[str, set[str]] = {}
+        catalog = False
         for text in scopes:
             for part in text.split(" "):
+                # Anyone may list the catalog: the listing shows what the policy lets them pull.
+                catalog = catalog or part == CATALOG_SCOPE
                 scope = Scope.parse(part)
                 if scope is None or scope.type != "repository":
                     continue
@@ -162,7 +204,7 @@ class Authenticator:
                     a for a in wanted if a in TOKEN_ACTIONS and self._may(identity, scope, a)
                 }
                 access.setdefault(scope.name, set()).update(granted)
-        return self.tokens.issue(identity, access)
+        return self.tokens.issue(identity, access, catalog=catalog)
 
     def _may(self, identity: Identity, scope: Scope, action: str) -> bool:
         needed = _POLICY_ACTION.get(action)
@@ -181,6 +223,25 @@ def _basic(credentials: str) -> tuple[str, str]:
 
 
 def _origin(request: Request) -> str:
-    host = request.headers.get("host", "localhost")
-    scheme = request.scope.get("scheme", "http")
+    """This server's origin as the client addressed it: the Host header when it is a plain
+    host[:port], else the address the connection arrived on."""
+    host = request.headers.get("host", "")
+    if not _HOST.fullmatch(host):
+        server = request.scope.get("server") or ("localhost", None)
+        address, port = str(server[0]), server[1]
+        address = f"[{address}]" if ":" in address else address
+        host = f"{address}:{port}" if port else address
+    scheme = "https" if request.scope.get("scheme") == "https" else "http"
     return f"{scheme}://{host}"
+
+
+def _quoted(value: str) -> str:
+    """An RFC 9110 quoted-string: quotes and backslashes escaped, control characters (CR, LF,
+    …) and anything beyond Latin-1 percent-encoded, so no value can end the header or the
+    parameter early."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]|[^\x00-\xff]", _percent, escaped) + '"'
+
+
+def _percent(found: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in found.group().encode())

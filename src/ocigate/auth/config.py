@@ -14,10 +14,11 @@ auth:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .oidc import OidcConfig
 
@@ -34,6 +35,15 @@ class TokenConfig(BaseModel):
         None, description="PEM private key (EC P-256 or RSA); default DATA_DIR/token-key.pem"
     )
     expiry: int = Field(300, ge=30, le=86400, description="token lifetime in seconds")
+
+    @field_validator("realm")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        # Clients fetch tokens there: only an absolute http(s) URL, nothing that could end the
+        # challenge header early.
+        if value is not None and not re.fullmatch(r"https?://[!#-~]+", value):
+            raise ValueError("auth.token.realm must be an absolute http:// or https:// URL")
+        return value
 
 
 class AuthConfig(BaseModel):

@@ -14,6 +14,8 @@ class Identity:
     method: str = "anonymous"  # anonymous | basic | token | oidc
     # A registry token limits the identity to the access it grants: repository -> actions.
     grants: Mapping[str, frozenset[str]] | None = field(default=None)
+    # ... and whether it grants ``registry:catalog:*`` (listing what the policy lets it pull).
+    catalog: bool = False
 
     @property
     def anonymous(self) -> bool:

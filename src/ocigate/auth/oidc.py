@@ -3,14 +3,13 @@ JWKS (a file or a URL), audience and expiry, with claims mapped to a user name a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
 from .identity import Identity
+from .jwks import JwksKeys
 
 
 class OidcConfig(BaseModel):
@@ -23,6 +22,10 @@ class OidcConfig(BaseModel):
     username_claim: str = "sub"
     groups_claim: str = "groups"
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwks_refresh_interval: float = Field(
+        60, ge=1, description="fetch jwks_url at most once per this many seconds"
+    )
+    jwks_max_age: float = Field(3600, ge=1, description="fetch jwks_url again after this long")
 
 
 class OidcVerifier:
@@ -30,10 +33,12 @@ class OidcVerifier:
         if (config.jwks_url is None) == (config.jwks_file is None):
             raise ValueError("oidc: set exactly one of jwks_url and jwks_file")
         self.config = config
-        self._client = jwt.PyJWKClient(config.jwks_url) if config.jwks_url else None
-        self._keys: jwt.PyJWKSet | None = None
-        if config.jwks_file is not None:
-            self._keys = jwt.PyJWKSet.from_dict(json.loads(config.jwks_file.read_text()))
+        self._keys = JwksKeys(
+            url=config.jwks_url,
+            file=config.jwks_file,
+            refresh_interval=config.jwks_refresh_interval,
+            max_age=config.jwks_max_age,
+        )
 
     def looks_like_ours(self, token: str) -> bool:
         try:
@@ -42,21 +47,11 @@ class OidcVerifier:
             return False
         return bool(claims.get("iss") == self.config.issuer)
 
-    def _key(self, token: str) -> Any:
-        if self._client is not None:
-            return self._client.get_signing_key_from_jwt(token).key
-        assert self._keys is not None
-        kid = jwt.get_unverified_header(token).get("kid")
-        for key in self._keys.keys:
-            if kid is None or key.key_id == kid:
-                return key.key
-        raise jwt.InvalidTokenError("no key for this token's kid")
-
     def verify(self, token: str) -> Identity:
         """Blocking when the JWKS is fetched: call from a thread."""
         claims = jwt.decode(
             token,
-            self._key(token),
+            self._keys.key_for(jwt.get_unverified_header(token).get("kid")),
             algorithms=self.config.algorithms,
             audience=self.config.audience,
             issuer=self.config.issuer,

@@ -3,7 +3,8 @@
 The claims follow ../shared/reference/docker-auth-jwt.md: ``iss``, ``sub``, ``aud`` (the
 service), ``exp``, ``nbf``, ``iat``, ``jti`` and ``access`` — a list of
 ``{"type": "repository", "name": ..., "actions": [...]}``. Token actions are the Docker ones:
-``pull``, ``push`` (which covers moving a tag), ``delete`` and ``*``.
+``pull``, ``push`` (which covers moving a tag), ``delete`` and ``*``; and
+``{"type": "registry", "name": "catalog", "actions": ["*"]}`` for listing the catalog.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..oci.errors import OCIError
 from .identity import Identity
 
 # What each token action lets the policy layer do.
@@ -29,6 +31,21 @@ COVERS: dict[str, frozenset[str]] = {
     "*": frozenset({"pull", "push", "overwrite", "delete"}),
 }
 TOKEN_ACTIONS = ("pull", "push", "delete")
+CATALOG_SCOPE = "registry:catalog:*"
+_CATALOG = {"type": "registry", "name": "catalog", "actions": ["*"]}
+
+
+class InsufficientScope(OCIError):
+    """The policy allows the caller, but its token does not grant this: a client answers the
+    401 with ``error="insufficient_scope"`` by fetching a token for ``scope``."""
+
+    code = "DENIED"
+    status = 403
+    default_message = "the token does not grant this"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__({"scope": scope})
+        self.scope = scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +114,11 @@ class TokenService:
         self.service = service
         self.expiry = expiry
 
-    def issue(self, identity: Identity, access: Mapping[str, Iterable[str]]) -> tuple[str, int]:
-        """A signed token for ``identity`` granting ``access`` (repository -> token actions)."""
+    def issue(
+        self, identity: Identity, access: Mapping[str, Iterable[str]], *, catalog: bool = False
+    ) -> tuple[str, int]:
+        """A signed token for ``identity`` granting ``access`` (repository -> token actions),
+        and the catalog when ``catalog``."""
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -112,7 +132,8 @@ class TokenService:
             "access": [
                 {"type": "repository", "name": name, "actions": sorted(actions)}
                 for name, actions in access.items()
-            ],
+            ]
+            + ([_CATALOG] if catalog else []),
         }
         return jwt.encode(claims, self.key, algorithm=self.algorithm), self.expiry
 
@@ -129,7 +150,10 @@ class TokenService:
             leeway=5,
         )
         grants: dict[str, frozenset[str]] = {}
+        catalog = False
         for entry in claims.get("access") or []:
+            if entry == _CATALOG:
+                catalog = True
             if not isinstance(entry, dict) or entry.get("type") != "repository":
                 continue
             name, actions = entry.get("name"), entry.get("actions")
@@ -142,5 +166,6 @@ class TokenService:
             groups=frozenset(str(g) for g in groups if isinstance(g, str)),
             method="token",
             grants=grants,
+            catalog=catalog,
         )
         return identity, float(claims["exp"])

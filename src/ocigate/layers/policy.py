@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ..auth.identity import Identity, current_identity
 from ..auth.policy import Action, Decision, Policy
+from ..auth.tokens import CATALOG_SCOPE, InsufficientScope
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, ManifestUnknown
@@ -26,6 +27,17 @@ from ..registry import (
 from .delegate import Delegate
 
 audit_log = logging.getLogger("ocigate.audit")
+_TOKEN_SCOPE = "token scope"
+# The token action that grants each policy action (a token's push covers moving a tag).
+_TOKEN_ACTION: dict[Action, str] = {
+    "pull": "pull",
+    "push": "push",
+    "overwrite": "push",
+    "delete": "delete",
+}
+# Repository names read per query while filtering the catalog: a caller who sees few of many
+# repositories costs one query per this many names, in bounded memory.
+CATALOG_BATCH = 5000
 
 
 class PolicyLayer(Delegate):
@@ -38,12 +50,14 @@ class PolicyLayer(Delegate):
         decision = self.policy.decide(identity, repo, action)
         granted = identity.grants is None or action in identity.grants.get(repo, frozenset())
         if decision.allowed and not granted:
-            return Decision(False, "token scope", "the token does not grant this")
+            return Decision(False, _TOKEN_SCOPE, "the token does not grant this")
         return decision
 
-    def _decide(self, identity: Identity, repo: str, action: Action, reference: str) -> Decision:
+    def _decide(
+        self, identity: Identity, repo: str, action: Action, reference: str, *, audit: bool = True
+    ) -> Decision:
         decision = self._permitted(identity, repo, action)
-        if audit_log.isEnabledFor(logging.INFO):
+        if (audit or not decision.allowed) and audit_log.isEnabledFor(logging.INFO):
             audit_log.info(
                 json.dumps(
                     {
@@ -61,12 +75,22 @@ class PolicyLayer(Delegate):
             )
         return decision
 
-    def _require(self, repo: str, action: Action, reference: str = "") -> Decision:
-        decision = self._decide(current_identity.get(), repo, action, reference)
+    def _require(
+        self, repo: str, action: Action, reference: str = "", *, audit: bool = True
+    ) -> Decision:
+        decision = self._decide(current_identity.get(), repo, action, reference, audit=audit)
+        if decision.rule == _TOKEN_SCOPE:
+            raise InsufficientScope(f"repository:{repo}:{_TOKEN_ACTION[action]}")
         if not decision.allowed:
             message = decision.message or f"{action} access to {repo} is denied"
             raise Denied({"repository": repo, "action": action}, message)
         return decision
+
+    def precheck(self, repo: str, action: Action) -> None:
+        """Refuse ``action`` on ``repo`` from the request line and headers alone, before any
+        body is read. The call that follows decides again, with the body's details (artifact
+        types, tags), and writes the audit line; this one writes it only when it refuses."""
+        self._require(repo, action, audit=False)
 
     def _allows(self, repo: str, action: Action) -> bool:
         return self._decide(current_identity.get(), repo, action, "").allowed
@@ -183,15 +207,20 @@ class PolicyLayer(Delegate):
         return await self.inner.list_referrers(repo, digest, artifact_type)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
-        """Only the repositories the caller may pull, paged over the filtered list."""
+        """Only the repositories the caller may pull, paged over the filtered list: read in
+        batches and filtered in one pass, so hidden names cost neither queries nor a page."""
         identity = current_identity.get()
+        if identity.grants is not None and not identity.catalog:
+            raise InsufficientScope(CATALOG_SCOPE)
         visible: list[str] = []
         cursor = last
         while True:
-            page = await self.inner.list_repositories(cursor, n)
-            visible += [r for r in page.items if self._permitted(identity, r, "pull").allowed]
-            if n is not None and len(visible) >= n:
-                return Page(visible[:n], len(visible) > n or page.more)
+            page = await self.inner.list_repositories(cursor, CATALOG_BATCH)
+            for name in page.items:
+                if self.policy.decide(identity, name, "pull").allowed:
+                    if n is not None and len(visible) == n:
+                        return Page(visible, True)
+                    visible.append(name)
             if not page.more or not page.items:
                 return Page(visible, False)
             cursor = page.items[-1]
