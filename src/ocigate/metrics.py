@@ -1,0 +1,169 @@
+"""Prometheus metrics, through ``prometheus-client``, added up across worker processes.
+
+``ocigate serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh temporary directory before the
+workers start (each worker writes its counters to memory-mapped files there; a scrape on any
+worker sums them). Labels are bounded: the endpoint name (never the path), method, status, the
+upstream's host and the webhook's configured name; never a repository, tag or digest.
+
+The per-request cost is kept small by resolving each label set's child once (``labels()`` costs
+several microseconds, a dictionary lookup does not).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+log = logging.getLogger("ocigate")
+
+REQUESTS = Counter(
+    "ocigate_http_requests_total", "Requests answered.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "ocigate_http_request_duration_seconds",
+    "Time from request head to the end of the answer.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+BYTES_OUT = Counter("ocigate_http_response_bytes_total", "Response body bytes sent.", ["route"])
+BYTES_IN = Counter("ocigate_http_request_bytes_total", "Request body bytes received.", ["route"])
+UPSTREAM_REQUESTS = Counter(
+    "ocigate_upstream_requests_total", "Requests sent to an upstream.", ["upstream"]
+)
+UPSTREAM_ERRORS = Counter(
+    "ocigate_upstream_errors_total",
+    "Upstream requests that failed (transport error or 5xx).",
+    ["upstream"],
+)
+CACHE_LOOKUPS = Counter(
+    "ocigate_cache_requests_total", "Pull-through cache lookups.", ["kind", "result"]
+)
+GC_RUNS = Counter("ocigate_gc_runs_total", "Garbage collections run by the server.")
+GC_FREED = Counter("ocigate_gc_freed_bytes_total", "Bytes of blob files garbage collection freed.")
+RATE_LIMITED = Counter("ocigate_rate_limited_total", "Requests refused by a rate limit.", ["kind"])
+
+
+class RequestMetrics:
+    """The per-request counters with their label children cached."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._latency: dict[tuple[str, str], Histogram] = {}
+        self._out: dict[str, Counter] = {}
+        self._in: dict[str, Counter] = {}
+
+    def observe(
+        self, method: str, route: str, status: int, seconds: float, sent: int, received: int
+    ) -> None:
+        key = (method, route, status)
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = REQUESTS.labels(method, route, str(status))
+        requests.inc()
+        latency = self._latency.get(key[:2])
+        if latency is None:
+            latency = self._latency[key[:2]] = LATENCY.labels(method, route)
+        latency.observe(seconds)
+        if sent:
+            out = self._out.get(route)
+            if out is None:
+                out = self._out[route] = BYTES_OUT.labels(route)
+            out.inc(sent)
+        if received:
+            into = self._in.get(route)
+            if into is None:
+                into = self._in[route] = BYTES_IN.labels(route)
+            into.inc(received)
+
+
+class StoreCollector(Collector):
+    """Gauges read from the data directory at scrape time (the same for every worker):
+    upload sessions open, and the event outbox's backlog and failed deliveries per webhook."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[Metric]:
+        uploads = GaugeMetricFamily("ocigate_uploads_in_progress", "Open upload sessions.")
+        with_entries = self.data_dir / "uploads"
+        try:
+            count = sum(1 for entry in os.scandir(with_entries) if not entry.name.startswith("."))
+        except OSError:
+            count = 0
+        uploads.add_metric([], count)
+        yield uploads
+        yield from self._outbox()
+
+    def _outbox(self) -> Iterator[Metric]:
+        from .layers.events_cli import open_outbox
+
+        try:
+            outbox = open_outbox(self.data_dir)
+        except (OSError, ValueError):
+            return  # no outbox: events were never enabled here
+        try:
+            status = outbox.status()
+        finally:
+            outbox.close()
+        behind = GaugeMetricFamily(
+            "ocigate_outbox_depth", "Events not yet delivered, per webhook.", labels=["webhook"]
+        )
+        deliveries = GaugeMetricFamily(
+            "ocigate_webhook_deliveries",
+            "Deliveries per webhook and state (dead: given up after max_attempts).",
+            labels=["webhook", "state"],
+        )
+        for webhook, states in status["endpoints"].items():
+            behind.add_metric([webhook], states.get("behind", 0))
+            for state in ("pending", "delivered", "dead"):
+                deliveries.add_metric([webhook, state], states.get(state, 0))
+        yield behind
+        yield deliveries
+
+
+def exposition(data_dir: Path | None) -> bytes:
+    """The text format of every metric: summed over the workers when they share a directory."""
+    registry: CollectorRegistry = REGISTRY
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if data_dir is not None:
+        registry = _with(registry, StoreCollector(data_dir))
+    return generate_latest(registry)
+
+
+def _with(base: CollectorRegistry, extra: Collector) -> CollectorRegistry:
+    combined = CollectorRegistry()
+    combined.register(_Both(base, extra))
+    return combined
+
+
+class _Both(Collector):
+    def __init__(self, base: CollectorRegistry, extra: Collector) -> None:
+        self.base = base
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.base.collect()
+        yield from self.extra.collect()
+
+
+def worker_ended(pid: int) -> None:
+    """Forget a dead worker's live gauges (its counters stay counted)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
