@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from ..e2e.support import ServerFailed, ServerProcess, free_port, ocigate_argv
+from e2e.support import ServerFailed, ServerProcess, free_port, ocigate_argv
 
 
 @dataclass
