@@ -128,7 +128,9 @@ def test_bad_certificate_is_refused_by_skopeo(tmp_path: Path, ca: Ca, problem: s
             check=False,
         )
         assert done.returncode != 0
-        expected = "valid for other.example, not localhost" if problem == "wrong-host" else "expired"
+        expected = (
+            "valid for other.example, not localhost" if problem == "wrong-host" else "expired"
+        )
         assert expected in done.stderr, done.stderr
     finally:
         server.stop()
