@@ -27,6 +27,7 @@ from .tls import ReloadingContext, accept_forever
 
 GRACE_SECONDS = 10.0
 RESPAWN_DELAY = 1.0
+FULL_WAIT = 5.0  # seconds a connection over the cap may take to send its request
 log = logging.getLogger("ocigate.server")
 
 
@@ -165,16 +166,24 @@ _FULL_BODY = (
 
 
 class _Full(asyncio.Protocol):
-    """A connection over the worker's cap: told so (503, retry soon) and closed."""
+    """A connection over the worker's cap: its first request is answered 503 (retry in a
+    second) and the connection closed; answering before the request arrived would make the
+    client see a reset instead."""
+
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"retry-after: 1\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(_FULL_BODY), _FULL_BODY)
-        )
-        transport.close()
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+        asyncio.get_running_loop().call_later(FULL_WAIT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"retry-after: 1\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (len(_FULL_BODY), _FULL_BODY)
+            )
+            self.transport.close()
 
 
 class _Lifespan:
