@@ -53,6 +53,11 @@ UPSTREAM_ERRORS = Counter(
 CACHE_LOOKUPS = Counter(
     "ocigate_cache_requests_total", "Pull-through cache lookups.", ["kind", "result"]
 )
+# Resolved once: these are counted on hot paths.
+BLOB_HIT = CACHE_LOOKUPS.labels("blob", "hit")
+BLOB_MISS = CACHE_LOOKUPS.labels("blob", "miss")
+MANIFEST_HIT = CACHE_LOOKUPS.labels("manifest", "hit")
+MANIFEST_MISS = CACHE_LOOKUPS.labels("manifest", "miss")
 GC_RUNS = Counter("ocigate_gc_runs_total", "Garbage collections run by the server.")
 GC_FREED = Counter("ocigate_gc_freed_bytes_total", "Bytes of blob files garbage collection freed.")
 RATE_LIMITED = Counter("ocigate_rate_limited_total", "Requests refused by a rate limit.", ["kind"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from e2e.support import distribution_server, free_port
+from e2e.support import MANIFEST_ACCEPT, distribution_server, free_port, make_image, push_image
 
 from .support import prod_server
 
@@ -130,3 +130,38 @@ def test_metrics_can_be_protected_or_turned_off(tmp_path: Path) -> None:
     finally:
         protected.stop()
         off.stop()
+
+
+def test_metrics_count_upstream_requests_errors_and_cache_hits(tmp_path: Path) -> None:
+    port = free_port()
+    upstream = distribution_server(tmp_path / "upstream", tmp_path / "upstream.log", port=port)
+    upstream.start()
+    config = f"upstreams:\n  - {{url: 'http://127.0.0.1:{port}', cache: true}}\n"
+    server = prod_server(tmp_path, config, 2)
+    server.start()
+    image = make_image("metrics")
+    try:
+        with httpx.Client(timeout=10) as client:
+            push_image(client, upstream.url, "prod/cached", image, "v1")
+            for _ in range(3):
+                pulled = client.get(
+                    f"{server.url}/v2/prod/cached/manifests/{image.manifest.digest}",
+                    headers={"accept": MANIFEST_ACCEPT},
+                )
+                assert pulled.status_code == 200
+            upstream.stop()
+            upstream.wait_port_closed()
+            missing = client.get(f"{server.url}/v2/prod/cached/manifests/other")
+            assert missing.status_code in (502, 504)
+            text = client.get(f"{server.url}/metrics").text
+        host = f"127.0.0.1:{port}"
+        assert _sample(text, "ocigate_cache_requests_total", kind="manifest", result="miss") >= 1
+        hits = _sample(text, "ocigate_cache_requests_total", kind="manifest", result="hit")
+        misses = _sample(text, "ocigate_cache_requests_total", kind="manifest", result="miss")
+        assert hits + misses >= 3 and hits >= 1  # another worker may have missed once too
+        assert _sample(text, "ocigate_upstream_requests_total", upstream=host) >= 2
+        assert _sample(text, "ocigate_upstream_errors_total", upstream=host) >= 1
+        assert "prod/cached" not in text and image.manifest.digest not in text
+    finally:
+        server.stop()
+        upstream.stop()

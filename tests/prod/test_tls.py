@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 
 from e2e.support import make_image, skopeo, write_oci_layout
+
 from .pki import Ca
 from .support import ProdServer, prod_server
 
@@ -48,10 +49,13 @@ def https(tmp_path: Path, ca: Ca) -> Iterator[ProdServer]:
 
 def _peer_serial(port: int, cafile: Path) -> int:
     context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.selected_alpn_protocol() in (None, "http/1.1")
-            der = tls.getpeercert(binary_form=True)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
 
@@ -61,7 +65,7 @@ def test_skopeo_and_podman_push_and_pull_over_https(https: ProdServer, tmp_path:
     cert_dir.mkdir()
     (cert_dir / "ca.crt").write_bytes((tmp_path / "pki" / "ca.crt").read_bytes())
     image = make_image("tls")
-    write_oci_layout(tmp_path / "layout", image.blobs + (image.manifest,), {"v1": image.manifest})
+    write_oci_layout(tmp_path / "layout", (*image.blobs, image.manifest), {"v1": image.manifest})
     dest = f"docker://localhost:{https.port}/prod/tls:v1"
     verify = ["--dest-tls-verify=true", "--dest-cert-dir", str(cert_dir)]
     skopeo("copy", "--quiet", "--preserve-digests", *verify, f"oci:{tmp_path / 'layout'}:v1", dest)
@@ -185,8 +189,10 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> Non
         with server.client() as client:
             assert client.get(f"{server.url}/v2/").status_code == 200
         anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        with pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)):
-            with httpx.Client(verify=anonymous, timeout=5) as client:
-                client.get(f"{server.url}/v2/")
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
+            httpx.Client(verify=anonymous, timeout=5) as client,
+        ):
+            client.get(f"{server.url}/v2/")
     finally:
         server.stop()
