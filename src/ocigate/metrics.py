@@ -5,14 +5,16 @@ workers start (each worker writes its counters to memory-mapped files there; a s
 worker sums them). Labels are bounded: the endpoint name (never the path), method, status, the
 upstream's host and the webhook's configured name; never a repository, tag or digest.
 
-The per-request cost is kept small by resolving each label set's child once (``labels()`` costs
-several microseconds, a dictionary lookup does not).
+Request counts are batched in each worker (see ``RequestMetrics``): a scrape shows them at
+most ``FLUSH_SECONDS`` late.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from prometheus_client.registry import Collector
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+FLUSH_SECONDS = 1.0  # how far behind the request counts in a scrape may be
 log = logging.getLogger("ocigate")
 
 REQUESTS = Counter(
@@ -63,37 +66,62 @@ GC_FREED = Counter("ocigate_gc_freed_bytes_total", "Bytes of blob files garbage 
 RATE_LIMITED = Counter("ocigate_rate_limited_total", "Requests refused by a rate limit.", ["kind"])
 
 
-class RequestMetrics:
-    """The per-request counters with their label children cached."""
+class _Pending:
+    __slots__ = ("buckets", "count", "received", "seconds", "sent")
 
     def __init__(self) -> None:
-        self._requests: dict[tuple[str, str, int], Counter] = {}
-        self._latency: dict[tuple[str, str], Histogram] = {}
-        self._out: dict[str, Counter] = {}
-        self._in: dict[str, Counter] = {}
+        self.count = 0
+        self.sent = 0
+        self.received = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+
+
+class RequestMetrics:
+    """Per-request counts, added up in plain memory and written to the shared metric files
+    at most every ``FLUSH_SECONDS`` (and before a scrape). Writing each request through
+    ``prometheus-client`` cost ~11.5 µs in multi-process mode (a locked ``mmap`` write per
+    counter and per histogram part); adding to a dictionary costs ~1 µs."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str, int], _Pending] = {}
 
     def observe(
         self, method: str, route: str, status: int, seconds: float, sent: int, received: int
     ) -> None:
         key = (method, route, status)
-        requests = self._requests.get(key)
-        if requests is None:
-            requests = self._requests[key] = REQUESTS.labels(method, route, str(status))
-        requests.inc()
-        latency = self._latency.get(key[:2])
-        if latency is None:
-            latency = self._latency[key[:2]] = LATENCY.labels(method, route)
-        latency.observe(seconds)
-        if sent:
-            out = self._out.get(route)
-            if out is None:
-                out = self._out[route] = BYTES_OUT.labels(route)
-            out.inc(sent)
-        if received:
-            into = self._in.get(route)
-            if into is None:
-                into = self._in[route] = BYTES_IN.labels(route)
-            into.inc(received)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending()
+        pending.count += 1
+        pending.sent += sent
+        pending.received += received
+        pending.seconds += seconds
+        pending.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for (method, route, status), counts in pending.items():
+            REQUESTS.labels(method, route, str(status)).inc(counts.count)
+            _add_observations(LATENCY.labels(method, route), counts.seconds, counts.buckets)
+            if counts.sent:
+                BYTES_OUT.labels(route).inc(counts.sent)
+            if counts.received:
+                BYTES_IN.labels(route).inc(counts.received)
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.flush()
+
+
+def _add_observations(histogram: Histogram, total: float, buckets: list[int]) -> None:
+    # The public API observes one value at a time; many at once need its value objects
+    # (a bucket per upper bound, not cumulative, plus the sum), as ``observe`` updates them.
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, buckets, strict=True):
+        if count:
+            value.inc(count)
 
 
 class StoreCollector(Collector):

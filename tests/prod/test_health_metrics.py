@@ -85,6 +85,7 @@ def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
         for worker in children:
             opened = [str(fd.readlink()) for fd in Path(f"/proc/{worker}/fd").iterdir()]
             assert any(f"/counter_{worker}.db" in name for name in opened), opened
+        time.sleep(1.5)  # each worker writes its request counts out every second
         # ...and whichever worker answers a scrape, the counts are the sum over both.
         for _ in range(6):
             with httpx.Client(timeout=10) as client:

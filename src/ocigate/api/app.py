@@ -112,10 +112,14 @@ class App:
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
                 self._tasks = [loop.create_task(job()) for job in self._background]
+                if self.metrics is not None:
+                    self._tasks.append(loop.create_task(self.metrics.flush_forever()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self.metrics is not None:
+                    self.metrics.flush()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -218,6 +222,8 @@ class App:
             expected = f"Bearer {config.bearer_token}"
             if not hmac.compare_digest(sent.encode(), expected.encode()):
                 raise Unauthorized(None, "metrics need the configured bearer token")
+        if self.metrics is not None:
+            self.metrics.flush()  # this worker's counts are current; the others' within 1 s
         data_dir = None if self.settings.upstreams else self.settings.data_dir
         body = await anyio.to_thread.run_sync(exposition, data_dir)
         await respond(send, 200, [(b"content-type", CONTENT_TYPE)], body)
