@@ -196,3 +196,60 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> Non
             client.get(f"{server.url}/v2/")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["granian", "uvicorn"])
+def test_alternative_servers_serve_https_from_the_same_settings(
+    tmp_path: Path, ca: Ca, kind: str
+) -> None:
+    pki = tmp_path / "pki"
+    server = prod_server(tmp_path, f"server: {kind}\n", 1, pki / "ca.crt", *_tls_flags(pki))
+    server.start()
+    try:
+        with server.client() as client:
+            assert client.get(f"{server.url}/v2/").status_code == 200
+        with pytest.raises(httpx.HTTPError):  # the CA is required: nothing else trusts it
+            httpx.get(f"{server.url}/v2/", timeout=5)
+    finally:
+        server.stop()
+
+
+def test_skopeo_pushes_with_a_client_certificate_under_mutual_tls(tmp_path: Path, ca: Ca) -> None:
+    pki = tmp_path / "pki"
+    cert_dir = tmp_path / "certs"
+    cert_dir.mkdir()
+    (cert_dir / "ca.crt").write_bytes(ca.pem)
+    ca.issue("ci-runner", hosts=(), client=True).write(
+        cert_dir / "client.cert", cert_dir / "client.key"
+    )
+    server = prod_server(tmp_path, "", 2, pki / "ca.crt", *_tls_flags(pki, client_ca=True))
+    server.client_cert = (cert_dir / "client.cert", cert_dir / "client.key")
+    server.start()
+    image = make_image("mtls")
+    write_oci_layout(tmp_path / "layout", (*image.blobs, image.manifest), {"v1": image.manifest})
+    dest = f"docker://localhost:{server.port}/prod/mtls:v1"
+    try:
+        skopeo(
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=true",
+            "--dest-cert-dir",
+            str(cert_dir),
+            f"oci:{tmp_path / 'layout'}:v1",
+            dest,
+        )
+        (cert_dir / "client.cert").unlink()
+        (cert_dir / "client.key").unlink()
+        refused = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=true", "--cert-dir", str(cert_dir), dest],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode != 0
+        # TLS 1.3 clients learn of the refusal after their side of the handshake: an alert or
+        # the connection closing, never an answer.
+        assert "certificate" in refused.stderr or "EOF" in refused.stderr, refused.stderr
+    finally:
+        server.stop()
