@@ -3,6 +3,7 @@ plain HTTP answered, certificate rotation without restart, mutual TLS."""
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import subprocess
@@ -14,7 +15,14 @@ import httpx
 import pytest
 from cryptography import x509
 
-from e2e.support import make_image, skopeo, write_oci_layout
+from e2e.support import (
+    distribution_server,
+    free_port,
+    make_image,
+    push_blob_monolithic,
+    skopeo,
+    write_oci_layout,
+)
 
 from .pki import Ca
 from .support import ProdServer, prod_server
@@ -253,3 +261,34 @@ def test_skopeo_pushes_with_a_client_certificate_under_mutual_tls(tmp_path: Path
         assert "certificate" in refused.stderr or "EOF" in refused.stderr, refused.stderr
     finally:
         server.stop()
+
+
+def test_blobs_stream_through_tls_from_files_and_from_an_upstream(tmp_path: Path, ca: Ca) -> None:
+    """Zero-copy cannot encrypt: a stored blob (a file) and a relayed one (the upstream's
+    socket) both go through the TLS layer, byte for byte."""
+    pki = tmp_path / "pki"
+    port = free_port()
+    upstream = distribution_server(tmp_path / "upstream", tmp_path / "upstream.log", port=port)
+    upstream.start()
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "gateway").mkdir()
+    flags = _tls_flags(pki)
+    embedded = prod_server(tmp_path / "embedded", "", 2, pki / "ca.crt", *flags).start()
+    config = f"upstreams:\n  - url: http://127.0.0.1:{port}\n"
+    gateway = prod_server(tmp_path / "gateway", config, 2, pki / "ca.crt", *flags).start()
+    data = random.Random(15).randbytes(12 * 1024 * 1024 + 7)
+    try:
+        for server in (embedded, gateway):
+            with server.client(timeout=60) as client:
+                digest = push_blob_monolithic(client, server.url, "prod/big", data)
+                pulled = client.get(f"{server.url}/v2/prod/big/blobs/{digest}")
+                assert pulled.status_code == 200
+                assert pulled.content == data
+                ranged = client.get(
+                    f"{server.url}/v2/prod/big/blobs/{digest}", headers={"range": "bytes=5-9"}
+                )
+                assert ranged.status_code == 206 and ranged.content == data[5:10]
+    finally:
+        embedded.stop()
+        gateway.stop()
+        upstream.stop()
