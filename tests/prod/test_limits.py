@@ -100,3 +100,16 @@ def test_connections_over_the_worker_cap_are_turned_away(tmp_path: Path) -> None
         for held in idle:
             held.close()
         server.stop()
+
+
+def test_anonymous_pushers_are_capped_per_client_address(tmp_path: Path) -> None:
+    server = prod_server(tmp_path, "rate_limits: {max_uploads: 2}\n", 2).start()
+    start = f"{server.url}/v2/open/app/blobs/uploads/"
+    try:
+        statuses = []
+        for _ in range(4):
+            with httpx.Client(timeout=10) as anonymous:  # new connections: both workers
+                statuses.append(anonymous.post(start).status_code)
+        assert statuses == [202, 202, 429, 429]
+    finally:
+        server.stop()
