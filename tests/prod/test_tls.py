@@ -273,11 +273,13 @@ def test_blobs_stream_through_tls_from_files_and_from_an_upstream(tmp_path: Path
     (tmp_path / "embedded").mkdir()
     (tmp_path / "gateway").mkdir()
     flags = _tls_flags(pki)
-    embedded = prod_server(tmp_path / "embedded", "", 2, pki / "ca.crt", *flags).start()
+    embedded = prod_server(tmp_path / "embedded", "", 2, pki / "ca.crt", *flags)
     config = f"upstreams:\n  - url: http://127.0.0.1:{port}\n"
-    gateway = prod_server(tmp_path / "gateway", config, 2, pki / "ca.crt", *flags).start()
+    gateway = prod_server(tmp_path / "gateway", config, 2, pki / "ca.crt", *flags)
     data = random.Random(15).randbytes(12 * 1024 * 1024 + 7)
     try:
+        embedded.start()
+        gateway.start()
         for server in (embedded, gateway):
             with server.client(timeout=60) as client:
                 digest = push_blob_monolithic(client, server.url, "prod/big", data)
