@@ -128,18 +128,20 @@ class StoreCollector(Collector):
     """Gauges read from the data directory at scrape time (the same for every worker):
     upload sessions open, and the event outbox's backlog and failed deliveries per webhook."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, embedded: bool) -> None:
         self.data_dir = data_dir
+        self.embedded = embedded  # the gateway's upload sessions live upstream
 
     def collect(self) -> Iterator[Metric]:
-        uploads = GaugeMetricFamily("ocigate_uploads_in_progress", "Open upload sessions.")
-        with_entries = self.data_dir / "uploads"
-        try:
-            count = sum(1 for entry in os.scandir(with_entries) if not entry.name.startswith("."))
-        except OSError:
-            count = 0
-        uploads.add_metric([], count)
-        yield uploads
+        if self.embedded:
+            uploads = GaugeMetricFamily("ocigate_uploads_in_progress", "Open upload sessions.")
+            try:
+                with os.scandir(self.data_dir / "uploads") as sessions:
+                    count = sum(1 for entry in sessions if not entry.name.startswith("."))
+            except OSError:
+                count = 0
+            uploads.add_metric([], count)
+            yield uploads
         yield from self._outbox()
 
     def _outbox(self) -> Iterator[Metric]:
@@ -169,14 +171,13 @@ class StoreCollector(Collector):
         yield deliveries
 
 
-def exposition(data_dir: Path | None) -> bytes:
+def exposition(data_dir: Path, embedded: bool) -> bytes:
     """The text format of every metric: summed over the workers when they share a directory."""
     registry: CollectorRegistry = REGISTRY
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    if data_dir is not None:
-        registry = _with(registry, StoreCollector(data_dir))
+    registry = _with(registry, StoreCollector(data_dir, embedded))
     return generate_latest(registry)
 
 

@@ -166,3 +166,29 @@ def test_metrics_count_upstream_requests_errors_and_cache_hits(tmp_path: Path) -
     finally:
         server.stop()
         upstream.stop()
+
+
+def test_metrics_show_the_outbox_backlog_and_failed_webhook_deliveries(tmp_path: Path) -> None:
+    dead_port = free_port()  # nothing listens: every delivery fails
+    config = (
+        "events:\n  max_attempts: 1\n  backoff_initial: 0.1\n  poll_interval: 0.1\n"
+        "  webhooks:\n"
+        f"    - {{name: audit, url: 'http://127.0.0.1:{dead_port}/hook', timeout: 1}}\n"
+    )
+    server = prod_server(tmp_path, config, 2)
+    server.start()
+    try:
+        with httpx.Client(timeout=10) as client:
+            push_image(client, server.url, "prod/events", make_image("events"), "v1")
+            deadline = time.monotonic() + 15
+            while True:
+                text = client.get(f"{server.url}/metrics").text
+                dead = _sample(text, "ocigate_webhook_deliveries", webhook="audit", state="dead")
+                if dead >= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        assert dead >= 1, text
+        assert 'ocigate_outbox_depth{webhook="audit"}' in text
+        assert "prod/events" not in text
+    finally:
+        server.stop()

@@ -224,8 +224,8 @@ class App:
                 raise Unauthorized(None, "metrics need the configured bearer token")
         if self.metrics is not None:
             self.metrics.flush()  # this worker's counts are current; the others' within 1 s
-        data_dir = None if self.settings.upstreams else self.settings.data_dir
-        body = await anyio.to_thread.run_sync(exposition, data_dir)
+        embedded = not self.settings.upstreams
+        body = await anyio.to_thread.run_sync(exposition, self.settings.data_dir, embedded)
         await respond(send, 200, [(b"content-type", CONTENT_TYPE)], body)
 
     def _client_credentials(self, request: Request) -> str | None:
