@@ -134,6 +134,7 @@ def _serve_uvicorn(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,  # no proxy in front by default; saves a middleware per request
         timeout_graceful_shutdown=10,
+        limit_concurrency=settings.rate_limits.max_connections or None,  # 503 above, per worker
         **tls_options,
     )
 

@@ -113,3 +113,23 @@ def test_anonymous_pushers_are_capped_per_client_address(tmp_path: Path) -> None
         assert statuses == [202, 202, 429, 429]
     finally:
         server.stop()
+
+
+def test_uvicorn_turns_away_connections_over_the_cap_too(tmp_path: Path) -> None:
+    server = prod_server(tmp_path, "server: uvicorn\nrate_limits: {max_connections: 3}\n", 1)
+    server.start()
+    idle = []
+    try:
+        time.sleep(0.2)
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        time.sleep(0.2)
+        answer = httpx.get(f"{server.url}/healthz", timeout=5)
+        assert answer.status_code == 503
+        for held in idle:
+            held.close()
+        time.sleep(0.3)
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    finally:
+        for held in idle:
+            held.close()
+        server.stop()
