@@ -63,5 +63,5 @@ class RateLimitsConfig(BaseModel):
         description="Open upload sessions per client started within `upload_expiry`; 0: no cap.",
     )
     max_connections: int = Field(
-        0, ge=0, description="Open connections per worker (builtin server); 0: no cap."
+        0, ge=0, description="Open connections per worker (builtin, uvicorn); 0: no cap."
     )
