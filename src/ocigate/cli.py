@@ -8,7 +8,9 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     }
     if getattr(args, "upstream", None):
         overrides["upstreams"] = [{"url": args.upstream}]
+    if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+        tls = {"cert_file": args.tls_cert, "key_file": args.tls_key}
+        overrides["tls"] = tls | (
+            {"client_ca_file": args.tls_client_ca} if args.tls_client_ca else {}
+        )
     settings = load_settings(args.config, **overrides)
     if getattr(args, "needs_store", False) and not (settings.data_dir / "meta.db").exists():
         # Opening one would create an empty store and report on nothing.
@@ -62,9 +69,25 @@ def _require_server(name: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    metrics_dir = _metrics_dir()  # before prometheus_client is imported, which reads it
+    try:
+        return _serve_with(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir() -> str:
+    """A fresh directory where the workers' metrics are written and summed (multi-process
+    mode); a previous run's is never reused, so counters start at zero."""
+    path = tempfile.mkdtemp(prefix="ocigate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve_with(settings: Settings) -> int:
     from .api.app import configure_logging
 
-    settings = _settings_from(args)
     check_files(settings)
     _require_server(settings.server)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,15 +110,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_builtin(settings: Settings) -> None:
     from .api.app import app_from_environment
-    from .server.workers import serve
+    from .server.workers import Listener, serve
 
-    serve(app_from_environment, settings.host, settings.port, settings.workers)
+    listener = Listener(settings.tls, settings.rate_limits.max_connections)
+    from .metrics import worker_ended
+
+    serve(
+        app_from_environment,
+        settings.host,
+        settings.port,
+        settings.workers,
+        listener,
+        worker_ended,
+    )
 
 
 def _serve_granian(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    tls = settings.tls
+    tls_options: dict[str, Any] = {}
+    if tls is not None:
+        tls_options = {"ssl_cert": tls.cert_file, "ssl_key": tls.key_file}
+        if tls.client_ca_file is not None:
+            tls_options |= {"ssl_ca": tls.client_ca_file, "ssl_client_verify": True}
     Granian(
         APP_FACTORY,
         address=settings.host,
@@ -107,12 +146,21 @@ def _serve_granian(settings: Settings) -> None:
         factory=True,
         log_enabled=False,  # ocigate writes its own structured request log
         respawn_failed_workers=True,
+        **tls_options,
     ).serve()
 
 
 def _serve_uvicorn(settings: Settings) -> None:
+    import ssl
+
     import uvicorn
 
+    tls = settings.tls
+    tls_options: dict[str, Any] = {}
+    if tls is not None:
+        tls_options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+        if tls.client_ca_file is not None:
+            tls_options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -127,6 +175,8 @@ def _serve_uvicorn(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,  # no proxy in front by default; saves a middleware per request
         timeout_graceful_shutdown=10,
+        limit_concurrency=settings.rate_limits.max_connections or None,  # 503 above, per worker
+        **tls_options,
     )
 
 
@@ -224,6 +274,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="gateway mode: forward every repository to the registry at URL"
         " (several upstreams, credentials: upstreams in the config file)",
+    )
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: PEM chain")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its PEM private key")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, metavar="FILE", help="require client certificates"
     )
     command(commands, "fsck", _fsck).set_defaults(needs_store=True)
     command(commands, "gc", _gc).set_defaults(needs_store=True)

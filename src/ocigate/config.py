@@ -25,6 +25,7 @@ from .auth.config import AuthConfig
 from .auth.policy import PolicyConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .layers.events_config import EventsConfig
+from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
 from .upstream_config import UpstreamConfig, check_prefixes
 
 MiB = 1024 * 1024
@@ -133,6 +134,19 @@ class Settings(BaseSettings):
         repr=False,
         description="Gateway mode: key signing upload ids (share it between replicas);"
         " generated once into data_dir when unset.",
+    )
+
+    tls: TlsConfig | None = Field(
+        None, description="HTTPS: cert_file, key_file (reloaded when they change), client_ca_file."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=lambda: MetricsConfig.model_validate({}),
+        description="Prometheus metrics at /metrics: enabled, bearer_token.",
+    )
+    rate_limits: RateLimitsConfig = Field(
+        default_factory=lambda: RateLimitsConfig.model_validate({}),
+        description="Token buckets per client and repository glob (rules: repository, reads,"
+        " writes), max_uploads per client, max_connections per worker.",
     )
 
     @field_validator("upstreams")

@@ -40,7 +40,7 @@ def check_files(settings: Settings) -> None:
 
 
 def _served_over_tls(settings: Settings) -> bool:
-    return getattr(settings, "tls", None) is not None  # `tls:` settings, where they exist
+    return settings.tls is not None
 
 
 def _is_loopback(host: str) -> bool:

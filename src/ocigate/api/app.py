@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import json
 import logging
 import os
@@ -20,7 +21,9 @@ from ..auth.identity import ANONYMOUS, Identity, current_identity
 from ..auth.policy import Action
 from ..config import Settings
 from ..layers.policy import PolicyLayer
+from ..layers.ratelimit import RateLimited, RateLimiter
 from ..logformat import JsonLineFormatter
+from ..metrics import CONTENT_TYPE, GC_FREED, GC_RUNS, RATE_LIMITED, RequestMetrics, exposition
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
@@ -31,7 +34,7 @@ from ..tracing import (
     new_request_id,
     requested_namespace,
 )
-from . import blobs, listings, manifests, uploads
+from . import blobs, health, listings, manifests, uploads
 from .auth import Authenticator
 from .context import Call
 from .errors import send_error
@@ -46,7 +49,7 @@ from .http import (
     respond,
     respond_json,
 )
-from .routes import Route, match
+from .routes import OPERATIONS, Route, match
 
 log = logging.getLogger("ocigate")
 
@@ -88,8 +91,17 @@ class App:
         registry: Registry,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         auth: Authenticator | None = None,
+        readiness: health.Readiness | None = None,
     ) -> None:
         self.settings = settings
+        self.readiness = readiness or health.Readiness(())
+        self.metrics = RequestMetrics() if settings.metrics.enabled else None
+        limits = settings.rate_limits
+        self.limits = (
+            RateLimiter(limits, settings.data_dir, settings.upload_expiry)
+            if limits.rules or limits.max_uploads
+            else None
+        )
         self.registry = registry
         self.auth = auth
         # The access policy is the registry's outermost layer: asked early for body requests.
@@ -112,10 +124,14 @@ class App:
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
                 self._tasks = [loop.create_task(job()) for job in self._background]
+                if self.metrics is not None:
+                    self._tasks.append(loop.create_task(self.metrics.flush_forever()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self.metrics is not None:
+                    self.metrics.flush()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -134,11 +150,22 @@ class App:
         bound: Token[Identity] | None = None
         forwarded = self._client_credentials(request) if self._forward_credentials else None
         credentials = client_authorization.set(forwarded) if forwarded is not None else None
+        received = _CountedReceive(receive) if self.metrics and request.method in _BODIES else None
+        if received is not None:
+            request.receive = received
+        client = ""
         try:
             route = self._route(request)
+            if route.endpoint in OPERATIONS:
+                await self._operations(request, route.endpoint, exchange)
+                return
             if self.auth is not None:
                 identity = await self.auth.identify(request)
                 bound = current_identity.set(identity)
+            if self.limits is not None:
+                address = scope["client"][0] if scope.get("client") else ""
+                client = self.limits.client(identity, address)
+                self._limit(client, request, route)
             await self._dispatch(request, route, identity, exchange)
         except OCIError as error:
             await self._refuse(request, route, identity, exchange, error)
@@ -148,10 +175,20 @@ class App:
             log.exception("unhandled error on %s %s", request.method, request.path)
             await exchange.fail(OCIError("internal error"))
         finally:
+            seconds = time.perf_counter() - started
             # Logged even when the connection had to be dropped mid-response.
             if log.isEnabledFor(logging.INFO):
                 repo = route.name if route else ""
-                _access_log(request, repo, identity, exchange, time.perf_counter() - started)
+                _access_log(request, repo, identity, exchange, seconds)
+            if self.metrics is not None:
+                endpoint = route.endpoint if route else "unknown"
+                size = received.bytes if received is not None else 0
+                self.metrics.observe(
+                    request.method, endpoint, exchange.status, seconds, exchange.bytes, size
+                )
+            if client and route is not None and self._ends_upload(request, route, exchange):
+                assert self.limits is not None
+                self.limits.upload_ended(client)
             if bound is not None:
                 current_identity.reset(bound)
             if namespaced is not None:
@@ -159,6 +196,49 @@ class App:
             if credentials is not None:
                 client_authorization.reset(credentials)
             current_request_id.reset(request_id)
+
+    def _limit(self, client: str, request: Request, route: Route) -> None:
+        assert self.limits is not None
+        try:
+            self.limits.check(client, request.method, route.name)
+            if route.endpoint == "uploads" and request.method == "POST":
+                self.limits.open_upload(client)
+        except RateLimited as error:
+            RATE_LIMITED.labels(error.kind).inc()
+            raise
+
+    @staticmethod
+    def _ends_upload(request: Request, route: Route, exchange: _Exchange) -> bool:
+        """A session ended (completed, cancelled) or none was opened (a mount, a one-POST
+        upload): its slot in the client's upload cap is free again."""
+        if route.endpoint == "upload":
+            return request.method in ("PUT", "DELETE") and exchange.status in (201, 204)
+        return route.endpoint == "uploads" and request.method == "POST" and exchange.status == 201
+
+    async def _operations(self, request: Request, endpoint: str, send: Send) -> None:
+        if request.method not in ("GET", "HEAD"):
+            raise Unsupported(f"{request.method} is not supported on /{endpoint}")
+        if endpoint == "healthz":
+            await health.healthz(send)
+        elif endpoint == "readyz":
+            await health.readyz(send, self.readiness)
+        else:
+            await self._scrape(request, send)
+
+    async def _scrape(self, request: Request, send: Send) -> None:
+        config = self.settings.metrics
+        if not config.enabled:
+            raise NotFound(request.path)
+        if config.bearer_token is not None:
+            sent = request.headers.get("authorization", "")
+            expected = f"Bearer {config.bearer_token}"
+            if not hmac.compare_digest(sent.encode(), expected.encode()):
+                raise Unauthorized(None, "metrics need the configured bearer token")
+        if self.metrics is not None:
+            self.metrics.flush()  # this worker's counts are current; the others' within 1 s
+        embedded = not self.settings.upstreams
+        body = await anyio.to_thread.run_sync(exposition, self.settings.data_dir, embedded)
+        await respond(send, 200, [(b"content-type", CONTENT_TYPE)], body)
 
     def _client_credentials(self, request: Request) -> str | None:
         value = request.headers.get("authorization")
@@ -188,8 +268,12 @@ class App:
         headers: Headers = []
         if self.auth is not None and error.status in (401, 403):
             error, headers = self.auth.refusal(request, route, identity, error)
+        elif error.status == 401 and route is not None and route.endpoint == "metrics":
+            headers = [(b"www-authenticate", b'Bearer realm="metrics"')]
         elif error.status == 401:  # an upstream wants the client's credentials
             headers = [(b"www-authenticate", b'Basic realm="ocigate"')]
+        if isinstance(error, RateLimited):
+            headers.append((b"retry-after", b"%d" % error.retry_after))
         await exchange.fail(error, headers)
 
     async def _dispatch(
@@ -219,6 +303,24 @@ class App:
         if action is not None and self._gate is not None:
             self._gate.precheck(route.name, action)
         await handler(Call(self.registry, self.settings, request, send, route.name, route.arg))
+
+
+_BODIES = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _CountedReceive:
+    """The request's receive, counting the body bytes it hands over."""
+
+    __slots__ = ("bytes", "receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.bytes = 0
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        self.bytes += len(message.get("body", b""))
+        return message
 
 
 class _Exchange:
@@ -297,7 +399,8 @@ def create_app(settings: Settings) -> App:
 
         gateway_jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
         registry = build_layers(settings, build_gateway(settings), policy, gateway_jobs)
-        return App(settings, registry, gateway_jobs, auth=auth)
+        probes = [health.upstream_probe(upstream) for upstream in settings.upstreams]
+        return App(settings, registry, gateway_jobs, auth, health.Readiness(probes))
     from ..store.embedded import EmbeddedStore
 
     store = EmbeddedStore(
@@ -324,6 +427,8 @@ def create_app(settings: Settings) -> App:
                 log.exception("garbage collection failed")
                 continue
             if report is not None:
+                GC_RUNS.inc()
+                GC_FREED.inc(report.bytes_freed)
                 log.info(json.dumps({"gc": dataclasses.asdict(report)}))
 
     from ..layers.stack import build
@@ -331,7 +436,8 @@ def create_app(settings: Settings) -> App:
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [expire_uploads_forever]
     if settings.gc_interval:
         jobs.append(collect_garbage_forever)
-    return App(settings, build(settings, store, policy, jobs), jobs, auth)
+    readiness = health.Readiness([health.sqlite_probe(settings.data_dir / "meta.db")])
+    return App(settings, build(settings, store, policy, jobs), jobs, auth, readiness)
 
 
 def app_from_environment() -> App:

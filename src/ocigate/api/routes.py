@@ -18,6 +18,11 @@ _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+# Outside /v2/, for load balancers and scrapers: no authentication, no rate limit.
+_OPERATIONS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPERATIONS = frozenset(path[1:] for path in _OPERATIONS)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     endpoint: str
@@ -34,6 +39,8 @@ def match(path: str) -> Route | None:
         return Route("catalog")
     if path == "/token":
         return Route("token")
+    if path in _OPERATIONS:
+        return Route(path[1:])
     if not path.startswith("/v2/"):
         return None
     for endpoint, pattern in _ROUTES:

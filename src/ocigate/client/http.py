@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from ..metrics import UPSTREAM_ERRORS, UPSTREAM_REQUESTS
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
 from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
@@ -93,6 +94,9 @@ class RegistryClient:
         self._challenge: Challenge | None = None
         self._probed = False
         self._probe_lock = asyncio.Lock()
+        # Labelled by the configured upstream's host, never by where a redirect led.
+        self._sent = UPSTREAM_REQUESTS.labels(parts.netloc)
+        self._failed = UPSTREAM_ERRORS.labels(parts.netloc)
 
     def url(self, path_or_url: str) -> str:
         """Absolute URL for an API path, or a (relative) Location an upstream handed out."""
@@ -284,14 +288,18 @@ class RegistryClient:
         attempt = 0
         while True:
             delay = min(self.options.backoff * 2**attempt, self.options.max_delay)
+            self._sent.inc()
             try:
                 response = await self._pool.request(method, url, headers, content)
             except TransportError as exc:  # timeouts included
+                self._failed.inc()
                 if retryable and attempt < self.options.retries:
                     attempt += 1
                     await asyncio.sleep(delay)
                     continue
                 raise _fault(self.base, exc) from exc
+            if response.status_code >= 500:
+                self._failed.inc()
             if (
                 response.status_code in RETRY_STATUSES
                 and retryable

@@ -28,7 +28,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from ..flow import ReadFlow, WriteFlow
-from .zerocopy import ClientGone, copy_fd
+from .zerocopy import ClientGone, copy_fd, relay_fd
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -252,6 +252,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         self.head_size = 0
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.scheme = "http"
 
     # --- transport events --------------------------------------------------------------------
 
@@ -262,6 +263,8 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        if transport.get_extra_info("ssl_object") is not None:
+            self.scheme = "https"
         self._arm_idle()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -316,7 +319,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": parser.get_http_version(),
             "method": method,
-            "scheme": "http",
+            "scheme": self.scheme,
             "path": _unquote(path),
             "raw_path": path,
             "query_string": query,
@@ -415,6 +418,14 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
             await self.drain()  # rare: only a head the socket did not take at once
             await asyncio.sleep(0.001)
         if self.closed or transport is None:
+            return
+        if self.scheme == "https":
+            # The kernel cannot encrypt: the bytes go through the TLS transport instead.
+            try:
+                await relay_fd(self.write, self.drain, fd, offset, count, read_timeout)
+            except (OSError, TimeoutError):
+                self._close()
+                raise
             return
         self.copying = True
         try:

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import stat
+from collections.abc import Awaitable, Callable
 
 PIPE_SIZE = 1024 * 1024  # splice's pipe: the default 64 KiB costs four times the system calls
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -49,6 +50,43 @@ async def copy_fd(
                 os.close(source)
     finally:
         os.close(out)
+
+
+RELAY_CHUNK = 256 * 1024
+
+
+async def relay_fd(
+    write: Callable[[bytes], None],
+    drain: Callable[[], Awaitable[None]],
+    in_fd: int,
+    offset: int | None,
+    count: int,
+    source_stall: float,
+) -> None:
+    """Copy ``count`` bytes of ``in_fd`` through ``write`` (a TLS transport, which the kernel
+    cannot write for us), waiting on ``drain`` between chunks."""
+    regular = stat.S_ISREG(os.fstat(in_fd).st_mode)
+    position = offset or 0
+    source = in_fd if regular else os.dup(in_fd)
+    try:
+        while count > 0:
+            try:
+                if regular:
+                    data = os.pread(source, min(count, RELAY_CHUNK), position)
+                else:
+                    data = os.read(source, min(count, RELAY_CHUNK))
+            except BlockingIOError:
+                await _wait(source, None, source_stall)
+                continue
+            if not data:
+                raise ConnectionError("the source ended before the bytes to send")
+            position += len(data)
+            count -= len(data)
+            write(data)
+            await drain()
+    finally:
+        if not regular:
+            os.close(source)
 
 
 async def _sendfile(out: int, in_fd: int, offset: int, count: int, stall: float) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..layers.delegate import Delegate
+from ..metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
 from ..oci.digest import Digest, is_digest
 from ..oci.errors import (
     BadGateway,
@@ -111,6 +112,7 @@ class CacheStore(Delegate):
                 self._index.link_blob(repo, digest, size)
                 local = self._local(repo, digest)
         if local is not None:
+            BLOB_HIT.inc()
             fd, size = local
             if self.max_size is not None:  # last use only matters for eviction
                 self._index.file_used(digest, time.time())
@@ -120,6 +122,7 @@ class CacheStore(Delegate):
                 os.close(fd)
                 raise
             return BlobBody(digest=digest, size=size, start=start, length=end - start + 1, fd=fd)
+        BLOB_MISS.inc()
         if byte_range is not None:
             return await self.upstream.get_blob(repo, digest, byte_range)
         fill = self._fills.get((repo, digest))
@@ -171,6 +174,7 @@ class CacheStore(Delegate):
         return StoredManifest(digest, media_type, data)
 
     async def _fetch_manifest(self, repo: str, reference: str) -> StoredManifest:
+        MANIFEST_MISS.inc()
         stored = await self.upstream.get_manifest(repo, reference)
         if Digest.of(stored.data, stored.digest.algorithm) != stored.digest:
             raise BadGateway({"digest": str(stored.digest)}, "upstream manifest digest mismatch")
@@ -183,21 +187,28 @@ class CacheStore(Delegate):
         return (await self.get_manifest(repo, reference)).info()
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        """A cache hit is counted for every answer not fetched from the upstream (a
+        revalidation with an unchanged digest included); ``_fetch_manifest`` counts misses."""
         if is_digest(reference):
             cached = self._cached_manifest(repo, Digest.parse(reference))
-            return cached or await self._fetch_manifest(repo, reference)
+            if cached is not None:
+                MANIFEST_HIT.inc()
+                return cached
+            return await self._fetch_manifest(repo, reference)
         entry = self._index.tag(repo, reference)
         cached = None if entry is None else self._cached_manifest(repo, entry[0])
         if entry is None or cached is None:
             return await self._fetch_manifest(repo, reference)
         age = time.time() - entry[1]
         if age < self.tag_ttl:
+            MANIFEST_HIT.inc()
             return cached
         try:
             # a HEAD, shared with concurrent revalidations of the tag (see ``collapse``)
             current = (await self.upstream.stat_manifest(repo, reference)).digest
             if current == cached.digest:
                 self._index.put_tag(repo, reference, cached.digest, time.time())
+                MANIFEST_HIT.inc()
                 return cached
             return await self._fetch_manifest(repo, reference)
         except (ManifestUnknown, NameUnknown):
@@ -208,6 +219,7 @@ class CacheStore(Delegate):
                 f"served from cache: upstream unavailable ({exc.status} {exc.code});"
                 f" tag last confirmed {int(age)} s ago"
             )
+            MANIFEST_HIT.inc()
             return replace(cached, warnings=(*cached.warnings, note))
 
     # --- pushes: refused, or forwarded ------------------------------------------------------

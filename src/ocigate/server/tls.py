@@ -1,0 +1,153 @@
+"""HTTPS for the built-in server: reloading certificates, mutual TLS, plain HTTP refused.
+
+Connections are accepted here rather than by ``create_server(ssl=...)`` so that each one gets
+the context current when it arrives (a rotated certificate is used by the next connection,
+without a restart) and so that a plain-HTTP request is answered with a clear 400 instead of a
+failed handshake the client reports as a hang or garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from ..production_config import TlsConfig
+
+CHECK_EVERY = 2.0  # seconds between looks at the files' modification times
+HANDSHAKE_TIMEOUT = 10.0  # seconds for a client to send its hello and finish the handshake
+_TLS_RECORD_HANDSHAKE = 0x16
+_PLAIN_BODY = (
+    b'{"errors":[{"code":"UNSUPPORTED","message":"The plain HTTP request was sent to HTTPS'
+    b' port","detail":"use https://"}]}'
+)
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_PLAIN_BODY), _PLAIN_BODY)
+)
+log = logging.getLogger("ocigate.server")
+
+
+class ReloadingContext:
+    """The server's SSLContext, rebuilt when the certificate, key or client CA file changes."""
+
+    def __init__(self, config: TlsConfig, check_every: float = CHECK_EVERY) -> None:
+        self.config = config
+        self.check_every = check_every
+        self._stamp = self._files_stamp()
+        self._context = build_context(config)  # fails start-up on unreadable files
+        self._checked = time.monotonic()
+
+    def current(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        if now - self._checked >= self.check_every:
+            self._checked = now
+            stamp = self._files_stamp()
+            if stamp != self._stamp:
+                try:
+                    self._context = build_context(self.config)
+                    self._stamp = stamp
+                    log.info("TLS certificate reloaded from %s", self.config.cert_file)
+                except (OSError, ssl.SSLError, ValueError) as error:
+                    # Half-written files during a rotation: keep serving the old pair, retry.
+                    log.warning("TLS reload failed, keeping the previous certificate: %s", error)
+        return self._context
+
+    def _files_stamp(self) -> tuple[int, ...]:
+        paths = [self.config.cert_file, self.config.key_file, self.config.client_ca_file]
+        stamp: list[int] = []
+        for path in paths:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    info = os.stat(path)
+                    stamp += [info.st_mtime_ns, info.st_size, info.st_ino]
+        return tuple(stamp)
+
+
+def build_context(config: TlsConfig) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.cert_file, config.key_file)
+    context.set_alpn_protocols(["http/1.1"])
+    if config.client_ca_file is not None:
+        context.load_verify_locations(config.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def accept_forever(
+    sock: socket.socket,
+    protocol_factory: Callable[[], asyncio.Protocol],
+    contexts: ReloadingContext,
+) -> None:
+    """Accept connections on ``sock`` and start TLS on each (until cancelled)."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            task = loop.create_task(_start_tls(conn, protocol_factory, contexts))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+async def _start_tls(
+    conn: socket.socket,
+    protocol_factory: Callable[[], asyncio.Protocol],
+    contexts: ReloadingContext,
+) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            first = await _peek(conn)
+        if first and first[0] == _TLS_RECORD_HANDSHAKE:
+            await loop.connect_accepted_socket(
+                protocol_factory,
+                conn,
+                ssl=contexts.current(),
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            )
+            return
+        if first:
+            _answer_plain(conn)
+    except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:
+        log.debug("TLS handshake failed: %s", error)
+    conn.close()
+
+
+async def _peek(conn: socket.socket) -> bytes:
+    """The first byte the client sends, left in the socket; b'' if it closed first."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = conn.fileno()
+    loop.add_reader(fd, _wake, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+    return conn.recv(1, socket.MSG_PEEK)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _answer_plain(conn: socket.socket) -> None:
+    # Read what the client sent first: closing with unread bytes resets the connection, and
+    # the client would see the reset instead of the answer.
+    with contextlib.suppress(BlockingIOError):
+        conn.recv(65536)
+    conn.send(PLAIN_HTTP_ANSWER)
+    conn.shutdown(socket.SHUT_WR)

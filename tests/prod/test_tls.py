@@ -1,0 +1,296 @@
+"""HTTPS on the built-in server: real skopeo and podman over TLS, refused bad certificates,
+plain HTTP answered, certificate rotation without restart, mutual TLS."""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from e2e.support import (
+    distribution_server,
+    free_port,
+    make_image,
+    push_blob_monolithic,
+    skopeo,
+    write_oci_layout,
+)
+
+from .pki import Ca
+from .support import ProdServer, prod_server
+
+
+def _tls_flags(pki: Path, client_ca: bool = False) -> list[str]:
+    flags = ["--tls-cert", str(pki / "server.crt"), "--tls-key", str(pki / "server.key")]
+    return flags + (["--tls-client-ca", str(pki / "ca.crt")] if client_ca else [])
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Ca:
+    authority = Ca()
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    (pki / "ca.crt").write_bytes(authority.pem)
+    authority.issue("localhost").write(pki / "server.crt", pki / "server.key")
+    return authority
+
+
+@pytest.fixture
+def https(tmp_path: Path, ca: Ca) -> Iterator[ProdServer]:
+    server = prod_server(
+        tmp_path, "", 2, tmp_path / "pki" / "ca.crt", *_tls_flags(tmp_path / "pki")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _peer_serial(port: int, cafile: Path) -> int:
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_skopeo_and_podman_push_and_pull_over_https(https: ProdServer, tmp_path: Path) -> None:
+    cert_dir = tmp_path / "certs"
+    cert_dir.mkdir()
+    (cert_dir / "ca.crt").write_bytes((tmp_path / "pki" / "ca.crt").read_bytes())
+    image = make_image("tls")
+    write_oci_layout(tmp_path / "layout", (*image.blobs, image.manifest), {"v1": image.manifest})
+    dest = f"docker://localhost:{https.port}/prod/tls:v1"
+    verify = ["--dest-tls-verify=true", "--dest-cert-dir", str(cert_dir)]
+    skopeo("copy", "--quiet", "--preserve-digests", *verify, f"oci:{tmp_path / 'layout'}:v1", dest)
+    out = tmp_path / "out"
+    src = ["--src-tls-verify=true", "--src-cert-dir", str(cert_dir)]
+    skopeo("copy", "--quiet", "--preserve-digests", *src, dest, f"oci:{out}:v1")
+    assert (out / "blobs" / "sha256" / image.manifest.digest.split(":")[1]).exists()
+
+    ref = f"localhost:{https.port}/prod/tls:v1"
+    podman = ["podman", "--tls-verify=true", "--cert-dir", str(cert_dir)]
+    for argv in (
+        ["podman", "pull", "--tls-verify=true", "--cert-dir", str(cert_dir), ref],
+        [
+            "podman",
+            "push",
+            "--tls-verify=true",
+            "--cert-dir",
+            str(cert_dir),
+            ref,
+            f"localhost:{https.port}/prod/tls-podman:v1",
+        ],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, (argv, done.stderr)
+    del podman
+    with https.client() as client:
+        pushed = client.head(f"{https.url}/v2/prod/tls-podman/manifests/v1")
+    assert pushed.status_code == 200
+    subprocess.run(["podman", "rmi", "-f", ref], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("problem", ["wrong-host", "expired"])
+def test_bad_certificate_is_refused_by_skopeo(tmp_path: Path, ca: Ca, problem: str) -> None:
+    pki = tmp_path / "pki"
+    if problem == "wrong-host":
+        ca.issue("other.example", hosts=("other.example",)).write(
+            pki / "server.crt", pki / "server.key"
+        )
+    else:
+        ca.issue("localhost", expired=True).write(pki / "server.crt", pki / "server.key")
+    server = prod_server(tmp_path, "", 1, None, *_tls_flags(pki))
+    server.ca = pki / "ca.crt"
+    server.proc = subprocess.Popen(
+        server.argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        _wait_listening(server.port)
+        cert_dir = tmp_path / "certs"
+        cert_dir.mkdir()
+        (cert_dir / "ca.crt").write_bytes(ca.pem)
+        done = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--raw",
+                "--tls-verify=true",
+                "--cert-dir",
+                str(cert_dir),
+                f"docker://localhost:{server.port}/prod/none:v1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0
+        expected = (
+            "valid for other.example, not localhost" if problem == "wrong-host" else "expired"
+        )
+        assert expected in done.stderr, done.stderr
+    finally:
+        server.stop()
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("server did not listen")
+
+
+def test_plain_http_to_the_https_port_gets_a_clear_400(https: ProdServer) -> None:
+    started = time.monotonic()
+    answer = httpx.get(f"http://127.0.0.1:{https.port}/v2/", timeout=5)
+    assert time.monotonic() - started < 2
+    assert answer.status_code == 400
+    assert "plain HTTP request was sent to HTTPS port" in answer.json()["errors"][0]["message"]
+
+
+def test_rotated_certificate_is_served_to_new_connections(
+    https: ProdServer, tmp_path: Path, ca: Ca
+) -> None:
+    pki = tmp_path / "pki"
+    before = _peer_serial(https.port, pki / "ca.crt")
+    renewed = ca.issue("localhost")
+    renewed.write(pki / "server.crt", pki / "server.key")
+    expected = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
+    assert expected != before
+    deadline = time.monotonic() + 10  # the files are looked at every 2 s per worker
+    serials: set[int] = set()
+    while time.monotonic() < deadline:
+        serials = {_peer_serial(https.port, pki / "ca.crt") for _ in range(6)}
+        if serials == {expected}:
+            break
+        time.sleep(0.25)
+    assert serials == {expected}
+    with https.client() as client:
+        assert client.get(f"{https.url}/v2/").status_code == 200
+
+
+def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> None:
+    pki = tmp_path / "pki"
+    ca.issue("ci-runner", hosts=(), client=True).write(pki / "client.crt", pki / "client.key")
+    server = prod_server(tmp_path, "", 2, pki / "ca.crt", *_tls_flags(pki, client_ca=True))
+    server.client_cert = (pki / "client.crt", pki / "client.key")
+    server.start()
+    try:
+        with server.client() as client:
+            assert client.get(f"{server.url}/v2/").status_code == 200
+        anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
+            httpx.Client(verify=anonymous, timeout=5) as client,
+        ):
+            client.get(f"{server.url}/v2/")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["granian", "uvicorn"])
+def test_alternative_servers_serve_https_from_the_same_settings(
+    tmp_path: Path, ca: Ca, kind: str
+) -> None:
+    pki = tmp_path / "pki"
+    server = prod_server(tmp_path, f"server: {kind}\n", 1, pki / "ca.crt", *_tls_flags(pki))
+    server.start()
+    try:
+        with server.client() as client:
+            assert client.get(f"{server.url}/v2/").status_code == 200
+        with pytest.raises(httpx.HTTPError):  # the CA is required: nothing else trusts it
+            httpx.get(f"{server.url}/v2/", timeout=5)
+    finally:
+        server.stop()
+
+
+def test_skopeo_pushes_with_a_client_certificate_under_mutual_tls(tmp_path: Path, ca: Ca) -> None:
+    pki = tmp_path / "pki"
+    cert_dir = tmp_path / "certs"
+    cert_dir.mkdir()
+    (cert_dir / "ca.crt").write_bytes(ca.pem)
+    ca.issue("ci-runner", hosts=(), client=True).write(
+        cert_dir / "client.cert", cert_dir / "client.key"
+    )
+    server = prod_server(tmp_path, "", 2, pki / "ca.crt", *_tls_flags(pki, client_ca=True))
+    server.client_cert = (cert_dir / "client.cert", cert_dir / "client.key")
+    server.start()
+    image = make_image("mtls")
+    write_oci_layout(tmp_path / "layout", (*image.blobs, image.manifest), {"v1": image.manifest})
+    dest = f"docker://localhost:{server.port}/prod/mtls:v1"
+    try:
+        skopeo(
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=true",
+            "--dest-cert-dir",
+            str(cert_dir),
+            f"oci:{tmp_path / 'layout'}:v1",
+            dest,
+        )
+        (cert_dir / "client.cert").unlink()
+        (cert_dir / "client.key").unlink()
+        refused = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=true", "--cert-dir", str(cert_dir), dest],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode != 0
+        # TLS 1.3 clients learn of the refusal after their side of the handshake: an alert or
+        # the connection closing, never an answer.
+        assert "certificate" in refused.stderr or "EOF" in refused.stderr, refused.stderr
+    finally:
+        server.stop()
+
+
+def test_blobs_stream_through_tls_from_files_and_from_an_upstream(tmp_path: Path, ca: Ca) -> None:
+    """Zero-copy cannot encrypt: a stored blob (a file) and a relayed one (the upstream's
+    socket) both go through the TLS layer, byte for byte."""
+    pki = tmp_path / "pki"
+    port = free_port()
+    upstream = distribution_server(tmp_path / "upstream", tmp_path / "upstream.log", port=port)
+    upstream.start()
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "gateway").mkdir()
+    flags = _tls_flags(pki)
+    embedded = prod_server(tmp_path / "embedded", "", 2, pki / "ca.crt", *flags)
+    config = f"upstreams:\n  - url: http://127.0.0.1:{port}\n"
+    gateway = prod_server(tmp_path / "gateway", config, 2, pki / "ca.crt", *flags)
+    data = random.Random(15).randbytes(12 * 1024 * 1024 + 7)
+    try:
+        embedded.start()
+        gateway.start()
+        for server in (embedded, gateway):
+            with server.client(timeout=60) as client:
+                digest = push_blob_monolithic(client, server.url, "prod/big", data)
+                pulled = client.get(f"{server.url}/v2/prod/big/blobs/{digest}")
+                assert pulled.status_code == 200
+                assert pulled.content == data
+                ranged = client.get(
+                    f"{server.url}/v2/prod/big/blobs/{digest}", headers={"range": "bytes=5-9"}
+                )
+                assert ranged.status_code == 206 and ranged.content == data[5:10]
+    finally:
+        embedded.stop()
+        gateway.stop()
+        upstream.stop()
