@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -292,6 +291,7 @@ def create_app(settings: Settings) -> App:
         sparse_index=settings.sparse_index,
         auto_mount=settings.auto_mount,
         upload_expiry=settings.upload_expiry,
+        gc_grace=settings.gc_grace,
     )
 
     async def expire_uploads_forever() -> None:
@@ -311,7 +311,7 @@ def create_app(settings: Settings) -> App:
                 log.exception("garbage collection failed")
                 continue
             if report is not None:
-                log.info(json.dumps({"gc": dataclasses.asdict(report)}))
+                log.info(json.dumps({"gc": report.summary()}))
 
     from ..layers.stack import build
 
