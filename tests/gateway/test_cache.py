@@ -565,3 +565,26 @@ def test_cached_blobs_are_reused_for_another_repository_only_once_the_upstream_c
                 assert got.content == data
             assert pull("e/five", image.layers[0].digest).status_code == 502  # unconfirmed
     assert set(fake.gets.values()) == {1}
+
+
+def test_a_download_running_for_one_repository_is_shared_with_another_once_confirmed(
+    tmp_path: Path, big_blob: bytes
+) -> None:
+    digest = sha256_digest(big_blob)
+    fake = FakeUpstream({digest: big_blob}, delay=0.02)  # 32 pieces: about 0.7 s
+    fake.holders[digest] = {"a/one", "b/two"}
+    with fake_upstream(fake) as up, serve_gateway(tmp_path / "gw", cache_upstream(up)) as url:
+
+        def pull(repo: str) -> httpx.Response:
+            with httpx.Client(timeout=30.0) as client:
+                return client.get(f"{url}/v2/{repo}/blobs/{digest}")
+
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(pull, "a/one")
+            time.sleep(0.2)  # the download for a/one is under way
+            second, third = pool.submit(pull, "b/two"), pool.submit(pull, "c/three")
+            assert first.result().content == big_blob
+            assert second.result().content == big_blob
+            refused = third.result()
+        assert refused.status_code == 404, refused.text
+        assert fake.gets == {digest: 1}

@@ -16,7 +16,8 @@ is served anyway (a tag with a ``Warning`` header) while the revalidation goes o
 background; what is not cached fails with the upstream's 502/503/504/429. After such a failure
 the upstream is not asked again for a cool-down (see ``cache_breaker``).
 
-Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``); ranged reads of a
+Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``; a reader for
+another repository joins once the upstream confirms the blob there); ranged reads of a
 blob not yet cached go straight to the upstream and are not cached. Cached bytes are served for
 another repository once the upstream confirmed the blob there: a cached manifest of that
 repository references it, or a HEAD there finds it.
@@ -97,7 +98,7 @@ class CacheStore(Delegate):
         self._files = BlobFiles(local_dir)
         self._files.sweep_tmp(TMP_MAX_AGE)
         self._index = CacheIndex(local_dir / "index.db")
-        self._fills: dict[tuple[str, Digest], BlobFill] = {}
+        self._fills: dict[Digest, tuple[str, BlobFill]] = {}  # the download, and for which repo
         self._tasks: set[asyncio.Task[Any]] = set()
         self.upstream_blob_fetches = 0  # for tests: whole-blob downloads started
 
@@ -178,11 +179,16 @@ class CacheStore(Delegate):
         on_disk = self._files.size(digest)
         if on_disk is None or self._index.blob(repo, digest) is not None:
             return
+        if await self._upstream_size(repo, digest) == on_disk:
+            self._index.link_blob(repo, digest, on_disk)
+
+    async def _upstream_size(self, repo: str, digest: Digest) -> int:
+        """The blob's size in ``repo`` as the upstream vouches for it: from a cached manifest
+        of ``repo`` that references it, else from a HEAD there (BlobUnknown when it lacks it)."""
         size = self._index.referenced_size(repo, digest)
         if size is None:
             size = await self._breaker.call(lambda: self.upstream.stat_blob(repo, digest))
-        if size == on_disk:
-            self._index.link_blob(repo, digest, size)
+        return size
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
         await self._confirm_elsewhere(repo, digest)
@@ -207,14 +213,19 @@ class CacheStore(Delegate):
         if byte_range is not None:
             ranged = byte_range
             return await self._breaker.call(lambda: self.upstream.get_blob(repo, digest, ranged))
-        fill = self._fills.get((repo, digest))
-        if fill is None:
-            fill = self._start_fill(repo, digest)
+        running = self._fills.get(digest)
+        # Being downloaded for another repository: joined once confirmed for this one.
+        if (
+            running is not None
+            and running[0] != repo
+            and await self._upstream_size(repo, digest) != await running[1].wait_started()
+        ):
+            running = None
+        fill = running[1] if running is not None else self._start_fill(repo, digest)
         size = await fill.wait_started()
         return BlobBody(digest=digest, size=size, start=0, length=size, stream=fill.reader())
 
     def _start_fill(self, repo: str, digest: Digest) -> BlobFill:
-        key = (repo, digest)
 
         def stored(size: int) -> None:
             self._index.link_blob(repo, digest, size)
@@ -222,15 +233,15 @@ class CacheStore(Delegate):
             self._evict()
 
         fill = BlobFill(self._files, digest, stored)
-        self._fills[key] = fill
+        self._fills[digest] = (repo, fill)
         self.upstream_blob_fetches += 1
         task = self._spawn(
             fill.run(lambda: self._breaker.call(lambda: self.upstream.get_blob(repo, digest, None)))
         )
 
         def finished(_: asyncio.Task[None]) -> None:
-            if self._fills.get(key) is fill:
-                del self._fills[key]
+            if self._fills.get(digest) == (repo, fill):
+                del self._fills[digest]
 
         task.add_done_callback(finished)
         return fill
