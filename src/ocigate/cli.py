@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings, load_settings, masked
+from .durations import parse_duration
 from .startup import StartupError, check_files, exposure_warning, listening_line
 
 APP_FACTORY = "ocigate.api.app:app_from_environment"
@@ -195,12 +196,17 @@ def _gc(args: argparse.Namespace) -> int:
     from .store.embedded import EmbeddedStore
 
     settings = _settings_from(args)
+    grace = settings.gc_grace if args.grace is None else parse_duration(args.grace)
     # Safe beside a running server: the sweep holds the store's GC lock, which commits share.
     store = EmbeddedStore(settings.data_dir)
-    report = asyncio.run(store.collect_garbage())
+    report = asyncio.run(store.collect_garbage(grace, dry_run=args.dry_run))
+    verb = "would delete" if report.dry_run else "deleted"
+    for item in report.removed:
+        print(f"{verb} {item.digest} {item.size} bytes: {item.reason}")
     print(
-        f"gc {settings.data_dir}: kept {report.blobs_kept} blobs, removed "
-        f"{report.blobs_removed} ({report.bytes_freed} bytes)"
+        f"gc {settings.data_dir}{' (dry run)' if report.dry_run else ''}: {verb}"
+        f" {report.blobs_removed} blobs, {report.bytes_freed} bytes freed;"
+        f" kept {report.blobs_kept} blobs"
     )
     return 0
 
@@ -281,7 +287,17 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-client-ca", type=Path, metavar="FILE", help="require client certificates"
     )
     command(commands, "fsck", _fsck).set_defaults(needs_store=True)
-    command(commands, "gc", _gc).set_defaults(needs_store=True)
+    gc = command(commands, "gc", _gc)
+    gc.set_defaults(needs_store=True)
+    gc.add_argument(
+        "--grace",
+        metavar="DURATION",
+        help="spare unreferenced blobs younger than this (e.g. 0, 90s, 30m, 1h; default:"
+        " gc_grace, 1h): pushes upload layers before their manifest",
+    )
+    gc.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
     validate = command(commands, "validate", _validate, "config")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--type", help="artifact type name (default: any with a schema)")

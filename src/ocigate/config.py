@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from .auth.config import AuthConfig
 from .auth.policy import PolicyConfig
+from .durations import parse_duration
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .layers.events_config import EventsConfig
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
         description="Seconds between automatic garbage collections of blob files nothing"
         " references (one worker runs each); 0: only `ocigate gc`.",
     )
+    gc_grace: float = Field(
+        3600.0,
+        ge=0,
+        description="Garbage collection spares blobs no manifest references yet for this long"
+        " after they were written or last linked (pushes upload layers before the manifest):"
+        " seconds, or a duration such as `30m`, `1h`, `2d`. Also `ocigate gc`'s default.",
+    )
     chunk_min_length: int = Field(
         0, ge=0, description="Advertised OCI-Chunk-Min-Length (bytes); 0 advertises none."
     )
@@ -100,6 +108,11 @@ class Settings(BaseSettings):
         description="Per repository glob (longest wins): allowed artifact_types, images,"
         " other_artifacts. Repositories no rule matches are unrestricted.",
     )
+
+    @field_validator("gc_grace", mode="before")
+    @classmethod
+    def _parse_gc_grace(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("artifact_types")
     @classmethod

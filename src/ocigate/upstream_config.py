@@ -61,6 +61,18 @@ class UpstreamConfig(BaseModel):
     cache_tag_ttl: float = Field(
         60.0, ge=0, description="Seconds a cached tag is served before a HEAD revalidates it."
     )
+    cache_stale_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Cache only: most seconds a client waits for the upstream before what is"
+        " cached is served stale (the revalidation goes on in the background).",
+    )
+    cache_outage_cooldown: float = Field(
+        30.0,
+        gt=0,
+        description="Cache only: after an upstream failure, seconds it is not asked again"
+        " (cached content served at once) while a background probe waits for it to answer.",
+    )
     cache_max_size: ByteSize | None = Field(
         None,
         description="Largest total size of cached blobs (bytes, or e.g. `50GiB`); the least"

@@ -205,13 +205,18 @@ def test_read_your_writes_across_workers(registry: ServerProcess, repo: str) -> 
 
 def test_scheduled_gc_removes_deleted_blobs(tmp_path: Path) -> None:
     """``gc_interval`` on a two-worker server: a blob deleted from its only repository is gone
-    from the disk within a few intervals, and a blob still linked stays."""
+    from the disk within a few intervals once older than ``gc_grace``, and a layer of a pushed
+    image stays."""
     server = ocigate_server(tmp_path / "data", tmp_path / "server.log", workers=2)
-    server.env = {**os.environ, "OCIGATE_GC_INTERVAL": "1"}
+    server.env = {**os.environ, "OCIGATE_GC_INTERVAL": "1", "OCIGATE_GC_GRACE": "2s"}
     server.start()
     try:
         kept, dropped = b"kept" * 100, b"dropped" * 100
-        push_blob_monolithic(_CLOSING, server.url, "gc/app", kept)
+        config = Blob(OCI_CONFIG, json_bytes({"gc": "kept"}))
+        layer = Blob(OCI_LAYER_GZIP, kept)
+        for blob in (config, layer):
+            push_blob_monolithic(_CLOSING, server.url, "gc/app", blob.data)
+        put_manifest(_CLOSING, server.url, "gc/app", "v1", image_manifest(config, [layer]))
         digest = push_blob_monolithic(_CLOSING, server.url, "gc/app", dropped)
         assert fresh("DELETE", f"{server.url}/v2/gc/app/blobs/{digest}").status_code == 202
         blob_file = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]

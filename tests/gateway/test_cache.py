@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ def cached_blob_files(data_dir: Path) -> list[Path]:
 
 @dataclass
 class FakeUpstream:
-    """Serves blobs (``chunk`` bytes every ``delay`` seconds, GETs counted per digest),
+    """Serves blobs (``chunk`` bytes every ``delay`` seconds, GETs counted per digest; only in
+    the repositories ``holders`` names for a digest there),
     manifests (by tag or digest, as they were when the request came; answered with
     ``manifest_status`` instead when it is set, after ``manifest_delay`` seconds; only with the
     ``Authorization`` header ``basic`` when that is set), the tag list and the ``referrers`` of
@@ -72,6 +73,7 @@ class FakeUpstream:
     finished: dict[str, float] = field(default_factory=dict)  # monotonic time the body ended
     basic: str = ""
     referrers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # subject: index
+    holders: dict[str, set[str]] = field(default_factory=dict)  # digest: the only repos with it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -102,10 +104,14 @@ class FakeUpstream:
         elif (subject := scope["path"].rpartition("/referrers/")[2]) in self.referrers:
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX}
             await self._listing("referrers", {**index, "manifests": self.referrers[subject]}, send)
-        elif found and found.group(1) in self.blobs:
+        elif found and found.group(1) in self.blobs and self._holds(scope["path"], found.group(1)):
             await self._blob(scope["method"], found.group(1), send)
         else:
             await self._send(send, 404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}')
+
+    def _holds(self, path: str, digest: str) -> bool:
+        repo = path.removeprefix("/v2/").rpartition("/blobs/")[0]
+        return digest not in self.holders or repo in self.holders[digest]
 
     async def _send(self, send: Any, status: int, body: bytes) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
@@ -517,3 +523,68 @@ def test_concurrent_revalidations_of_a_tag_share_upstream_heads(tmp_path: Path) 
                 got = list(pool.map(lambda _: get_manifest(client, url, REPO, "v1"), range(12)))
     assert {response.content for response in got} == {data}
     assert fake.requests == {"GET manifests": 1, "HEAD manifests": 2}
+
+
+def test_cached_blobs_are_reused_for_another_repository_only_once_the_upstream_confirms_them(
+    tmp_path: Path,
+) -> None:
+    image = make_image("reuse", layer_sizes=(100_000,))
+    private = random.Random(12).randbytes(10_000)
+    blobs = {blob.digest: blob.data for blob in image.blobs}
+    fake = FakeUpstream({**blobs, sha256_digest(private): private})
+    fake.manifests["v1"] = image.manifest.data
+    fake.holders[sha256_digest(private)] = {"a/one"}
+    with ExitStack() as upstream_running:
+        up = upstream_running.enter_context(fake_upstream(fake))
+        with serve_gateway(tmp_path / "gw", cache_upstream(up)) as url, httpx.Client() as client:
+
+            def pull(repo: str, digest: str) -> httpx.Response:
+                return client.get(f"{url}/v2/{repo}/blobs/{digest}")
+
+            assert get_manifest(client, url, "a/one", "v1").content == image.manifest.data
+            for digest, data in [*blobs.items(), (sha256_digest(private), private)]:
+                assert pull("a/one", digest).content == data
+            # Another repository: a HEAD there confirms it, the bytes are not fetched again.
+            for digest, data in blobs.items():
+                assert pull("c/three", digest).content == data
+            # Where the upstream does not have it, the cached bytes are not served.
+            refused = pull("d/four", sha256_digest(private))
+            assert refused.status_code == 404, refused.text
+            assert refused.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+            assert client.head(f"{url}/v2/d/four/blobs/{sha256_digest(private)}").status_code == (
+                404
+            )
+            # A cached manifest of the repository vouches for its blobs: served even with the
+            # upstream gone.
+            assert get_manifest(client, url, "b/two", "v1").content == image.manifest.data
+            upstream_running.close()
+            for digest, data in blobs.items():
+                assert client.head(f"{url}/v2/b/two/blobs/{digest}").status_code == 200
+                got = pull("b/two", digest)
+                assert got.status_code == 200, got.text
+                assert got.content == data
+            assert pull("e/five", image.layers[0].digest).status_code == 502  # unconfirmed
+    assert set(fake.gets.values()) == {1}
+
+
+def test_a_download_running_for_one_repository_is_shared_with_another_once_confirmed(
+    tmp_path: Path, big_blob: bytes
+) -> None:
+    digest = sha256_digest(big_blob)
+    fake = FakeUpstream({digest: big_blob}, delay=0.02)  # 32 pieces: about 0.7 s
+    fake.holders[digest] = {"a/one", "b/two"}
+    with fake_upstream(fake) as up, serve_gateway(tmp_path / "gw", cache_upstream(up)) as url:
+
+        def pull(repo: str) -> httpx.Response:
+            with httpx.Client(timeout=30.0) as client:
+                return client.get(f"{url}/v2/{repo}/blobs/{digest}")
+
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(pull, "a/one")
+            time.sleep(0.2)  # the download for a/one is under way
+            second, third = pool.submit(pull, "b/two"), pool.submit(pull, "c/three")
+            assert first.result().content == big_blob
+            assert second.result().content == big_blob
+            refused = third.result()
+        assert refused.status_code == 404, refused.text
+        assert fake.gets == {digest: 1}

@@ -137,13 +137,15 @@ async def test_cancelling_a_fill_removes_its_file_and_closes_reader_fds(tmp_path
 def test_index_keys(tmp_path: Path) -> None:
     index = CacheIndex(tmp_path / "index.db")
     digest = Digest.of(b"{}")
-    index.put_manifest("a/b", digest, "application/json", b"{}")
+    index.put_manifest("a/b", digest, "application/json", b"{}", [(digest, 2)])
     index.put_tag("a/b", "v1", digest, 100.0)
     index.link_blob("a/b", digest, 2)
     assert index.manifest("a/b", digest) == ("application/json", b"{}")
     assert index.manifest("other", digest) is None  # per repository
     assert index.tag("a/b", "v1") == (digest, 100.0)
     assert index.blob("a/b", digest) == 2 and index.blob("other", digest) is None
+    assert index.referenced_size("a/b", digest) == 2
+    assert index.referenced_size("other", digest) is None
     index.drop_manifest("a/b", digest)  # its tags go with it
     assert index.tag("a/b", "v1") is None
     index.close()

@@ -6,7 +6,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import anyio
 import pytest
 
 from ocigate.fsck import check, fsck
@@ -79,22 +78,3 @@ async def test_detects_tampered_manifest_rows(tmp_path: Path) -> None:
 
 def test_no_store(tmp_path: Path) -> None:
     assert fsck(tmp_path / "nothing") != []
-
-
-def test_gc_command_removes_only_unreferenced_blobs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from ocigate.cli import main
-
-    async def populate() -> None:
-        store = EmbeddedStore(tmp_path)
-        for repo, data in (("keep", b"kept blob"), ("gone", b"orphaned blob")):
-            upload = await store.start_upload(repo)
-            await store.commit_upload(repo, upload.id, Digest.of(data), body(data), None, None)
-        await store.delete_blob("gone", Digest.of(b"orphaned blob"))
-        await store.close()
-
-    anyio.run(populate)
-    assert main(["gc", "--data-dir", str(tmp_path)]) == 0
-    assert "kept 1 blobs, removed 1" in capsys.readouterr().out
-    assert fsck(tmp_path) == []

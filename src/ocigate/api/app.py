@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import logging
@@ -408,6 +407,7 @@ def create_app(settings: Settings) -> App:
         sparse_index=settings.sparse_index,
         auto_mount=settings.auto_mount,
         upload_expiry=settings.upload_expiry,
+        gc_grace=settings.gc_grace,
     )
 
     async def expire_uploads_forever() -> None:
@@ -429,7 +429,7 @@ def create_app(settings: Settings) -> App:
             if report is not None:
                 GC_RUNS.inc()
                 GC_FREED.inc(report.bytes_freed)
-                log.info(json.dumps({"gc": dataclasses.asdict(report)}))
+                log.info(json.dumps({"gc": report.summary()}))
 
     from ..layers.stack import build
 

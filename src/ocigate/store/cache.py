@@ -9,13 +9,18 @@ Cache keys (see ``cache_index`` for the tables):
 
 Digests are immutable, so a cached digest is served without asking the upstream. A tag younger
 than ``tag_ttl`` seconds is served as cached; an older one is revalidated with a HEAD (comparing
-``Docker-Content-Digest``) and only fetched again when it moved. When the upstream cannot answer
-(unreachable, timeout, 429, 5xx) a cached tag is served anyway with a ``Warning`` header; what is
-not cached fails with the upstream's 502/503/504/429.
+``Docker-Content-Digest``) and only fetched again when it moved. Tag lists, catalog pages and
+referrers are kept the same way (refetched after ``tag_ttl``). When the upstream cannot answer
+(unreachable, timeout, 429, 5xx) or takes longer than ``stale_timeout`` seconds, what is cached
+is served anyway (a tag with a ``Warning`` header) while the revalidation goes on in the
+background; what is not cached fails with the upstream's 502/503/504/429. After such a failure
+the upstream is not asked again for a cool-down (see ``cache_breaker``).
 
-Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``); ranged reads of a
-blob not yet cached go straight to the upstream and are not cached. Listings (tags, referrers,
-catalog) always come from the upstream.
+Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``; a reader for
+another repository joins once the upstream confirms the blob there); ranged reads of a
+blob not yet cached go straight to the upstream and are not cached. Cached bytes are served for
+another repository once the upstream confirmed the blob there: a cached manifest of that
+repository references it, or a HEAD there finds it.
 
 Pushes are refused (405 UNSUPPORTED) unless ``push`` is ``"write-through"``: then they are
 forwarded to the upstream and the cached entries they change are dropped.
@@ -29,36 +34,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from ..layers.delegate import Delegate
 from ..metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
+from ..oci.descriptors import Descriptor, parse_descriptor
 from ..oci.digest import Digest, is_digest
 from ..oci.errors import (
     BadGateway,
     GatewayTimeout,
+    ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
     OCIError,
-    TooManyRequests,
     Unavailable,
     Unsupported,
 )
-from ..oci.manifests import Manifest
-from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, StoredManifest, UploadState
+from ..oci.manifests import Manifest, parse_manifest
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    ManifestInfo,
+    Page,
+    StoredManifest,
+    UploadState,
+)
 from .blobfiles import BlobFiles
+from .cache_breaker import OUTAGE, Breaker
 from .cache_fill import BlobFill
 from .cache_index import CacheIndex
 from .upstream import UpstreamStore
 
 PushMode = Literal["reject", "write-through"]
-# Errors meaning "the upstream cannot answer now", as opposed to an answer such as 404.
-OUTAGE: tuple[type[OCIError], ...] = (BadGateway, GatewayTimeout, Unavailable, TooManyRequests)
+T = TypeVar("T")
 TMP_MAX_AGE = 24 * 3600  # temporary files older than this were left by a crash
 
 
@@ -70,19 +85,79 @@ class CacheStore(Delegate):
         tag_ttl: float = 60.0,
         push: PushMode = "reject",
         max_size: int | None = None,
+        stale_timeout: float = 5.0,
+        cooldown: float = 30.0,
     ) -> None:
         super().__init__(upstream)
         self.upstream = upstream
         self.tag_ttl = tag_ttl
+        self.stale_timeout = stale_timeout
+        self._breaker = Breaker(upstream.name, cooldown, stale_timeout, self._ping)
         self.push = push
         self.max_size = max_size
         local_dir.mkdir(parents=True, exist_ok=True)
         self._files = BlobFiles(local_dir)
         self._files.sweep_tmp(TMP_MAX_AGE)
         self._index = CacheIndex(local_dir / "index.db")
-        self._fills: dict[tuple[str, Digest], BlobFill] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._fills: dict[Digest, tuple[str, BlobFill]] = {}  # the download, and for which repo
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.upstream_blob_fetches = 0  # for tests: whole-blob downloads started
+
+    # --- asking the upstream ---------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        """The breaker's probe: any answer to ``GET /v2/`` but 429 or 5xx means it is up."""
+        response = await self.upstream.client.request("GET", "/v2/", scope="")
+        await response.aclose()
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Unavailable(
+                {"upstream": self.upstream.name, "status": response.status_code},
+                f"upstream registry {self.upstream.name} answered {response.status_code}",
+            )
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+
+        def finished(done: asyncio.Task[T]) -> None:
+            self._tasks.discard(done)
+            if not done.cancelled():
+                done.exception()  # retrieved: a late failure was already accounted for
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _refresh(self, refresh: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """``refresh()`` of something cached, waited for at most ``stale_timeout`` seconds
+        (the upstream's own timeouts and retries may take minutes): past that it goes on in the
+        background, and GatewayTimeout tells the caller to serve what it has. Refused at once
+        while the breaker is open."""
+        refused = self._breaker.error()
+        if refused is not None:
+            raise refused
+        task = self._spawn(refresh())
+        done, _ = await asyncio.wait({task}, timeout=self.stale_timeout)
+        if not done:
+            late = GatewayTimeout(
+                {"upstream": self.upstream.name},
+                f"upstream registry {self.upstream.name} did not answer within"
+                f" {self.stale_timeout:g} s",
+            )
+            self._breaker.failed(late)
+            raise late
+        return task.result()
+
+    async def _revalidated(
+        self, cached: T, fetched: float, refresh: Callable[[], Coroutine[Any, Any, T]]
+    ) -> tuple[T, OCIError | None]:
+        """``cached`` while younger than the TTL, else what ``refresh`` brings; the cached
+        value with the reason when the upstream cannot tell."""
+        if time.time() - fetched < self.tag_ttl:
+            return cached, None
+        try:
+            return await self._refresh(refresh), None
+        except OUTAGE as exc:
+            return cached, exc
 
     # --- blobs -----------------------------------------------------------------------------
 
@@ -97,20 +172,35 @@ class CacheStore(Delegate):
             return None
         return fd, size
 
+    async def _confirm_elsewhere(self, repo: str, digest: Digest) -> None:
+        """Link bytes cached through another repository to ``repo`` once the upstream has
+        confirmed the blob there: a cached manifest of ``repo`` references it, or a HEAD in
+        ``repo`` finds it with the same size. Never without: the upstream may keep
+        repositories apart."""
+        on_disk = self._files.size(digest)
+        if on_disk is None or self._index.blob(repo, digest) is not None:
+            return
+        if await self._upstream_size(repo, digest) == on_disk:
+            self._index.link_blob(repo, digest, on_disk)
+
+    async def _upstream_size(self, repo: str, digest: Digest) -> int:
+        """The blob's size in ``repo`` as the upstream vouches for it: from a cached manifest
+        of ``repo`` that references it, else from a HEAD there (BlobUnknown when it lacks it)."""
+        size = self._index.referenced_size(repo, digest)
+        if size is None:
+            size = await self._breaker.call(lambda: self.upstream.stat_blob(repo, digest))
+        return size
+
     async def stat_blob(self, repo: str, digest: Digest) -> int:
+        await self._confirm_elsewhere(repo, digest)
         size = self._index.blob(repo, digest)
         if size is not None and self._files.size(digest) == size:
             return size
-        return await self.upstream.stat_blob(repo, digest)
+        return await self._breaker.call(lambda: self.upstream.stat_blob(repo, digest))
 
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
+        await self._confirm_elsewhere(repo, digest)
         local = self._local(repo, digest)
-        if local is None and self._files.size(digest) is not None:
-            # Pulled through another repository: ask the upstream whether this one has it too.
-            size = await self.upstream.stat_blob(repo, digest)
-            if self._files.size(digest) == size:
-                self._index.link_blob(repo, digest, size)
-                local = self._local(repo, digest)
         if local is not None:
             BLOB_HIT.inc()
             fd, size = local
@@ -124,15 +214,21 @@ class CacheStore(Delegate):
             return BlobBody(digest=digest, size=size, start=start, length=end - start + 1, fd=fd)
         BLOB_MISS.inc()
         if byte_range is not None:
-            return await self.upstream.get_blob(repo, digest, byte_range)
-        fill = self._fills.get((repo, digest))
-        if fill is None:
-            fill = self._start_fill(repo, digest)
+            ranged = byte_range
+            return await self._breaker.call(lambda: self.upstream.get_blob(repo, digest, ranged))
+        running = self._fills.get(digest)
+        # Being downloaded for another repository: joined once confirmed for this one.
+        if (
+            running is not None
+            and running[0] != repo
+            and await self._upstream_size(repo, digest) != await running[1].wait_started()
+        ):
+            running = None
+        fill = running[1] if running is not None else self._start_fill(repo, digest)
         size = await fill.wait_started()
         return BlobBody(digest=digest, size=size, start=0, length=size, stream=fill.reader())
 
     def _start_fill(self, repo: str, digest: Digest) -> BlobFill:
-        key = (repo, digest)
 
         def stored(size: int) -> None:
             self._index.link_blob(repo, digest, size)
@@ -140,15 +236,15 @@ class CacheStore(Delegate):
             self._evict()
 
         fill = BlobFill(self._files, digest, stored)
-        self._fills[key] = fill
+        self._fills[digest] = (repo, fill)
         self.upstream_blob_fetches += 1
-        task = asyncio.create_task(fill.run(lambda: self.upstream.get_blob(repo, digest, None)))
-        self._tasks.add(task)
+        task = self._spawn(
+            fill.run(lambda: self._breaker.call(lambda: self.upstream.get_blob(repo, digest, None)))
+        )
 
-        def finished(done: asyncio.Task[None]) -> None:
-            self._tasks.discard(done)
-            if self._fills.get(key) is fill:
-                del self._fills[key]
+        def finished(_: asyncio.Task[None]) -> None:
+            if self._fills.get(digest) == (repo, fill):
+                del self._fills[digest]
 
         task.add_done_callback(finished)
         return fill
@@ -175,10 +271,20 @@ class CacheStore(Delegate):
 
     async def _fetch_manifest(self, repo: str, reference: str) -> StoredManifest:
         MANIFEST_MISS.inc()
-        stored = await self.upstream.get_manifest(repo, reference)
+        stored = await self._breaker.call(lambda: self.upstream.get_manifest(repo, reference))
         if Digest.of(stored.data, stored.digest.algorithm) != stored.digest:
             raise BadGateway({"digest": str(stored.digest)}, "upstream manifest digest mismatch")
-        self._index.put_manifest(repo, stored.digest, stored.media_type, stored.data)
+        try:
+            blobs = parse_manifest(stored.data, stored.media_type, stored.digest).blobs
+        except ManifestInvalid:
+            blobs = ()  # served as the upstream has it, vouching for no blobs
+        self._index.put_manifest(
+            repo,
+            stored.digest,
+            stored.media_type,
+            stored.data,
+            [(blob.digest, blob.size) for blob in blobs],
+        )
         if not is_digest(reference):
             self._index.put_tag(repo, reference, stored.digest, time.time())
         return stored
@@ -199,28 +305,83 @@ class CacheStore(Delegate):
         cached = None if entry is None else self._cached_manifest(repo, entry[0])
         if entry is None or cached is None:
             return await self._fetch_manifest(repo, reference)
-        age = time.time() - entry[1]
-        if age < self.tag_ttl:
+        found, outage = await self._revalidated(
+            cached, entry[1], lambda: self._revalidate_tag(repo, reference, cached)
+        )
+        if found is cached:
             MANIFEST_HIT.inc()
-            return cached
+        if outage is None:
+            return found
+        note = (
+            f"served from cache: upstream unavailable ({outage.status} {outage.code});"
+            f" tag last confirmed {int(time.time() - entry[1])} s ago"
+        )
+        return replace(cached, warnings=(*cached.warnings, note))
+
+    async def _revalidate_tag(
+        self, repo: str, reference: str, cached: StoredManifest
+    ) -> StoredManifest:
         try:
             # a HEAD, shared with concurrent revalidations of the tag (see ``collapse``)
-            current = (await self.upstream.stat_manifest(repo, reference)).digest
-            if current == cached.digest:
-                self._index.put_tag(repo, reference, cached.digest, time.time())
-                MANIFEST_HIT.inc()
-                return cached
-            return await self._fetch_manifest(repo, reference)
+            info = await self._breaker.call(lambda: self.upstream.stat_manifest(repo, reference))
         except (ManifestUnknown, NameUnknown):
             self._index.drop_tag(repo, reference)  # the upstream says the tag is gone
             raise
-        except OUTAGE as exc:
-            note = (
-                f"served from cache: upstream unavailable ({exc.status} {exc.code});"
-                f" tag last confirmed {int(age)} s ago"
-            )
-            MANIFEST_HIT.inc()
-            return replace(cached, warnings=(*cached.warnings, note))
+        if info.digest == cached.digest:
+            self._index.put_tag(repo, reference, cached.digest, time.time())
+            return cached
+        return await self._fetch_manifest(repo, reference)
+
+    # --- listings: kept like tags ----------------------------------------------------------
+
+    async def _listing(
+        self, kind: str, repo: str, key: str, fetch: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """A JSON-able listing as the upstream last gave it, revalidated after the TTL and
+        served stale when the upstream cannot answer."""
+
+        async def refresh() -> Any:
+            try:
+                found = await self._breaker.call(fetch)
+            except (NameUnknown, ManifestUnknown):
+                self._index.drop_listing(kind, repo, key)  # the upstream says it is gone
+                raise
+            self._index.put_listing(kind, repo, key, json.dumps(found), time.time())
+            return found
+
+        entry = self._index.listing(kind, repo, key)
+        if entry is None:
+            return await refresh()
+        found, _ = await self._revalidated(json.loads(entry[0]), entry[1], refresh)
+        return found
+
+    async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
+        async def fetch() -> list[str]:
+            return (await self.upstream.list_tags(repo, None, None)).items
+
+        names: list[str] = await self._listing("tags", repo, "", fetch)
+        after = names if last is None else [name for name in names if name > last]
+        return Page(after if n is None else after[:n], n is not None and len(after) > n)
+
+    async def list_repositories(self, last: str | None, n: int | None) -> Page:
+        async def fetch() -> dict[str, Any]:
+            page = await self.upstream.list_repositories(last, n)
+            return {"items": page.items, "more": page.more}
+
+        found = await self._listing("catalog", "", f"{last or ''}\n{n}", fetch)
+        return Page(list(found["items"]), bool(found["more"]))
+
+    async def list_referrers(
+        self, repo: str, digest: Digest, artifact_type: str | None
+    ) -> list[Descriptor]:
+        # Unfiltered, so every artifactType filter is served from the one entry.
+        async def fetch() -> list[dict[str, Any]]:
+            found = await self.upstream.list_referrers(repo, digest, None)
+            return [descriptor.to_json() for descriptor in found]
+
+        raw = await self._listing("referrers", repo, str(digest), fetch)
+        found = [parse_descriptor(item, "referrer") for item in raw]
+        return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
 
     # --- pushes: refused, or forwarded ------------------------------------------------------
 
@@ -286,6 +447,7 @@ class CacheStore(Delegate):
         self._index.drop_tag(repo, tag)
 
     async def close(self) -> None:
+        await self._breaker.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -2,7 +2,7 @@
 
 The embedded store's metadata does not fit a cache: its ``put_manifest`` insists that every
 referenced blob is already linked, while a cache learns manifests before (or without) their blobs.
-So the cache keeps three small tables of its own:
+So the cache keeps small tables of its own:
 
 - ``manifests(repo, digest, media_type, data)``: byte-exact manifest bodies, verified against
   their digest before they are inserted;
@@ -12,7 +12,11 @@ So the cache keeps three small tables of its own:
   shared by digest (``blobs/`` beside this file); the per-repository row keeps the cache from
   serving a blob for a repository the upstream never showed it in;
 - ``files(digest, size, used)``: each blob file and when it was last served (unix seconds),
-  for evicting the least recently used ones when the cache outgrows its size limit.
+  for evicting the least recently used ones when the cache outgrows its size limit;
+- ``refs(repo, digest, size)``: the blobs (config, layers) cached manifests of a repository
+  reference: the upstream accepted those manifests, so it has those blobs in that repository;
+- ``listings(kind, repo, key, data, fetched)``: tag lists, catalog pages and referrers as the
+  upstream last answered them (JSON) and when, revalidated like tags.
 
 WAL and a busy timeout let the workers of one server share the file; statements are single
 indexed reads or one-row upserts, cheap enough to run on the event loop.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..oci.digest import Digest
@@ -43,6 +48,15 @@ CREATE TABLE IF NOT EXISTS files (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, used REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_by_use ON files (used);
+CREATE TABLE IF NOT EXISTS refs (
+    repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE TABLE IF NOT EXISTS listings (
+    kind TEXT NOT NULL, repo TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+    fetched REAL NOT NULL,
+    PRIMARY KEY (kind, repo, key)
+);
 """
 
 
@@ -71,13 +85,32 @@ class CacheIndex:
             ).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]))
 
-    def put_manifest(self, repo: str, digest: Digest, media_type: str, data: bytes) -> None:
+    def put_manifest(
+        self,
+        repo: str,
+        digest: Digest,
+        media_type: str,
+        data: bytes,
+        blobs: Sequence[tuple[Digest, int]],
+    ) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO manifests (repo, digest, media_type, data)"
                 " VALUES (?, ?, ?, ?)",
                 (repo, str(digest), media_type, data),
             )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO refs (repo, digest, size) VALUES (?, ?, ?)",
+                [(repo, str(blob), size) for blob, size in blobs],
+            )
+
+    def referenced_size(self, repo: str, digest: Digest) -> int | None:
+        """The size a cached manifest of ``repo`` gives ``digest`` (None: none references it)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size FROM refs WHERE repo = ? AND digest = ?", (repo, str(digest))
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def drop_manifest(self, repo: str, digest: Digest) -> None:
         with self._lock:
@@ -105,6 +138,30 @@ class CacheIndex:
     def drop_tag(self, repo: str, tag: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
+
+    # --- listings: tags, catalog, referrers ------------------------------------------------
+
+    def listing(self, kind: str, repo: str, key: str) -> tuple[str, float] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data, fetched FROM listings WHERE kind = ? AND repo = ? AND key = ?",
+                (kind, repo, key),
+            ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def put_listing(self, kind: str, repo: str, key: str, data: str, fetched: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO listings (kind, repo, key, data, fetched)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, repo, key, data, fetched),
+            )
+
+    def drop_listing(self, kind: str, repo: str, key: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM listings WHERE kind = ? AND repo = ? AND key = ?", (kind, repo, key)
+            )
 
     # --- blobs -----------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ metadata transaction that links it, so after a crash metadata never points at a 
 worst an unlinked file is left for GC). See ``uploads``, ``metadata``, ``gc`` for the details.
 
 Repositories exist from their first linked blob or manifest and stay listed after everything in
-them is deleted. Deleting a blob or manifest only removes links; files go with ``collect_garbage``.
+them is deleted. Deleting a blob or manifest only removes links; files go with ``collect_garbage``
+once no manifest references them (see ``gc``).
 """
 
 from __future__ import annotations
@@ -79,12 +80,14 @@ class EmbeddedStore:
         sparse_index: bool = False,
         auto_mount: bool = False,
         upload_expiry: int = 86400,
+        gc_grace: float = gc.DEFAULT_GRACE,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sparse_index = sparse_index
         self.auto_mount = auto_mount
         self.upload_expiry = upload_expiry
+        self.gc_grace = gc_grace
         self.blobs = BlobFiles(self.data_dir)
         self.uploads = Uploads(self.data_dir, self.blobs.tmp)
         self.meta = Metadata(self.data_dir / "meta.db")
@@ -275,13 +278,18 @@ class EmbeddedStore:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    async def collect_garbage(self) -> GcReport:
-        return await run(gc.collect, self.blobs, self.meta)
+    async def collect_garbage(
+        self, grace: float | None = None, *, dry_run: bool = False
+    ) -> GcReport:
+        """Delete what no manifest references and is older than ``grace`` seconds (default:
+        the store's ``gc_grace``); with ``dry_run`` only report it."""
+        grace = self.gc_grace if grace is None else grace
+        return await run(gc.collect, self.blobs, self.meta, grace, dry_run)
 
     async def collect_garbage_if_due(self, interval: float) -> GcReport | None:
         """A scheduled collection: None when another worker ran one within ``interval``."""
         marker = self.data_dir / "gc.last"
-        return await run(gc.collect_if_due, self.blobs, self.meta, marker, interval)
+        return await run(gc.collect_if_due, self.blobs, self.meta, marker, interval, self.gc_grace)
 
     async def close(self) -> None:
         self.meta.close()

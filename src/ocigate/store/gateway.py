@@ -52,6 +52,8 @@ def build_gateway(settings: Settings) -> Registry:
                 tag_ttl=upstream.cache_tag_ttl,
                 push=upstream.cache_push,
                 max_size=upstream.cache_max_size,
+                stale_timeout=upstream.cache_stale_timeout,
+                cooldown=upstream.cache_outage_cooldown,
             )
         routes.append((upstream.prefix, store))
         hosts.setdefault(upstream.host, store)  # two upstreams on one host: the first wins

@@ -9,13 +9,15 @@ ASCIIbetical):
 
 - ``repositories(name)``: a repository exists once anything was linked into it; it stays listed
   when everything in it was deleted.
-- ``repo_blobs(repo, digest, size)``: which blobs (layers, configs and manifest bytes) a
-  repository holds.
+- ``repo_blobs(repo, digest, size, linked)``: which blobs (layers, configs and manifest bytes) a
+  repository holds, and when each was last linked there (unix seconds; 0 for links made before
+  the column existed): garbage collection's grace period counts from it.
 - ``manifests(id, repo, digest, media_type, data, subject, artifact_type, annotations, size)``:
   ``data`` is byte-exact; ``id`` gives push order (the referrers list order).
 - ``tags(repo, tag, digest)``.
 - ``manifest_refs(repo, manifest, digest, kind)``: what each manifest references, ``kind`` being
-  ``blob`` (config, layers) or ``child`` (index entries); garbage collection keeps them.
+  ``blob`` (config, layers) or ``child`` (index entries); with the manifests themselves and
+  their subjects, what garbage collection keeps.
 - ``outbox``, ``outbox_cursors``, ``deliveries``: durable events (see ``outbox.py``).
 """
 
@@ -25,6 +27,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,11 +39,12 @@ from ..oci.manifests import Manifest
 from . import outbox
 from .stamp import Stamp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS repo_blobs (
     repo TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    linked REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (repo, digest)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs (digest);
 CREATE TABLE IF NOT EXISTS manifests (
@@ -124,7 +128,10 @@ class Metadata:
         conn = self.conn()
         conn.execute("PRAGMA journal_mode = WAL")
         with transaction(conn):
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:  # version 2 added the time of each link
+                conn.execute("ALTER TABLE repo_blobs ADD COLUMN linked REAL NOT NULL DEFAULT 0")
+            if version < SCHEMA_VERSION:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -189,9 +196,11 @@ class Metadata:
     @staticmethod
     def _link(conn: sqlite3.Connection, repo: str, digest: str, size: int) -> None:
         conn.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repo,))
+        # Linking again renews the link: a re-pushed blob gets a new grace period.
         conn.execute(
-            "INSERT OR IGNORE INTO repo_blobs (repo, digest, size) VALUES (?, ?, ?)",
-            (repo, digest, size),
+            "INSERT INTO repo_blobs (repo, digest, size, linked) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (repo, digest) DO UPDATE SET linked = excluded.linked",
+            (repo, digest, size, time.time()),
         )
 
     def unlink_blob(self, repo: str, digest: Digest) -> bool:
@@ -351,10 +360,26 @@ class Metadata:
             for row in rows
         ]
 
+    # -- garbage collection ------------------------------------------------------------------
+
     def referenced_digests(self) -> set[str]:
-        """Every digest a repository links or a manifest references (the GC mark set)."""
+        """Every manifest and every digest a manifest references (config, layers, index
+        children, subject): the GC mark set. Links alone do not count."""
         rows = self.conn().execute(
-            "SELECT digest FROM repo_blobs UNION SELECT digest FROM manifest_refs"
-            " UNION SELECT digest FROM manifests"
+            "SELECT digest FROM manifests UNION SELECT digest FROM manifest_refs"
+            " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL"
         )
         return {row[0] for row in rows}
+
+    def links(self) -> dict[str, tuple[int, float]]:
+        """Per linked digest: in how many repositories, and when it was last linked."""
+        rows = self.conn().execute(
+            "SELECT digest, COUNT(*), MAX(linked) FROM repo_blobs GROUP BY digest"
+        )
+        return {row[0]: (int(row[1]), float(row[2])) for row in rows}
+
+    def unlink_everywhere(self, digests: Sequence[str]) -> None:
+        """Remove every repository's link to these digests (GC, before it deletes the files:
+        metadata must never point at a missing file)."""
+        with self.changing() as conn:
+            conn.executemany("DELETE FROM repo_blobs WHERE digest = ?", [(d,) for d in digests])
