@@ -8,6 +8,7 @@ from ..oci.digest import Digest
 from ..oci.errors import PaginationInvalid
 from ..oci.mediatypes import OCI_INDEX
 from ..oci.names import check_tag
+from ..oci.numbers import parse_decimal
 from .context import Call
 from .http import Headers, respond_json
 
@@ -16,9 +17,10 @@ def _page_size(call: Call) -> int | None:
     raw = call.request.param("n")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    n = parse_decimal(raw)
+    if n is None:
         raise PaginationInvalid(f"n must be a non-negative integer, got {raw[:50]!r}")
-    return int(raw)
+    return n
 
 
 def _next_link(path: str, params: dict[str, str]) -> Headers:
