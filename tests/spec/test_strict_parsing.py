@@ -119,3 +119,15 @@ def test_chunk_range_that_is_not_a_plain_number_is_refused(
     )
     assert_error(resp, (400, 416), "BLOB_UPLOAD_INVALID")
     assert client.get(upload).headers["range"] == "0-0"  # nothing was written
+
+
+@pytest.mark.parametrize("endpoint", ["tags", "catalog"])
+def test_last_outside_the_grammar_is_400(client: httpx.Client, repo: str, endpoint: str) -> None:
+    """`last=<tagname>` (for the catalog, a repository name): a cursor that no listed item can
+    be, of any length, is refused instead of being carried to the store or an upstream."""
+    push_image(client, repo, "v1")
+    path = f"/v2/{repo}/tags/list" if endpoint == "tags" else "/v2/_catalog"
+    for last in ("x" * 5000, "-x", "x" * 256):
+        resp = client.get(with_params(path, [("last", last)]))
+        assert_error(resp, 400, "TAG_INVALID" if endpoint == "tags" else "NAME_INVALID")
+    assert client.get(with_params(path, [("last", "x")])).status_code == 200
