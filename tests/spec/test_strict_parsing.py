@@ -10,6 +10,7 @@ import pytest
 from .helpers import (
     OCI_CONFIG,
     OCI_LAYER,
+    OCI_MANIFEST,
     Manifest,
     assert_error,
     blob_url,
@@ -131,3 +132,20 @@ def test_last_outside_the_grammar_is_400(client: httpx.Client, repo: str, endpoi
         resp = client.get(with_params(path, [("last", last)]))
         assert_error(resp, 400, "TAG_INVALID" if endpoint == "tags" else "NAME_INVALID")
     assert client.get(with_params(path, [("last", "x")])).status_code == 200
+
+
+@pytest.mark.parametrize("size", [str(2**63), HUGE])
+def test_descriptor_size_beyond_int64_is_manifest_invalid(
+    client: httpx.Client, repo: str, size: str
+) -> None:
+    """image-spec descriptor.md: `size` is an *int64*."""
+    config, layer = config_blob(), random_blob(64)
+    push_blob(client, repo, config)
+    push_blob(client, repo, layer)
+    doc = image_manifest(config.descriptor(OCI_CONFIG), [layer.descriptor(OCI_LAYER)])
+    body = Manifest.of(doc).body.replace(b'"size":64', b'"size":' + size.encode())
+    assert body != Manifest.of(doc).body
+    resp = client.put(
+        manifest_url(repo, "big"), content=body, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert_error(resp, 400, "MANIFEST_INVALID")

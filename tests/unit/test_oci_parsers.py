@@ -322,6 +322,20 @@ def test_invalid_manifests(doc: dict[str, object], content_type: str | None) -> 
         parse_manifest(data, content_type, Digest.of(data))
 
 
+@pytest.mark.parametrize("size", [str(MAX_VALUE + 1), "9" * 5000, "1" + "0" * 4300])
+def test_descriptor_size_beyond_int64_is_invalid(size: str) -> None:
+    """image-spec descriptor.md: `size` is an int64 (and json.loads refuses 4,301+ digits)."""
+    digest = Digest.of(b"{}")
+    data = (
+        b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "%s", "size": %s},'
+        b' "layers": []}' % (str(digest).encode(), size.encode())
+    )
+    with pytest.raises(ManifestInvalid):
+        parse_manifest(data, None, Digest.of(data))
+    largest = data.replace(size.encode(), str(MAX_VALUE).encode())
+    assert parse_manifest(largest, None, Digest.of(largest)).blobs[0].size == MAX_VALUE
+
+
 def test_data_field_must_match_descriptor() -> None:
     good = {**_descriptor(b"{}", "a/b"), "data": "e30="}
     bad = {**_descriptor(b"{}", "a/b"), "data": "W10="}
