@@ -246,6 +246,31 @@ def test_unknown_manifest_is_404(
     assert_error(client.request(method, manifest_url(repo, ref)), 404, "MANIFEST_UNKNOWN")
 
 
+# What the v1.1.1 conformance suite reads (".INVALID_MANIFEST_NAME", "sha256:totallywrong") and
+# more of the same: references no manifest can have.
+INVALID_REFERENCES = {
+    "legacy-suite-tag": ".INVALID_MANIFEST_NAME",
+    "leading-dash": "-bad",
+    "129-chars": "a" * 129,
+    "legacy-suite-digest": "sha256:totallywrong",
+    "unknown-algorithm": "md5:" + "a" * 32,
+    "upper-case-hex": "sha256:" + "A" * 64,
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("ref", list(INVALID_REFERENCES.values()), ids=list(INVALID_REFERENCES))
+def test_read_by_invalid_reference_is_404(
+    client: httpx.Client, repo: str, method: str, ref: str
+) -> None:
+    """The v1.1.1 conformance suite's "HEAD/GET nonexistent manifest should return 404" use an
+    invalid tag; distribution (its router knows no such path) and zot answer 404. No manifest
+    is known by a reference that cannot name one: 404 MANIFEST_UNKNOWN, while a push to it is
+    400 (test_invalid_tag_rejected)."""
+    push_image(client, repo, "exists")
+    assert_error(client.request(method, manifest_url(repo, ref)), 404, "MANIFEST_UNKNOWN")
+
+
 def test_pull_from_nonexistent_repository_is_404(client: httpx.Client, repo: str) -> None:
     """ "An attempt to pull a nonexistent repository MUST return response code `404 Not
     Found`.\""""

@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ocigate.api.ranges import parse_content_range, parse_range
+from ocigate.layers.globs import check_glob, matches
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import (
     BlobUploadInvalid,
@@ -24,14 +26,18 @@ from ocigate.oci.errors import (
     TagInvalid,
 )
 from ocigate.oci.manifests import parse_manifest
+from ocigate.oci.mediatypes import is_media_type
 from ocigate.oci.names import check_name, check_tag, referrers_tag
+from ocigate.oci.numbers import MAX_VALUE, parse_decimal
 from ocigate.registry import ByteRange
+from ocigate.store.uploads import Uploads
 
 # The spec's regular expressions, written out independently of the implementation's.
 SPEC_NAME = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 SPEC_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
-name_alphabet = st.text(alphabet="abcz09._-/A", max_size=40)
+# "\n" because ``$`` also matches before a final newline: a pattern anchored so accepts "v1\n".
+name_alphabet = st.text(alphabet="abcz09._-/A\n", max_size=40)
 
 
 @given(name_alphabet)
@@ -45,7 +51,7 @@ def test_names_follow_the_spec_regex(name: str) -> None:
     assert accepted == expected
 
 
-@given(st.text(alphabet="aZ09._-:/+", max_size=140))
+@given(st.text(alphabet="aZ09._-:/+\n", max_size=140))
 def test_tags_follow_the_spec_regex(tag: str) -> None:
     expected = bool(SPEC_TAG.fullmatch(tag))
     try:
@@ -87,6 +93,51 @@ def test_digest_parse_rejects_or_round_trips(text: str) -> None:
 def test_bad_digests(text: str) -> None:
     with pytest.raises(DigestInvalid):
         Digest.parse(text)
+
+
+NEWLINES = ["\n", "\r\n", "\r", "\x0b"]
+
+
+@pytest.mark.parametrize("newline", NEWLINES)
+def test_a_trailing_newline_is_never_part_of_a_valid_token(newline: str, tmp_path: Path) -> None:
+    good_digest = str(Digest.of(b"x"))
+    with pytest.raises(NameInvalid):
+        check_name("lib/app" + newline)
+    with pytest.raises(TagInvalid):
+        check_tag("v1" + newline)
+    for digest in (good_digest + newline, "sha256" + newline + ":" + good_digest[7:]):
+        with pytest.raises(DigestInvalid):
+            Digest.parse(digest)
+    assert not is_media_type("application/json" + newline)
+    with pytest.raises(ValueError):
+        check_glob("team/*" + newline)
+    assert not matches("team/app", "team/app" + newline)
+    with pytest.raises(OCIError):
+        Uploads(tmp_path, tmp_path).dir("0" * 32 + newline)
+
+
+@given(st.text(alphabet="0123456789²٣_ +-\n", max_size=25))
+def test_decimal_numbers_are_ascii_digits_within_int64(text: str) -> None:
+    value = parse_decimal(text)
+    if re.fullmatch(r"[0-9]{1,19}", text, re.ASCII) and int(text) <= MAX_VALUE:
+        assert value == int(text)
+    else:
+        assert value is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "²", "1²", "\u0661\u0662", " 1", "1 ", "1_0", "+1", "-1", "1\n", "9" * 20, "9" * 5000],
+)
+def test_not_decimal_numbers(text: str) -> None:
+    assert parse_decimal(text) is None
+
+
+def test_decimal_limits() -> None:
+    assert parse_decimal("0") == 0
+    assert parse_decimal("0" * 19) == 0
+    assert parse_decimal(str(MAX_VALUE)) == MAX_VALUE
+    assert parse_decimal(str(MAX_VALUE + 1)) is None
 
 
 def test_referrers_tag_schema_examples_from_the_spec() -> None:
@@ -137,6 +188,46 @@ def test_content_range(start: int, end: int) -> None:
             parse_content_range(f"{start}-{end}")
     else:
         assert parse_content_range(f"{start}-{end}") == (start, end)
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes=0-{HUGE}", f"bytes=-{HUGE}"])
+def test_range_numbers_beyond_int64_are_unsatisfiable(header: str) -> None:
+    """Go's net/http (distribution) and nginx answer 416 for a range they cannot represent."""
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes=0-{MAX_VALUE + 1}")
+
+
+@pytest.mark.parametrize("header", ["bytes=²-", "bytes=0-\u0661", "bytes=0-9\n"])
+def test_range_with_non_ascii_digits_is_ignored(header: str) -> None:
+    assert parse_range(header) is None
+
+
+@pytest.mark.parametrize("header", [f"0-{HUGE}", f"{HUGE}-{HUGE}", f"0-{MAX_VALUE + 1}"])
+def test_content_range_beyond_int64_is_out_of_order(header: str) -> None:
+    with pytest.raises(RangeInvalid):
+        parse_content_range(header)
+
+
+@pytest.mark.parametrize("header", ["0-²", "\u0661-\u0662", "0-9\n/10", "0 -9"])
+def test_content_range_with_non_ascii_digits_is_malformed(header: str) -> None:
+    with pytest.raises(BlobUploadInvalid):
+        parse_content_range(header)
+
+
+digit_runs = st.integers(0, 6000).map(lambda length: "7" * length)
+
+
+@given(digit_runs, digit_runs)
+def test_range_numbers_of_any_length_are_client_errors(first: str, last: str) -> None:
+    with contextlib.suppress(OCIError):
+        parse_range(f"bytes={first}-{last}")
+    with contextlib.suppress(OCIError):
+        parse_content_range(f"{first}-{last}")
 
 
 @given(st.text(max_size=30))
@@ -229,6 +320,20 @@ def test_invalid_manifests(doc: dict[str, object], content_type: str | None) -> 
     data = json.dumps(doc).encode()
     with pytest.raises(ManifestInvalid):
         parse_manifest(data, content_type, Digest.of(data))
+
+
+@pytest.mark.parametrize("size", [str(MAX_VALUE + 1), "9" * 5000, "1" + "0" * 4300])
+def test_descriptor_size_beyond_int64_is_invalid(size: str) -> None:
+    """image-spec descriptor.md: `size` is an int64 (and json.loads refuses 4,301+ digits)."""
+    digest = Digest.of(b"{}")
+    data = (
+        b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "%s", "size": %s},'
+        b' "layers": []}' % (str(digest).encode(), size.encode())
+    )
+    with pytest.raises(ManifestInvalid):
+        parse_manifest(data, None, Digest.of(data))
+    largest = data.replace(size.encode(), str(MAX_VALUE).encode())
+    assert parse_manifest(largest, None, Digest.of(largest)).blobs[0].size == MAX_VALUE
 
 
 def test_data_field_must_match_descriptor() -> None:

@@ -40,8 +40,8 @@ async def head_blob(call: Call) -> None:
 async def get_blob(call: Call) -> None:
     digest = Digest.parse(call.arg)
     range_header = call.request.headers.get("range")
-    byte_range = parse_range(range_header) if range_header else None
     try:
+        byte_range = parse_range(range_header) if range_header else None
         body = await call.registry.get_blob(call.repo, digest, byte_range)
     except RangeNotSatisfiable as exc:
         size = exc.detail["size"] if isinstance(exc.detail, dict) else None

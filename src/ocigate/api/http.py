@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..oci.errors import BlobUploadInvalid, PayloadTooLarge, SizeInvalid
+from ..oci.numbers import parse_decimal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,9 +58,10 @@ class Request:
         raw = self.headers.get("content-length")
         if raw is None:
             return None
-        if not raw.strip().isdigit():
+        length = parse_decimal(raw.strip(" \t"))
+        if length is None:
             raise SizeInvalid(f"invalid Content-Length {raw[:50]!r}")
-        return int(raw)
+        return length
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The request body as it arrives, never buffered whole."""

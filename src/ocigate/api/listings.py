@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from ..oci.digest import Digest
 from ..oci.errors import PaginationInvalid
 from ..oci.mediatypes import OCI_INDEX
-from ..oci.names import check_tag
+from ..oci.names import check_name, check_tag
+from ..oci.numbers import parse_decimal
 from .context import Call
 from .http import Headers, respond_json
 
@@ -16,9 +18,17 @@ def _page_size(call: Call) -> int | None:
     raw = call.request.param("n")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    n = parse_decimal(raw)
+    if n is None:
         raise PaginationInvalid(f"n must be a non-negative integer, got {raw[:50]!r}")
-    return int(raw)
+    return n
+
+
+def _last(call: Call, check: Callable[[str], str]) -> str | None:
+    """The ``last`` cursor, held to the grammar of what is listed (so at most 128 characters for
+    a tag, 255 for a repository): nothing else can follow a listed item."""
+    last = call.request.param("last")
+    return check(last) if last else None
 
 
 def _next_link(path: str, params: dict[str, str]) -> Headers:
@@ -44,15 +54,12 @@ async def _page(call: Call, path: str, key: str, last: str | None, *, repo: str 
 
 
 async def tags(call: Call) -> None:
-    last = call.request.param("last")
-    if last:
-        check_tag(last)
-    await _page(call, f"/v2/{call.repo}/tags/list", "tags", last or None, repo=call.repo)
+    path = f"/v2/{call.repo}/tags/list"
+    await _page(call, path, "tags", _last(call, check_tag), repo=call.repo)
 
 
 async def catalog(call: Call) -> None:
-    last = call.request.param("last")
-    await _page(call, "/v2/_catalog", "repositories", last or None, repo=None)
+    await _page(call, "/v2/_catalog", "repositories", _last(call, check_name), repo=None)
 
 
 async def referrers(call: Call) -> None:

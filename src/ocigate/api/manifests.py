@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..oci.digest import Digest, is_digest
-from ..oci.errors import DigestInvalid, ManifestInvalid
+from ..oci.errors import DigestInvalid, ManifestInvalid, ManifestUnknown, TagInvalid
 from ..oci.manifests import parse_manifest
 from ..oci.names import check_tag
 from ..registry import ManifestInfo, StoredManifest
@@ -16,6 +16,15 @@ MAX_TAGS_PER_PUSH = 100
 def _reference(arg: str) -> Digest | str:
     """A manifest reference must be a digest or a valid tag (spec: no other format)."""
     return Digest.parse(arg) if is_digest(arg) else check_tag(arg)
+
+
+def _read_reference(arg: str) -> str:
+    """GET and HEAD: no manifest is known by an invalid reference, so 404 MANIFEST_UNKNOWN, as
+    the v1.1.1 conformance suite expects and distribution and zot answer; writes keep the 400."""
+    try:
+        return str(_reference(arg))
+    except (DigestInvalid, TagInvalid) as exc:
+        raise ManifestUnknown({"reference": arg[:200], "reason": exc.message}) from exc
 
 
 def _headers(manifest: StoredManifest | ManifestInfo) -> Headers:
@@ -31,12 +40,12 @@ def _headers(manifest: StoredManifest | ManifestInfo) -> Headers:
 
 
 async def get(call: Call) -> None:
-    manifest = await call.registry.get_manifest(call.repo, str(_reference(call.arg)))
+    manifest = await call.registry.get_manifest(call.repo, _read_reference(call.arg))
     await respond(call.send, 200, _headers(manifest), manifest.data)
 
 
 async def head(call: Call) -> None:
-    info = await call.registry.stat_manifest(call.repo, str(_reference(call.arg)))
+    info = await call.registry.stat_manifest(call.repo, _read_reference(call.arg))
     headers = _headers(info)
     headers.append((b"content-length", b"%d" % info.size))
     await call.send({"type": "http.response.start", "status": 200, "headers": headers})

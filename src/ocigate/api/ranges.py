@@ -4,35 +4,48 @@ from __future__ import annotations
 
 import re
 
-from ..oci.errors import BlobUploadInvalid, RangeInvalid
+from ..oci.errors import BlobUploadInvalid, RangeInvalid, RangeNotSatisfiable
+from ..oci.numbers import parse_decimal
 from ..registry import ByteRange
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?\s*(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# ASCII digits and HTTP's optional whitespace (SP, HTAB) only: ``\d`` and ``\s`` are Unicode.
+_RANGE = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?[ \t]*([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
 
 def parse_range(header: str) -> ByteRange | None:
     """One byte range, or None for a header to ignore: RFC 9110 lets a server answer multiple
     or invalid ranges with the whole content."""
-    match = _RANGE.match(header)
+    match = _RANGE.fullmatch(header)
     if not match:
         return None
-    first, last = match.group(1), match.group(2)
-    if not first and not last:
+    first, last = (_position(digits, header) for digits in match.groups())
+    if first is None and last is None:
         return None
-    if not first:
-        return ByteRange(None, int(last))
-    if last and int(last) < int(first):
+    if first is not None and last is not None and last < first:
         return None  # an invalid range-spec; RFC 9110 lets us serve the whole content
-    return ByteRange(int(first), int(last) if last else None)
+    return ByteRange(first, last)
+
+
+def _position(digits: str, header: str) -> int | None:
+    if not digits:
+        return None
+    value = parse_decimal(digits)
+    if value is None:
+        # Beyond any blob: 416, as Go's net/http (distribution) and nginx answer. The caller
+        # looks the size up for Content-Range.
+        raise RangeNotSatisfiable({"size": None}, f"range {header[:100]!r} beyond any blob")
+    return value
 
 
 def parse_content_range(header: str) -> tuple[int, int]:
     """An upload chunk's inclusive ``(start, end)`` from ``Content-Range: start-end``."""
-    match = _CONTENT_RANGE.match(header.strip())
+    match = _CONTENT_RANGE.fullmatch(header.strip(" \t"))
     if not match:
         raise BlobUploadInvalid(f"malformed Content-Range {header[:100]!r}")
-    start, end = int(match.group(1)), int(match.group(2))
+    start, end = parse_decimal(match.group(1)), parse_decimal(match.group(2))
+    if start is None or end is None:
+        raise RangeInvalid(f"Content-Range {header[:100]!r} is beyond any upload")
     if end < start:
-        raise RangeInvalid(f"Content-Range {header!r} ends before it starts")
+        raise RangeInvalid(f"Content-Range {header[:100]!r} ends before it starts")
     return start, end

@@ -44,7 +44,7 @@ def match(path: str) -> Route | None:
     if not path.startswith("/v2/"):
         return None
     for endpoint, pattern in _ROUTES:
-        found = pattern.match(path)
+        found = pattern.fullmatch(path)  # not match: "$" allows a final "\n"
         if found:
             return Route(endpoint, found.group("name"), found.group("arg"))
     return None

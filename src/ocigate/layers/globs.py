@@ -12,12 +12,12 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-_GLOB = re.compile(r"^[a-z0-9._/*-]+$")
+_GLOB = re.compile(r"[a-z0-9._/*-]+")  # fullmatch: "$" allows a final "\n"
 
 
 def check_glob(glob: str) -> str:
     """The glob itself; ValueError when it could never match a repository name."""
-    if not _GLOB.match(glob):
+    if not _GLOB.fullmatch(glob):
         raise ValueError(f"invalid repository glob {glob!r}: use a-z 0-9 . _ - / and * or **")
     if "***" in glob:
         raise ValueError(f"invalid repository glob {glob!r}: at most two * in a row")
@@ -33,11 +33,11 @@ def _compile(glob: str) -> re.Pattern[str]:
     regex = "".join(
         ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part) for part in parts
     )
-    return re.compile(f"^{regex}{tail}$")
+    return re.compile(f"{regex}{tail}")
 
 
 def matches(glob: str, repo: str) -> bool:
-    return _compile(glob).match(repo) is not None
+    return _compile(glob).fullmatch(repo) is not None
 
 
 def _specificity(glob: str) -> tuple[int, int]:

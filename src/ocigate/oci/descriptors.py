@@ -10,6 +10,7 @@ from typing import Any
 from .digest import Digest
 from .errors import ManifestInvalid, OCIError
 from .mediatypes import is_media_type
+from .numbers import MAX_VALUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,8 @@ def parse_descriptor(value: object, where: str) -> Descriptor:
     except Exception as exc:
         raise _fail(where, f"invalid digest {raw_digest[:200]!r}") from exc
     size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _fail(where, f"size must be a non-negative integer, got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_VALUE:
+        raise _fail(where, f"size must be a non-negative int64, got {size!r:.50}")
     artifact_type = value.get("artifactType")
     if artifact_type is not None and (
         not isinstance(artifact_type, str) or not is_media_type(artifact_type)

@@ -13,10 +13,11 @@ from typing import Protocol
 from .errors import DigestInvalid
 
 # The grammar of the image spec, used to tell "malformed" from "unsupported algorithm".
-_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# All used with fullmatch: ``$`` would also match before a final "\n".
+_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _ENCODED = {
-    "sha256": re.compile(r"^[a-f0-9]{64}$"),
-    "sha512": re.compile(r"^[a-f0-9]{128}$"),
+    "sha256": re.compile(r"[a-f0-9]{64}"),
+    "sha512": re.compile(r"[a-f0-9]{128}"),
 }
 ALGORITHMS = tuple(_ENCODED)
 
@@ -34,13 +35,13 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        if not _GRAMMAR.match(text):
+        if not _GRAMMAR.fullmatch(text):
             raise DigestInvalid(f"malformed digest {text[:200]!r}", "invalid digest")
         algorithm, _, encoded = text.partition(":")
         pattern = _ENCODED.get(algorithm)
         if pattern is None:
             raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}", "invalid digest")
-        if not pattern.match(encoded):
+        if not pattern.fullmatch(encoded):
             raise DigestInvalid(f"malformed {algorithm} digest {text[:200]!r}", "invalid digest")
         return cls(algorithm, encoded)
 

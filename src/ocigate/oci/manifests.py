@@ -86,7 +86,8 @@ def parse_manifest(data: bytes, content_type: str | None, digest: Digest) -> Man
     """Validate the structure of a pushed manifest; raise ManifestInvalid naming the field."""
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError also covers a number of more than 4,300 digits, which json.loads refuses.
+    except (ValueError, RecursionError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")

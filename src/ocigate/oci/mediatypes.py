@@ -26,12 +26,12 @@ NON_DISTRIBUTABLE = frozenset(
 
 # RFC 6838 as restricted by image-spec descriptor.md.
 _MEDIA_TYPE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 )
 
 
 def is_media_type(value: str) -> bool:
-    return bool(_MEDIA_TYPE.match(value))
+    return bool(_MEDIA_TYPE.fullmatch(value))
 
 
 def base_type(content_type: str) -> str:

@@ -9,20 +9,21 @@ from .digest import Digest
 from .errors import NameInvalid, TagInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# Used with fullmatch only: ``$`` would also match before a final "\n" (tag "v1\n").
+_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_NAME_LENGTH = 255
 
 
 @lru_cache(maxsize=4096)  # every request checks a name, and names repeat; refusals are not kept
 def check_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}")
     return name
 
 
 def check_tag(tag: str) -> str:
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise TagInvalid(f"invalid tag {tag[:200]!r}", "invalid tag")
     return tag
 

@@ -23,7 +23,7 @@ from typing import cast
 from ..oci.digest import ALGORITHMS, Digest, Hasher, new_hasher
 
 READ_SIZE = 1024 * 1024
-_ENCODED = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
+_ENCODED = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -94,7 +94,7 @@ class BlobFiles:
     def path(self, digest: Digest) -> Path:
         pattern = _ENCODED.get(digest.algorithm)
         # Digests are parsed before they get here; re-check, as this builds a filesystem path.
-        if pattern is None or not pattern.match(digest.encoded):
+        if pattern is None or not pattern.fullmatch(digest.encoded):
             raise ValueError(f"not a storable digest: {digest}")
         return self.root / digest.algorithm / digest.encoded[:2] / digest.encoded
 
@@ -155,7 +155,7 @@ class BlobFiles:
                     pattern = _ENCODED.get(alg)
                     ok = (
                         pattern is not None
-                        and pattern.match(path.name)
+                        and pattern.fullmatch(path.name)
                         and fan.name == path.name[:2]
                     )
                     yield (Digest(alg, path.name) if ok else None), path

@@ -37,7 +37,7 @@ from ..oci.errors import BlobUploadUnknown, RangeInvalid, SizeInvalid
 from .blobfiles import hash_fd, start_writeback
 
 BATCH = 1024 * 1024
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: "$" allows a final "\n"
 _CACHE_SIZE = 1024
 # Hashing runs beside the write of the same batch; sha256 releases the GIL.
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ocigate-hash")
@@ -74,7 +74,7 @@ class Uploads:
 
     def dir(self, upload_id: str) -> Path:
         """The upload's directory; the id is checked strictly before it touches a path."""
-        if not isinstance(upload_id, str) or not _ID.match(upload_id):
+        if not isinstance(upload_id, str) or not _ID.fullmatch(upload_id):
             raise _unknown(upload_id if isinstance(upload_id, str) else "")
         return self.root / upload_id
 
@@ -272,7 +272,7 @@ class Uploads:
         """Remove uploads idle for more than ``max_age`` seconds and not locked; how many."""
         removed = 0
         for entry in os.scandir(self.root):
-            if not _ID.match(entry.name) or self._fresh(Path(entry.path), max_age):
+            if not _ID.fullmatch(entry.name) or self._fresh(Path(entry.path), max_age):
                 continue
             try:
                 fd = os.open(Path(entry.path) / "data", os.O_RDONLY | os.O_CLOEXEC)
