@@ -20,7 +20,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
 from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
-from .connection import Body, Response, Timeout, TransportError
+from .connection import MAX_BODY, Body, Response, Timeout, TooLarge, TransportError
+from .origins import OriginPolicy
 from .pool import Pool
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
@@ -48,6 +49,9 @@ class ClientOptions:
     forward_credentials: bool = False
     backoff: float = 0.25  # first retry delay; doubles each attempt
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
+    # Token realm hosts besides the upstream's own that may receive credentials.
+    token_realm_hosts: tuple[str, ...] = ()
+    allow_private_redirects: bool = False  # redirects may reach loopback/private addresses
 
 
 def _is_bearer(authorization: str | None) -> bool:
@@ -86,6 +90,9 @@ class RegistryClient:
         self.base = options.url.rstrip("/")
         parts = urlsplit(self.base)
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        self.origins = OriginPolicy(
+            self.base, options.token_realm_hosts, options.allow_private_redirects
+        )
         self._pool = Pool(
             _tls(options), options.connect_timeout, options.read_timeout, options.max_connections
         )
@@ -102,6 +109,19 @@ class RegistryClient:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+    async def read(self, response: Response, limit: int = MAX_BODY) -> bytes:
+        """A response body read whole, at most ``limit`` bytes: beyond it, or when the
+        transfer fails, a 502/504 naming the upstream (never a 500)."""
+        try:
+            return await response.aread(limit)
+        except TooLarge as exc:
+            raise BadGateway(
+                {"upstream": self.base, "limit": limit},
+                f"upstream {self.base} sent a body over the gateway's {limit}-byte cap",
+            ) from exc
+        except TransportError as exc:
+            raise _fault(self.base, exc) from exc
 
     # --- authentication --------------------------------------------------------------------
 
@@ -174,9 +194,14 @@ class RegistryClient:
         params: dict[str, str | list[str]] = {"scope": scopes}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        headers = {"Authorization": basic} if basic is not None else {}
+        # Credentials go to a realm bound to this upstream only; any other gets an anonymous
+        # request (as distribution's proxy does), and only when it is no internal address.
+        trusted = self.origins.realm_trusted(realm)
+        if not trusted:
+            await self.origins.check_address(realm)
+        headers = {"Authorization": basic} if basic is not None and trusted else {}
         response = await self._send("GET", realm, headers, None, retryable=True, params=params)
-        await response.aread()
+        await self.read(response)
         if response.status_code in (401, 403):
             refused = Unauthorized if self.options.forward_credentials else Denied
             whose = "the client's" if self.options.forward_credentials else "the gateway's"
@@ -225,7 +250,10 @@ class RegistryClient:
         reauthenticated = False
         while True:
             out = dict(headers or {})
-            authorization = await self._authorization(scope)
+            # Credentials belong to the upstream's origin, never to a URL it named elsewhere.
+            authorization = None
+            if self.origins.same_origin(target):
+                authorization = await self._authorization(scope)
             if authorization is not None:
                 out["Authorization"] = authorization
             response = await self._send(
@@ -272,7 +300,8 @@ class RegistryClient:
                 return response
             await response.aclose()
             target = urljoin(url, location)
-            if urlsplit(target)[:2] != urlsplit(url)[:2]:
+            if not self.origins.same_origin(target):
+                await self.origins.check_address(target)
                 out.pop("Authorization", None)  # presigned URLs carry their own credentials
             url = target
         raise BadGateway({"upstream": self.base}, f"upstream {self.base} redirects too often")
