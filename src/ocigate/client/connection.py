@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, cast
 
+from ..bodies import join_capped
 from ..flow import ReadFlow, WriteFlow, settle
 
 READ_SIZE = 1024 * 1024  # the largest piece one body read hands on
@@ -334,15 +335,11 @@ class Response:
             if self._length is not None and self._length > limit:
                 self._drop()
                 raise TooLarge(f"a body of {self._length} bytes is over the {limit}-byte cap")
-            parts: list[bytes] = []
-            total = 0
-            async for piece in self.aiter_raw():
-                total += len(piece)
-                if total > limit:
-                    self._drop()
-                    raise TooLarge(f"a body of more than {limit} bytes is over the cap")
-                parts.append(piece)
-            self._content = b"".join(parts)
+            content = await join_capped(self.aiter_raw(), limit)
+            if content is None:
+                self._drop()
+                raise TooLarge(f"a body of more than {limit} bytes is over the cap")
+            self._content = content
         return self._content
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
