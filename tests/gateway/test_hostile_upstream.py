@@ -76,8 +76,9 @@ def test_a_tags_link_to_another_origin_is_refused_without_credentials(
     assert other.seen == [], "the foreign Link was followed"
 
 
+@pytest.mark.parametrize("query", ["", f"?mount={'sha256:' + '1' * 64}&from=base"])
 def test_an_upload_location_on_another_origin_gets_no_bytes(
-    tmp_path: Path, http: httpx.Client
+    tmp_path: Path, http: httpx.Client, query: str
 ) -> None:
     with hostile_upstream(lambda _: Answer(202, {"Range": "0-0"})) as other:
 
@@ -90,7 +91,7 @@ def test_an_upload_location_on_another_origin_gets_no_bytes(
             hostile_upstream(_basic_protected(script)) as upstream,
             serve_gateway(tmp_path, _with_us(upstream)) as url,
         ):
-            started = http.post(f"{url}/v2/app/blobs/uploads/")
+            started = http.post(f"{url}/v2/app/blobs/uploads/{query}")
             if started.status_code == 202:
                 http.patch(
                     httpx.URL(url).join(started.headers["location"]),

@@ -482,7 +482,7 @@ class UpstreamStore:
             # The upstream could not mount and opened a session instead: drop it (see module doc).
             location = response.headers.get("location")
             await response.aclose()
-            if location:
+            if location and self.client.origins.same_origin(self.client.url(location)):
                 cancel = await self.client.request(
                     "DELETE", location, scope=self._scope(repo, True)
                 )
