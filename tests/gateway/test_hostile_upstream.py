@@ -155,6 +155,21 @@ def test_credentials_go_only_to_a_token_realm_bound_to_the_upstream(
     assert {request.headers.get("authorization") for request in realm.seen} == {expected}
 
 
+def test_a_realm_refusing_the_anonymous_request_names_the_setting(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    with hostile_upstream(lambda _: Answer(401)) as realm:
+        port = realm.url.rsplit(":", 1)[1]
+        with (
+            hostile_upstream(_bearer_upstream(f"http://localhost:{port}/token")) as upstream,
+            serve_gateway(tmp_path, _with_us(upstream)) as url,
+        ):
+            response = http.get(f"{url}/v2/app/manifests/v1")
+    assert response.status_code == 403, response.text
+    assert "unless token_realm_hosts lists it" in _error(response)["message"]
+    assert [request.headers.get("authorization") for request in realm.seen] == [None]
+
+
 def test_a_plain_http_realm_for_an_https_upstream_is_refused(
     tmp_path: Path, http: httpx.Client
 ) -> None:

@@ -205,9 +205,16 @@ class RegistryClient:
         if response.status_code in (401, 403):
             refused = Unauthorized if self.options.forward_credentials else Denied
             whose = "the client's" if self.options.forward_credentials else "the gateway's"
+            message = f"the token service of upstream {self.base} rejected {whose} credentials"
+            if basic is not None and not trusted:
+                host = urlsplit(realm).hostname or ""
+                message = (
+                    f"the token service of upstream {self.base} refused an anonymous request:"
+                    f" {whose} credentials are not sent to its realm host {host[:100]} unless"
+                    " token_realm_hosts lists it"
+                )
             raise refused(
-                {"upstream": self.base, "realm": realm, "status": response.status_code},
-                f"the token service of upstream {self.base} rejected {whose} credentials",
+                {"upstream": self.base, "realm": realm, "status": response.status_code}, message
             )
         try:
             if response.status_code != 200:
