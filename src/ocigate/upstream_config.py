@@ -58,6 +58,13 @@ class UpstreamConfig(BaseModel):
         description="Let redirects lead to loopback, link-local or private addresses even when"
         " the upstream itself is not on such an address.",
     )
+    max_body_size: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),
+        ge=64 * 1024,
+        description="Largest upstream body read whole into memory: a page of tags, catalog or"
+        " referrers, a token answer, an upload answer (bytes, or e.g. `16MiB`); more is 502."
+        " Manifests have `max_manifest_size`.",
+    )
     pass_redirects: bool = Field(
         False,
         description="Answer blob GETs the upstream redirects (e.g. to a presigned object-store"

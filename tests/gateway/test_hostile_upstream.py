@@ -334,6 +334,26 @@ def test_bodies_read_into_memory_are_capped(
     assert upstream.sent < 16 * MiB, f"the gateway read {upstream.sent} bytes"
 
 
+@pytest.mark.parametrize(("setting", "status"), [({}, 502), ({"max_body_size": "8MiB"}, 200)])
+def test_the_body_cap_is_a_setting(
+    tmp_path: Path, http: httpx.Client, setting: dict[str, str], status: int
+) -> None:
+    tags = [f"tag-{i:07d}" for i in range(400_000)]  # ~5 MiB of JSON
+    listing = json.dumps({"name": "app", "tags": tags}).encode()
+
+    def script(request: Seen) -> Answer:
+        return Answer(200, {}, listing if "/tags/list" in request.path else b"{}")
+
+    with (
+        hostile_upstream(script) as upstream,
+        serve_gateway(tmp_path, [{"url": upstream.url, **setting}]) as url,
+    ):
+        response = http.get(f"{url}/v2/app/tags/list?n=2")
+    assert response.status_code == status, response.text[:300]
+    if status == 200:
+        assert response.json()["tags"] == tags[:2]
+
+
 def test_a_body_cut_short_is_a_bad_gateway_not_a_server_error(
     tmp_path: Path, http: httpx.Client
 ) -> None:

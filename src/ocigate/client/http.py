@@ -52,6 +52,7 @@ class ClientOptions:
     # Token realm hosts besides the upstream's own that may receive credentials.
     token_realm_hosts: tuple[str, ...] = ()
     allow_private_redirects: bool = False  # redirects may reach loopback/private addresses
+    max_body_size: int = MAX_BODY  # largest body read whole (lists, token and upload answers)
 
 
 def _is_bearer(authorization: str | None) -> bool:
@@ -110,9 +111,11 @@ class RegistryClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
 
-    async def read(self, response: Response, limit: int = MAX_BODY) -> bytes:
-        """A response body read whole, at most ``limit`` bytes: beyond it, or when the
-        transfer fails, a 502/504 naming the upstream (never a 500)."""
+    async def read(self, response: Response, limit: int | None = None) -> bytes:
+        """A response body read whole, at most ``limit`` (default ``max_body_size``) bytes:
+        beyond it, or when the transfer fails, a 502/504 naming the upstream (never a 500)."""
+        if limit is None:
+            limit = self.options.max_body_size
         try:
             return await response.aread(limit)
         except TooLarge as exc:
