@@ -47,6 +47,24 @@ class UpstreamConfig(BaseModel):
         " token as is. Refused upstream (or none given): 401 with a Basic challenge."
         " Not with `cache` (cached content would bypass the upstream's checks).",
     )
+    token_realm_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts besides the upstream's own whose token realm (same scheme) may"
+        " receive credentials, e.g. `[auth.docker.io]`; a realm elsewhere gets an anonymous"
+        " token request.",
+    )
+    allow_private_redirects: bool = Field(
+        False,
+        description="Let redirects lead to loopback, link-local or private addresses even when"
+        " the upstream itself is not on such an address.",
+    )
+    max_body_size: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),
+        ge=64 * 1024,
+        description="Largest upstream body read whole into memory: a page of tags, catalog or"
+        " referrers, a token answer, an upload answer (bytes, or e.g. `16MiB`); more is 502."
+        " Manifests have `max_manifest_size`.",
+    )
     pass_redirects: bool = Field(
         False,
         description="Answer blob GETs the upstream redirects (e.g. to a presigned object-store"

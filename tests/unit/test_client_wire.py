@@ -16,7 +16,7 @@ import pytest
 from ocigate.client import ClientOptions, RegistryClient
 from ocigate.client.connection import HIGH_WATER, ProtocolError, Timeout, TransportError
 from ocigate.client.pool import Pool
-from ocigate.oci.errors import GatewayTimeout
+from ocigate.oci.errors import BadGateway, GatewayTimeout
 
 pytestmark = pytest.mark.anyio
 
@@ -405,3 +405,53 @@ async def test_a_detached_body_is_read_from_the_socket_and_frees_its_slot() -> N
         assert again.status_code == 200
         assert server.connections == 2
         await pool.aclose()
+
+
+async def test_a_url_on_another_origin_gets_no_credentials() -> None:
+    """A Location the upstream handed out, on another port of the same host, is another origin:
+    it gets no Authorization, whichever way it is asked."""
+    seen: list[str | None] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, headers, _ = await read_request(reader)
+            seen.append(headers.get("authorization"))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with peer(answer) as registry, peer(answer) as elsewhere:
+        client = RegistryClient(ClientOptions(url=registry.url, token="secret"))
+        for url in (f"{registry.url}/v2/r/tags/list", f"{elsewhere.url}/v2/r/tags/list"):
+            response = await client.request("GET", url, scope="repository:r:pull")
+            assert await client.read(response) == b"ok"
+        assert seen == ["Bearer secret", None]
+        await client.aclose()
+
+
+async def test_bodies_read_whole_are_capped_and_broken_ones_are_bad_gateways() -> None:
+    sent = 0
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        line, _, _ = await read_request(reader)
+        if " /short " in line:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        piece = b"x" * 65536
+        while sent < 64 * 1024 * 1024:
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            sent += len(piece)
+
+    async with peer(endless) as registry:
+        client = RegistryClient(ClientOptions(url=registry.url, token="t", retries=0))
+        response = await client.request("GET", "/big", scope="")
+        with pytest.raises(BadGateway, match="cap"):
+            await client.read(response, limit=1024 * 1024)
+        short = await client.request("GET", "/short", scope="")
+        with pytest.raises(BadGateway, match="ended 91 bytes early"):
+            await client.read(short)
+        await client.aclose()
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes were read for a 1 MiB cap"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..bodies import join_capped
 from ..oci.errors import BlobUploadInvalid, PayloadTooLarge, SizeInvalid
 from ..oci.numbers import parse_decimal
 
@@ -80,16 +81,12 @@ class Request:
         declared = self.content_length()
         if declared is not None and declared > limit:
             raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
-        parts: list[bytes] = []
-        total = 0
-        async for chunk in self.chunks():
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-            parts.append(chunk)
-        if declared is not None and total != declared:
-            raise BlobUploadInvalid(f"received {total} bytes, Content-Length said {declared}")
-        return b"".join(parts)
+        body = await join_capped(self.chunks(), limit)
+        if body is None:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        if declared is not None and len(body) != declared:
+            raise BlobUploadInvalid(f"received {len(body)} bytes, Content-Length said {declared}")
+        return body
 
 
 async def respond(

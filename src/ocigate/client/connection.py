@@ -18,12 +18,16 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, cast
 
+from ..bodies import join_capped
 from ..flow import ReadFlow, WriteFlow, settle
 
 READ_SIZE = 1024 * 1024  # the largest piece one body read hands on
 HIGH_WATER = 2 * 1024 * 1024  # stop reading from the socket with this much unread
 LOW_WATER = 512 * 1024  # and start again below this
 MAX_HEAD = 64 * 1024  # response status line and headers together
+# The largest body read whole into memory (tag lists, token answers, error bodies): an upstream
+# must not be able to make the gateway hold what it likes. Blobs are streamed, never read whole.
+MAX_BODY = 4 * 1024 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -39,6 +43,10 @@ class ProtocolError(TransportError):
 
 class Timeout(TransportError):
     """The peer was too slow to connect, answer or accept bytes."""
+
+
+class TooLarge(TransportError):
+    """A body read into memory is larger than its cap."""
 
 
 class Headers(dict[str, str]):
@@ -321,9 +329,17 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.content)
 
-    async def aread(self) -> bytes:
+    async def aread(self, limit: int = MAX_BODY) -> bytes:
+        """The whole body; TooLarge (the connection dropped) beyond ``limit`` bytes."""
         if self._content is None:
-            self._content = b"".join([piece async for piece in self.aiter_raw()])
+            if self._length is not None and self._length > limit:
+                self._drop()
+                raise TooLarge(f"a body of {self._length} bytes is over the {limit}-byte cap")
+            content = await join_capped(self.aiter_raw(), limit)
+            if content is None:
+                self._drop()
+                raise TooLarge(f"a body of more than {limit} bytes is over the cap")
+            self._content = content
         return self._content
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:

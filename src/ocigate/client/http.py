@@ -21,7 +21,8 @@ from ..metrics import UPSTREAM_ERRORS, UPSTREAM_REQUESTS
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
 from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
-from .connection import Body, Response, Timeout, TransportError
+from .connection import MAX_BODY, Body, Response, Timeout, TooLarge, TransportError
+from .origins import OriginPolicy
 from .pool import Pool
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
@@ -49,6 +50,10 @@ class ClientOptions:
     forward_credentials: bool = False
     backoff: float = 0.25  # first retry delay; doubles each attempt
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
+    # Token realm hosts besides the upstream's own that may receive credentials.
+    token_realm_hosts: tuple[str, ...] = ()
+    allow_private_redirects: bool = False  # redirects may reach loopback/private addresses
+    max_body_size: int = MAX_BODY  # largest body read whole (lists, token and upload answers)
 
 
 def _is_bearer(authorization: str | None) -> bool:
@@ -87,6 +92,9 @@ class RegistryClient:
         self.base = options.url.rstrip("/")
         parts = urlsplit(self.base)
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        self.origins = OriginPolicy(
+            self.base, options.token_realm_hosts, options.allow_private_redirects
+        )
         self._pool = Pool(
             _tls(options), options.connect_timeout, options.read_timeout, options.max_connections
         )
@@ -106,6 +114,21 @@ class RegistryClient:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+    async def read(self, response: Response, limit: int | None = None) -> bytes:
+        """A response body read whole, at most ``limit`` (default ``max_body_size``) bytes:
+        beyond it, or when the transfer fails, a 502/504 naming the upstream (never a 500)."""
+        if limit is None:
+            limit = self.options.max_body_size
+        try:
+            return await response.aread(limit)
+        except TooLarge as exc:
+            raise BadGateway(
+                {"upstream": self.base, "limit": limit},
+                f"upstream {self.base} sent a body over the gateway's {limit}-byte cap",
+            ) from exc
+        except TransportError as exc:
+            raise _fault(self.base, exc) from exc
 
     # --- authentication --------------------------------------------------------------------
 
@@ -178,15 +201,27 @@ class RegistryClient:
         params: dict[str, str | list[str]] = {"scope": scopes}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        headers = {"Authorization": basic} if basic is not None else {}
+        # Credentials go to a realm bound to this upstream only; any other gets an anonymous
+        # request (as distribution's proxy does), and only when it is no internal address.
+        trusted = self.origins.realm_trusted(realm)
+        if not trusted:
+            await self.origins.check_address(realm)
+        headers = {"Authorization": basic} if basic is not None and trusted else {}
         response = await self._send("GET", realm, headers, None, retryable=True, params=params)
-        await response.aread()
+        await self.read(response)
         if response.status_code in (401, 403):
             refused = Unauthorized if self.options.forward_credentials else Denied
             whose = "the client's" if self.options.forward_credentials else "the gateway's"
+            message = f"the token service of upstream {self.base} rejected {whose} credentials"
+            if basic is not None and not trusted:
+                host = urlsplit(realm).hostname or ""
+                message = (
+                    f"the token service of upstream {self.base} refused an anonymous request:"
+                    f" {whose} credentials are not sent to its realm host {host[:100]} unless"
+                    " token_realm_hosts lists it"
+                )
             raise refused(
-                {"upstream": self.base, "realm": realm, "status": response.status_code},
-                f"the token service of upstream {self.base} rejected {whose} credentials",
+                {"upstream": self.base, "realm": realm, "status": response.status_code}, message
             )
         try:
             if response.status_code != 200:
@@ -229,7 +264,10 @@ class RegistryClient:
         reauthenticated = False
         while True:
             out = dict(headers or {})
-            authorization = await self._authorization(scope)
+            # Credentials belong to the upstream's origin, never to a URL it named elsewhere.
+            authorization = None
+            if self.origins.same_origin(target):
+                authorization = await self._authorization(scope)
             if authorization is not None:
                 out["Authorization"] = authorization
             response = await self._send(
@@ -276,7 +314,8 @@ class RegistryClient:
                 return response
             await response.aclose()
             target = urljoin(url, location)
-            if urlsplit(target)[:2] != urlsplit(url)[:2]:
+            if not self.origins.same_origin(target):
+                await self.origins.check_address(target)
                 out.pop("Authorization", None)  # presigned URLs carry their own credentials
             url = target
         raise BadGateway({"upstream": self.base}, f"upstream {self.base} redirects too often")

@@ -28,6 +28,9 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
         retries=upstream.retries,
         max_connections=upstream.max_connections,
         forward_credentials=upstream.forward_credentials,
+        token_realm_hosts=tuple(upstream.token_realm_hosts),
+        allow_private_redirects=upstream.allow_private_redirects,
+        max_body_size=int(upstream.max_body_size),
     )
 
 

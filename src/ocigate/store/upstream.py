@@ -50,7 +50,7 @@ import anyio
 
 from ..client import ClientOptions, RegistryClient, Response
 from ..oci.descriptors import Descriptor, parse_descriptor
-from ..oci.digest import Digest, is_digest
+from ..oci.digest import Digest, is_digest, new_hasher
 from ..oci.errors import (
     BadGateway,
     BlobUnknown,
@@ -88,11 +88,16 @@ MANIFEST_ACCEPT = ", ".join(
     [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, "*/*;q=0.1"]
 )
 CATALOG_PAGE = 100  # distribution refuses n above its own maximum; ask for small pages
-MAX_LIST_PAGES = 10_000
+# Pages of one upstream listing followed for one request (each at most MAX_BODY bytes): an
+# upstream whose Link never ends must not make one client request cost it thousands.
+MAX_LIST_PAGES = 100
 _LINK = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes\s+\*/(\d+)$")
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Relayed pieces from this size are hashed in a thread (hashlib lets go of the GIL), so the
+# event loop keeps serving other requests meanwhile.
+HASH_OFF_LOOP = 256 * 1024
 # Failures ``upstream_error`` tells from the status alone (500 is not one: distribution answers
 # it for a blob's digest on the manifests endpoint). After a HEAD, asking again with a GET would
 # only double the requests, and the retries, sent to an upstream that refuses, limits or fails.
@@ -103,7 +108,7 @@ R = TypeVar("R", str, Digest)
 
 def _next_link(response: Response) -> str | None:
     found = _LINK.search(response.headers.get("link", ""))
-    return found.group(1) if found else None
+    return urljoin(response.url, found.group(1)) if found else None
 
 
 def _upload_offset(response: Response, fallback: int) -> int:
@@ -132,14 +137,27 @@ class _Counted:
 
 class _ResponseStream:
     """A response body as an async iterator whose ``aclose`` always releases the connection,
-    also when iteration never began. Skips and trims to serve a range the upstream ignored."""
+    also when iteration never began. Skips and trims to serve a range the upstream ignored.
 
-    def __init__(self, response: Response, skip: int, length: int, read_timeout: float) -> None:
+    With ``verify`` (a whole blob) the bytes are hashed as they pass and the last piece is
+    handed on only once they match: a lying upstream gets the client a cut connection, never
+    a complete wrong blob."""
+
+    def __init__(
+        self,
+        response: Response,
+        skip: int,
+        length: int,
+        read_timeout: float,
+        verify: Digest | None = None,
+    ) -> None:
         self._response = response
         self._read_timeout = read_timeout
         self._raw = response.aiter_raw()
         self._skip = skip
         self._left = length
+        self._verify = verify
+        self._hasher = new_hasher(verify.algorithm) if verify is not None else None
 
     def __aiter__(self) -> _ResponseStream:
         return self
@@ -158,9 +176,25 @@ class _ResponseStream:
             piece = piece[: self._left]
             if piece:
                 self._left -= len(piece)
+                if self._hasher is not None:
+                    await self._check(piece)
                 return piece
         await self.aclose()
         raise StopAsyncIteration
+
+    async def _check(self, piece: bytes) -> None:
+        hasher = self._hasher
+        assert hasher is not None and self._verify is not None
+        if len(piece) >= HASH_OFF_LOOP:
+            await asyncio.get_running_loop().run_in_executor(None, hasher.update, piece)
+        else:
+            hasher.update(piece)
+        if self._left == 0 and hasher.hexdigest() != self._verify.encoded:
+            await self.aclose()
+            raise BadGateway(
+                {"digest": str(self._verify)},
+                f"upstream blob bytes do not match {self._verify}: relay cut",
+            )
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -168,7 +202,7 @@ class _ResponseStream:
     def detach(self) -> Detached | None:
         """The body as the bytes received so far and the socket to copy the rest from, when it
         is exactly what the client gets and nothing has been read yet."""
-        if self._skip or self._left != self._response.remaining:
+        if self._skip or self._hasher is not None or self._left != self._response.remaining:
             return None
         detached = self._response.detach()
         if detached is None:
@@ -230,7 +264,7 @@ class UpstreamStore:
         response = await self.client.request(method, url, scope=self._scope(repo, push), **kwargs)
         if response.status_code not in ok:
             raise await self._fail(response, missing, invalid)
-        await response.aread()
+        await self.client.read(response)
         return response
 
     async def _delete(
@@ -304,7 +338,11 @@ class UpstreamStore:
             await response.aclose()
             raise
         skip = start if status == 200 else 0
-        stream = _ResponseStream(response, skip, length, self.client.options.read_timeout)
+        # A whole blob is verified while relayed; a range cannot be, and is relayed as is.
+        whole = status == 200 and start == 0 and length == size
+        stream = _ResponseStream(
+            response, skip, length, self.client.options.read_timeout, digest if whole else None
+        )
         return BlobBody(
             digest=digest,
             size=size,
@@ -345,6 +383,9 @@ class UpstreamStore:
         location = response.headers.get("location")
         if not location:
             raise BadGateway({"upstream": self.name}, "upstream upload answer without Location")
+        if not self.client.origins.same_origin(self.client.url(location)):
+            # The client's blob bytes would go to a host nobody configured: refused.
+            raise self.client.origins.foreign(location, "upload Location")
         offset = _upload_offset(response, known)
         return UploadState(self._signer.sign(repo, UploadToken(location, offset)), offset)
 
@@ -392,7 +433,7 @@ class UpstreamStore:
         )
         if response.status_code != 202:
             raise await self._fail(response, BlobUploadUnknown)
-        await response.aread()
+        await self.client.read(response)
         return self._state(repo, response, current + body.sent)
 
     async def commit_upload(
@@ -420,7 +461,7 @@ class UpstreamStore:
         )
         if response.status_code not in (201, 204):
             raise await self._fail(response, BlobUploadUnknown, DigestInvalid)
-        await response.aread()
+        await self.client.read(response)
         return current + (body.sent if body is not None else 0)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
@@ -441,7 +482,7 @@ class UpstreamStore:
             # The upstream could not mount and opened a session instead: drop it (see module doc).
             location = response.headers.get("location")
             await response.aclose()
-            if location:
+            if location and self.client.origins.same_origin(self.client.url(location)):
                 cancel = await self.client.request(
                     "DELETE", location, scope=self._scope(repo, True)
                 )
@@ -458,23 +499,6 @@ class UpstreamStore:
         return f"{scope} repository:{source}:pull" if source and source != repo else scope
 
     # --- manifests -------------------------------------------------------------------------
-
-    async def _read_limited(self, response: Response) -> bytes:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_manifest:
-            await response.aclose()
-            raise BadGateway({"upstream": self.name}, "upstream manifest exceeds the size limit")
-        parts: list[bytes] = []
-        total = 0
-        try:
-            async for piece in response.aiter_raw():
-                total += len(piece)
-                if total > self._max_manifest:
-                    raise BadGateway({"upstream": self.name}, "upstream manifest too large")
-                parts.append(piece)
-        finally:
-            await response.aclose()
-        return b"".join(parts)
 
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         return await self._collapsed(self._get_manifest, repo, reference)
@@ -503,7 +527,7 @@ class UpstreamStore:
         if response.status_code != 200:
             raise await self._fail(response, ManifestUnknown, ManifestInvalid)
         media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
-        data = await self._read_limited(response)
+        data = await self.client.read(response, self._max_manifest)
         if is_digest(reference):
             expected = Digest.parse(reference)
             digest = Digest.of(data, expected.algorithm)
@@ -625,23 +649,39 @@ class UpstreamStore:
     # --- listings --------------------------------------------------------------------------
 
     async def _all_pages(self, repo: str, path: str, key: str, scope: str) -> list[Any]:
-        """Every item of a paged list, following ``Link`` headers."""
+        """Every item of a paged list, following ``Link`` headers on the upstream's origin
+        only (another origin's answer must not be merged in), for at most MAX_LIST_PAGES
+        pages and never to a page already read."""
         items: list[Any] = []
-        url: str | None = path
-        for _ in range(MAX_LIST_PAGES):
-            if url is None:
-                return items
+        url: str | None = self.client.url(path)
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= MAX_LIST_PAGES:
+                why = "loops" if url in seen else f"goes on beyond {MAX_LIST_PAGES} pages"
+                raise BadGateway(
+                    {"upstream": self.name, "pages": len(seen)},
+                    f"upstream {self.name} {key} list {why}: refused",
+                )
+            if not self.client.origins.same_origin(url):
+                raise self.client.origins.foreign(url, "Link")
+            seen.add(url)
             response = await self.client.request("GET", url, scope=scope)
             if response.status_code != 200:
                 raise await self._fail(response, NameUnknown, PaginationInvalid)
-            await response.aread()
-            try:
-                found = response.json().get(key) or []
-            except (ValueError, AttributeError) as exc:
-                raise BadGateway({"upstream": self.name}, f"bad {key} list: {exc}") from exc
-            items.extend(found)
+            await self.client.read(response)
+            items.extend(self._listed(response, key))
             url = _next_link(response)
         return items
+
+    def _listed(self, response: Response, key: str) -> list[Any]:
+        """The ``key`` list of a JSON answer already read; 502 for anything else."""
+        try:
+            found = response.json().get(key) or []
+        except (ValueError, AttributeError) as exc:
+            raise BadGateway({"upstream": self.name}, f"bad {key} list: {exc}") from exc
+        if not isinstance(found, list):
+            raise BadGateway({"upstream": self.name}, f"bad {key} list: not a list")
+        return found
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
         # Every page is cut from the whole list, so concurrent listings share one.
@@ -667,14 +707,17 @@ class UpstreamStore:
         want = n if n is not None else 10_000
         names: list[str] = []
         cursor = last
-        while len(names) < want:
+        # Bounded like _all_pages; a short answer says "more" and the client pages on.
+        for _ in range(MAX_LIST_PAGES):
+            if len(names) >= want:
+                break
             params = {"n": str(min(CATALOG_PAGE, want - len(names)))}
             if cursor:
                 params["last"] = cursor
             response = await self._call(
                 "GET", "/v2/_catalog", "", ok=(200,), missing=NameUnknown, params=params
             )
-            page = [str(r) for r in response.json().get("repositories") or []]
+            page = [str(r) for r in self._listed(response, "repositories")]
             names.extend(page)
             if not page or _next_link(response) is None:
                 return Page(names, False)
@@ -701,7 +744,7 @@ class UpstreamStore:
             response = await self.client.request("GET", probe, scope=self._scope(repo))
             if response.status_code >= 500 or response.status_code in (401, 403, 429):
                 raise await self._fail(response, NameUnknown)
-            await response.aread()
+            await self.client.read(response)
             native = response.status_code == 200
             if response.status_code == 404:
                 try:

@@ -8,8 +8,10 @@ gateway's own credentials failed; asking our client to authenticate would not he
 from __future__ import annotations
 
 import json
+import re
 
 from ..client import Response
+from ..client.connection import TransportError
 from ..oci import errors
 from ..oci.errors import (
     BadGateway,
@@ -22,6 +24,11 @@ from ..oci.errors import (
 )
 
 MAX_ERROR_BODY = 64 * 1024
+# What of an upstream's error reaches our client: a short excerpt of printable text (the body
+# may be anything, e.g. an internal page), and its ``detail`` only when small.
+MAX_ERROR_TEXT = 200
+MAX_ERROR_DETAIL = 1024
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
 _BY_CODE: dict[str, list[type[OCIError]]] = {}
 for _value in vars(errors).values():
@@ -37,19 +44,34 @@ def _error_class(code: str, status: int) -> type[OCIError] | None:
     return candidates[0] if candidates else None
 
 
+def excerpt(text: str) -> str:
+    """``text`` as one short line of printable ASCII."""
+    cleaned = _UNPRINTABLE.sub(" ", text).strip()
+    return cleaned if len(cleaned) <= MAX_ERROR_TEXT else cleaned[:MAX_ERROR_TEXT] + "..."
+
+
+def _small(detail: object) -> object:
+    try:
+        return detail if len(json.dumps(detail)) <= MAX_ERROR_DETAIL else None
+    except (TypeError, ValueError):
+        return None
+
+
 async def read_error(response: Response) -> tuple[str, str, object]:
-    """``(code, message, detail)`` of the first OCI error in the body, or empty strings."""
-    body = b""
-    async for piece in response.aiter_raw():
-        body += piece
-        if len(body) > MAX_ERROR_BODY:
-            break
-    await response.aclose()
+    """``(code, message, detail)`` of the first OCI error in the body, or empty strings. A body
+    over ``MAX_ERROR_BODY`` or one that fails to arrive is ignored: the status still tells."""
+    try:
+        body = await response.aread(MAX_ERROR_BODY)
+    except TransportError:
+        body = b""
+    finally:
+        await response.aclose()
     try:
         first = json.loads(body)["errors"][0]
-        return str(first.get("code", "")), str(first.get("message", "")), first.get("detail")
+        code, message = str(first.get("code", ""))[:64], str(first.get("message", ""))
+        return excerpt(code), excerpt(message), _small(first.get("detail"))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return "", body[:200].decode("utf-8", "replace").strip(), None
+        return "", excerpt(body[: MAX_ERROR_TEXT * 4].decode("utf-8", "replace")), None
 
 
 async def upstream_error(
