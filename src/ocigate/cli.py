@@ -46,9 +46,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_builtin(settings: Settings) -> None:
     from .api.app import app_from_environment
+    from .server.limits import limits_from
     from .server.workers import serve
 
-    serve(app_from_environment, settings.host, settings.port, settings.workers)
+    serve(
+        app_from_environment, settings.host, settings.port, settings.workers, limits_from(settings)
+    )
 
 
 def _serve_granian(settings: Settings) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from .limits import Limits
 from .protocol import App, HttpConnection, Message, ServerState
 
 GRACE_SECONDS = 10.0
@@ -27,11 +28,11 @@ RESPAWN_DELAY = 1.0
 log = logging.getLogger("ocigate.server")
 
 
-def serve(build_app: Callable[[], App], host: str, port: int, workers: int) -> None:
+def serve(build_app: Callable[[], App], host: str, port: int, workers: int, limits: Limits) -> None:
     """Bind ``host:port`` and serve the app ``build_app()`` returns in ``workers`` processes."""
     sock = _bind(host, port)
     if workers == 1:
-        _worker(build_app, sock)
+        _worker(build_app, sock, limits)
         return
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
@@ -46,7 +47,7 @@ def serve(build_app: Callable[[], App], host: str, port: int, workers: int) -> N
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for index in range(workers):
-        children[_fork(build_app, sock)] = index
+        children[_fork(build_app, sock, limits)] = index
     while children:
         try:
             pid, status = os.wait()
@@ -60,7 +61,7 @@ def serve(build_app: Callable[[], App], host: str, port: int, workers: int) -> N
         log.error("worker %d (pid %d) exited with status %d; restarting", index, pid, status)
         time.sleep(RESPAWN_DELAY)
         if not stopping:
-            children[_fork(build_app, sock)] = index
+            children[_fork(build_app, sock, limits)] = index
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -73,14 +74,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _fork(build_app: Callable[[], App], sock: socket.socket) -> int:
+def _fork(build_app: Callable[[], App], sock: socket.socket, limits: Limits) -> int:
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _worker(build_app, sock)
+            _worker(build_app, sock, limits)
         except BaseException:
             log.exception("worker failed")
             code = 1
@@ -91,16 +92,16 @@ def _fork(build_app: Callable[[], App], sock: socket.socket) -> int:
     return pid
 
 
-def _worker(build_app: Callable[[], App], sock: socket.socket) -> None:
-    uvloop.run(_run(build_app, sock))
+def _worker(build_app: Callable[[], App], sock: socket.socket, limits: Limits) -> None:
+    uvloop.run(_run(build_app, sock, limits))
 
 
-async def _run(build_app: Callable[[], App], sock: socket.socket) -> None:
+async def _run(build_app: Callable[[], App], sock: socket.socket, limits: Limits) -> None:
     loop = asyncio.get_running_loop()
     app = build_app()
     lifespan = _Lifespan(app)
     await lifespan.startup()
-    state = ServerState()
+    state = ServerState(limits)
     server = await loop.create_server(lambda: HttpConnection(app, state), sock=sock, backlog=2048)
     sweeper = asyncio.ensure_future(state.sweep_forever())
     stop = asyncio.Event()
