@@ -236,3 +236,32 @@ async def test_idle_and_slow_head_connections_are_closed() -> None:
         assert (await read_response(served_reader))[2] == b"GET /one 0"
         for reader in (silent_reader, slow_reader, served_reader):
             assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+
+
+async def test_a_client_that_half_closes_after_its_requests_gets_every_answer() -> None:
+    app = EchoApp()
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write_eof()
+        bodies = [(await read_response(reader))[2] for _ in range(2)]
+        assert bodies == [b"GET /a 0", b"GET /b 0"]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_a_broken_body_behind_a_running_request_is_refused_after_its_answer() -> None:
+    """A chunked body with a bad chunk size arrives while an earlier request is still being
+    answered: that answer comes first, then 400, then the connection closes."""
+    app = EchoApp()
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"PATCH /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
+        assert (await read_response(reader))[2] == b"PUT /slow 3"
+        status, _, body = await read_response(reader)
+        assert status.startswith(b"HTTP/1.1 400") and b'"detail"' in body
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()

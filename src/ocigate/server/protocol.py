@@ -556,7 +556,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         if self.held:
             held, self.held = self.held, b""
             self._parse(memoryview(held))
-        if not self.held:
+        if not self.held and self.refusal is None and not self.closed:
             self._release()
 
     def _refuse(self, refusal: Refusal) -> None:
