@@ -281,6 +281,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.output_ended = False  # our side is shut down (write_eof): nothing more to write
+        self.input_ended = False  # the client half-closed: close once every request is answered
         self.copying = False  # send_fd is writing to the socket itself
         self.cycles: deque[_Cycle] = deque()  # parsed, not yet answered; the first runs
         self.current: _Cycle | None = None  # the one receiving body bytes
@@ -335,8 +336,7 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # A client that half-closes after its last request still gets every answer.
         if self.cycles and (self.current is None or not self.current.more_body):
-            for cycle in self.cycles:
-                cycle.keep_alive = False
+            self.input_ended = True
             return True
         return None
 
@@ -556,7 +556,9 @@ class HttpConnection(ReadFlow, WriteFlow, asyncio.Protocol):
         if self.held:
             held, self.held = self.held, b""
             self._parse(memoryview(held))
-        if not self.held and self.refusal is None and not self.closed:
+        if self.input_ended and not self.cycles:
+            self._close()
+        elif not self.held and self.refusal is None and not self.closed:
             self._release()
 
     def _refuse(self, refusal: Refusal) -> None:
