@@ -66,6 +66,16 @@ def read_until_closed(sock: socket.socket, seconds: float) -> bytes:
         received += piece
 
 
+def read_error_answer(sock: socket.socket) -> bytes:
+    """One answer with an error body (one at a time on the connection: nothing follows it)."""
+    answer = sock.recv(65536)
+    while not answer.endswith(b"}]}"):
+        piece = sock.recv(65536)
+        assert piece, answer
+        answer += piece
+    return answer
+
+
 def error_body(response: bytes) -> dict[str, object]:
     body = json.loads(response.split(b"\r\n\r\n", 1)[1])
     assert isinstance(body, dict)
@@ -158,13 +168,11 @@ def test_long_targets_get_414_and_misses_are_not_remembered(server: ServerProces
     with connect(server) as sock:
         for warm in range(200):  # the memo and the allocator reach their steady state
             sock.sendall(b"GET /x/%05d%s HTTP/1.1\r\nHost: x\r\n\r\n" % (warm, b"b" * 7990))
-            assert sock.recv(65536).startswith(b"HTTP/1.1 404")
+            assert read_error_answer(sock).startswith(b"HTTP/1.1 404")
         before = memory_kib(server.pid, "VmRSS")
         for miss in range(4000):
             sock.sendall(b"GET /x/%05d%s HTTP/1.1\r\nHost: x\r\n\r\n" % (miss, b"c" * 7990))
-            answer = sock.recv(65536)
-            while b"}]}" not in answer:
-                answer += sock.recv(65536)
+            answer = read_error_answer(sock)
         grown = memory_kib(server.pid, "VmRSS") - before
     assert grown < 8 * 1024, f"server RSS grew by {grown} KiB"
     detail = error_body(answer)["errors"][0]["detail"]  # type: ignore[index]
