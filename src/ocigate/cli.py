@@ -111,11 +111,11 @@ def _serve_with(settings: Settings) -> int:
 
 def _serve_builtin(settings: Settings) -> None:
     from .api.app import app_from_environment
+    from .metrics import worker_ended
+    from .server.limits import limits_from
     from .server.workers import Listener, serve
 
-    listener = Listener(settings.tls, settings.rate_limits.max_connections)
-    from .metrics import worker_ended
-
+    listener = Listener(settings.tls, settings.rate_limits.max_connections, limits_from(settings))
     serve(
         app_from_environment,
         settings.host,

@@ -56,7 +56,22 @@ class Settings(BaseSettings):
         4 * MiB, ge=1024, description="Largest manifest accepted (bytes); larger gets 413."
     )
     max_header_size: int = Field(
-        64 * 1024, ge=1024, description="Largest total request header size (bytes); 431 above."
+        64 * 1024,
+        ge=1024,
+        description="Largest request header block (bytes as received: name, ': ', value and"
+        " CRLF of each line); 431 above.",
+    )
+    max_header_count: int = Field(
+        100, ge=16, le=10000, description="Most request header lines; more gets 431."
+    )
+    max_request_target: int = Field(
+        8192, ge=1024, le=1024 * 1024, description="Longest request target (bytes); 414 above."
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request body may send nothing (built-in server) before the"
+        " connection is closed; also bounds dropping an unread body after an early answer.",
     )
     auto_mount: bool = Field(
         False, description="Mount without `from`: link the blob from any repository holding it."

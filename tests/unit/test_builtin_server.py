@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ocigate.server import protocol
+from ocigate.server.limits import Limits
 from ocigate.server.protocol import HIGH_WATER, HttpConnection, ServerState
 
 pytestmark = pytest.mark.anyio
@@ -62,8 +62,8 @@ class EchoApp:
 
 
 @asynccontextmanager
-async def server(app: EchoApp) -> AsyncIterator[int]:
-    state = ServerState()
+async def server(app: EchoApp, limits: Limits | None = None) -> AsyncIterator[int]:
+    state = ServerState(limits)
 
     def connection() -> HttpConnection:
         made = HttpConnection(app, state)
@@ -194,18 +194,21 @@ async def test_a_client_leaving_mid_body_is_a_disconnect() -> None:
         assert app.events == ["disconnect"]
 
 
-async def test_an_early_answer_is_followed_by_the_next_request_not_a_reset() -> None:
-    """The app refuses before reading the body: the rest of the body is read and dropped and
-    the connection carries the next request."""
+async def test_an_early_answer_closes_the_connection_without_a_reset() -> None:
+    """The app refuses before reading the body: the answer says ``connection: close``, the
+    rest of the body is read and dropped (closing at once would reset the connection under the
+    answer), and the connection ends instead of reading a next request."""
     app = EchoApp()
     async with server(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"PUT /early HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n")
         await writer.drain()
-        status, _, body = await read_response(reader)
+        status, headers, body = await read_response(reader)
         assert status.startswith(b"HTTP/1.1 403") and body == b"denied"
+        assert headers[b"connection"] == b"close"
         writer.write(b"b" * 200000 + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await read_response(reader))[2] == b"GET /next 0"
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
 
 
@@ -218,14 +221,13 @@ async def test_an_endless_request_head_is_refused() -> None:
         for _ in range(200):  # 1.6 MB of headers, never ended
             writer.write(line)
         status, _, _ = await read_response(reader)
-        assert status.startswith(b"HTTP/1.1 400")
+        assert status.startswith(b"HTTP/1.1 431")
         writer.close()
 
 
-async def test_idle_and_slow_head_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol, "IDLE_TIMEOUT", 0.3)
+async def test_idle_and_slow_head_connections_are_closed() -> None:
     app = EchoApp()
-    async with server(app) as port:
+    async with server(app, Limits(idle_timeout=0.3)) as port:
         silent_reader, _ = await asyncio.open_connection("127.0.0.1", port)
         slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
         slow_writer.write(b"GET /never-ends HTTP/1.1\r\nHost: x\r\n")  # no blank line
@@ -234,3 +236,33 @@ async def test_idle_and_slow_head_connections_are_closed(monkeypatch: pytest.Mon
         assert (await read_response(served_reader))[2] == b"GET /one 0"
         for reader in (silent_reader, slow_reader, served_reader):
             assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+
+
+async def test_a_client_that_half_closes_after_its_requests_gets_every_answer() -> None:
+    app = EchoApp()
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # More than one parser slice: some requests are still unparsed when the client leaves.
+        writer.write(b"".join(b"GET /%03d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(300)))
+        writer.write_eof()
+        bodies = [(await read_response(reader))[2] for _ in range(300)]
+        assert bodies == [b"GET /%03d 0" % n for n in range(300)]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_a_broken_body_behind_a_running_request_is_refused_after_its_answer() -> None:
+    """A chunked body with a bad chunk size arrives while an earlier request is still being
+    answered: that answer comes first, then 400, then the connection closes."""
+    app = EchoApp()
+    async with server(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"PATCH /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
+        assert (await read_response(reader))[2] == b"PUT /slow 3"
+        status, _, body = await read_response(reader)
+        assert status.startswith(b"HTTP/1.1 400") and b'"detail"' in body
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()

@@ -88,7 +88,8 @@ async def test_zero_copy_bodies_arrive_whole_and_the_connection_goes_on(
     async with server(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n" % route.encode()
+            b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % route.encode()
+            + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         status, headers, body = await read_response(reader)
         assert status.startswith(b"HTTP/1.1 200")
@@ -105,7 +106,7 @@ async def test_head_sends_no_bytes(blob_file: Path) -> None:
     app = ZeroCopyApp(blob_file)
     async with server(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n")
+        writer.write(b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         head = await reader.readuntil(b"\r\n\r\n")
         assert b"content-length: %d" % (len(DATA) - 5) in head
         assert (await read_response(reader))[2] == b"GET /next 0"

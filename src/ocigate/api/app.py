@@ -34,6 +34,7 @@ from ..tracing import (
     requested_namespace,
 )
 from . import blobs, health, listings, manifests, uploads
+from .access_log import ECHO_MAX, LOG_MAX, clip, logged_query
 from .auth import Authenticator
 from .context import Call
 from .errors import send_error
@@ -247,11 +248,15 @@ class App:
 
     def _route(self, request: Request) -> Route:
         headers = request.scope["headers"]
-        if sum(len(k) + len(v) for k, v in headers) > self.settings.max_header_size:
-            raise HeadersTooLarge(f"limit is {self.settings.max_header_size} bytes")
+        settings = self.settings
+        # Counted as received (name, ": ", value, CRLF), as the built-in server does.
+        if sum(len(k) + len(v) + 4 for k, v in headers) > settings.max_header_size:
+            raise HeadersTooLarge(f"limit is {settings.max_header_size} bytes")
+        if len(headers) > settings.max_header_count:
+            raise HeadersTooLarge(f"limit is {settings.max_header_count} headers")
         route = match(request.path)
         if route is None:
-            raise NotFound(request.path)
+            raise NotFound(clip(request.path, ECHO_MAX))
         if route.name:  # before the name is used anywhere (challenges, logs, the policy)
             check_name(route.name)
         return route
@@ -291,7 +296,7 @@ class App:
             return
         if route.endpoint == "token":
             if self.auth is None or request.method not in ("GET", "POST"):
-                raise NotFound(request.path)
+                raise NotFound(clip(request.path, ECHO_MAX))
             status, body = await self.auth.token_endpoint(request)
             await respond_json(send, status, body)
             return
@@ -371,7 +376,8 @@ def _access_log(
         "ts": round(time.time(), 3),
         "id": current_request_id.get(),
         "method": request.method,
-        "path": request.path,
+        "path": clip(request.path, LOG_MAX),
+        "query": logged_query(request.scope.get("query_string", b"")),
         "repo": repo,
         "identity": identity.label(),
         "status": sent.status,

@@ -30,9 +30,24 @@ class Route:
     arg: str = ""
 
 
+# Longer than any valid route (a 255-character name, a sha512 digest): a path is remembered only
+# up to this, so the memo holds at most 4096 x this many characters whatever clients send.
+MEMO_KEY_MAX = 512
+
+
+def match(path: str) -> Route | None:
+    if len(path) > MEMO_KEY_MAX:
+        return _match(path)
+    return _remembered(path)
+
+
 # Clients repeat the same paths (a tag pulled by every node): the regexes cost ~3 µs.
 @lru_cache(maxsize=4096)
-def match(path: str) -> Route | None:
+def _remembered(path: str) -> Route | None:
+    return _match(path)
+
+
+def _match(path: str) -> Route | None:
     if path in ("/v2/", "/v2"):
         return Route("base")
     if path == "/v2/_catalog":

@@ -17,11 +17,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvloop
 
 from ..production_config import TlsConfig
+from .limits import Limits
 from .protocol import App, HttpConnection, Message, ServerState
 from .tls import ReloadingContext, accept_forever
 
@@ -34,10 +35,11 @@ log = logging.getLogger("ocigate.server")
 @dataclass(frozen=True)
 class Listener:
     """How the workers serve the socket: HTTPS with ``tls``; at most ``max_connections`` open
-    connections per worker (0: no cap)."""
+    connections per worker (0: no cap); each connection's ``limits``."""
 
     tls: TlsConfig | None = None
     max_connections: int = 0
+    limits: Limits = field(default_factory=Limits)
 
 
 def serve(
@@ -124,7 +126,7 @@ async def _run(build_app: Callable[[], App], sock: socket.socket, listener: List
     app = build_app()
     lifespan = _Lifespan(app)
     await lifespan.startup()
-    state = ServerState()
+    state = ServerState(listener.limits)
     cap = listener.max_connections
 
     def new_connection() -> asyncio.Protocol:
