@@ -58,9 +58,10 @@ class RateLimitsConfig(BaseModel):
 
     rules: list[RateRule] = Field(default_factory=list, description="Budgets per repository glob.")
     max_uploads: int = Field(
-        0,
+        1000,
         ge=0,
-        description="Open upload sessions per client started within `upload_expiry`; 0: no cap.",
+        description="Open upload sessions per client started within `upload_expiry` (a push"
+        " opens one per layer at a time); 0: no cap.",
     )
     max_connections: int = Field(
         0, ge=0, description="Open connections per worker (builtin, uvicorn); 0: no cap."

@@ -16,19 +16,34 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 
 from ..production_config import TlsConfig
 
 CHECK_EVERY = 2.0  # seconds between looks at the files' modification times
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a client to send its hello and finish the handshake
 _TLS_RECORD_HANDSHAKE = 0x16
-_PLAIN_BODY = (
-    b'{"errors":[{"code":"UNSUPPORTED","message":"The plain HTTP request was sent to HTTPS'
-    b' port","detail":"use https://"}]}'
+
+
+def _refusal(status: bytes, code: bytes, message: bytes, detail: bytes) -> bytes:
+    body = b'{"errors":[{"code":"%s","message":"%s","detail":"%s"}]}' % (code, message, detail)
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+PLAIN_HTTP_ANSWER = _refusal(
+    b"400 Bad Request",
+    b"UNSUPPORTED",
+    b"The plain HTTP request was sent to HTTPS port",
+    b"use https://",
 )
-PLAIN_HTTP_ANSWER = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_PLAIN_BODY), _PLAIN_BODY)
+NO_CERTIFICATE_ANSWER = _refusal(
+    b"403 Forbidden",
+    b"DENIED",
+    b"a client certificate is required (mutual TLS) and none was sent",
+    b"configure the client with a certificate signed by the registry's client CA",
 )
 log = logging.getLogger("ocigate.server")
 
@@ -76,8 +91,37 @@ def build_context(config: TlsConfig) -> ssl.SSLContext:
     context.set_alpn_protocols(["http/1.1"])
     if config.client_ca_file is not None:
         context.load_verify_locations(config.client_ca_file)
-        context.verify_mode = ssl.CERT_REQUIRED
+        # A certificate that is sent must verify, or the handshake fails; one not sent at all
+        # is answered by _CertificateGate with a 403 the client can show (as nginx answers
+        # "No required SSL certificate was sent"): a TLS 1.3 client sees a failed handshake
+        # only after it sent its request, and reports it as a closed connection.
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+class _CertificateGate(asyncio.Protocol):
+    """A TLS connection's first protocol when client certificates are required: hands the
+    connection to the HTTP protocol when the client sent one, else answers its first request
+    with ``NO_CERTIFICATE_ANSWER`` and closes."""
+
+    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol]) -> None:
+        self._factory = protocol_factory
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is a transport without deriving from asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
+        if transport.get_extra_info("peercert"):
+            protocol = self._factory()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            return
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(NO_CERTIFICATE_ANSWER)
+            self._transport.close()
 
 
 async def accept_forever(
@@ -112,10 +156,12 @@ async def _start_tls(
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             first = await _peek(conn)
         if first and first[0] == _TLS_RECORD_HANDSHAKE:
+            context = contexts.current()
+            gated = context.verify_mode != ssl.CERT_NONE
             await loop.connect_accepted_socket(
-                protocol_factory,
+                (lambda: _CertificateGate(protocol_factory)) if gated else protocol_factory,
                 conn,
-                ssl=contexts.current(),
+                ssl=context,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
             )
             return
