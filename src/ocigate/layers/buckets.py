@@ -23,6 +23,7 @@ _SIZE = SLOTS * _SLOT.size
 
 class SharedBuckets:
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the app may be built before its store
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         if os.fstat(self._fd).st_size != _SIZE:
             os.ftruncate(self._fd, _SIZE)
