@@ -454,3 +454,30 @@ def test_a_truthful_blob_and_a_range_are_relayed(tmp_path: Path, http: httpx.Cli
             assert ranged.status_code == 206 and ranged.content == data[10:300010]
         finally:
             gateway.stop()
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "\u00b2", "1_0", "99999999999999999999"])
+def test_numbers_an_upstream_sends_are_parsed_strictly(
+    tmp_path: Path, http: httpx.Client, number: str
+) -> None:
+    """Content-Length, Content-Range and Retry-After values ``int()`` mishandles (more than
+    4,300 digits, a superscript digit, separators, past int64) are a 502 or ignored: never a
+    500."""
+
+    def script(request: Seen) -> Answer:
+        if request.method == "HEAD":
+            return Answer(200, {"content-length": number, "docker-content-digest": BLOB_DIGEST})
+        if "range" in request.headers:
+            return Answer(206, {"content-range": f"bytes 0-{number}/{number}"}, BLOB)
+        return Answer(429, {"retry-after": number}, b"{}")
+
+    with (
+        hostile_upstream(script) as upstream,
+        serve_gateway(tmp_path, [{"url": upstream.url, "retries": 0}]) as url,
+    ):
+        head = http.head(f"{url}/v2/app/blobs/{BLOB_DIGEST}")
+        ranged = http.get(f"{url}/v2/app/blobs/{BLOB_DIGEST}", headers={"range": "bytes=0-3"})
+        throttled = http.get(f"{url}/v2/app/manifests/v1")
+    assert head.status_code == 502
+    assert ranged.status_code == 502 and "Content-Range" in _error(ranged)["message"]
+    assert throttled.status_code == 429

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from ..bodies import join_capped
 from ..flow import ReadFlow, WriteFlow, settle
+from ..oci.numbers import parse_decimal
 
 READ_SIZE = 1024 * 1024  # the largest piece one body read hands on
 HIGH_WATER = 2 * 1024 * 1024  # stop reading from the socket with this much unread
@@ -262,7 +263,8 @@ class Connection:
 def _parse_head(raw: bytes) -> tuple[int, Headers, bool]:
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    status = parse_decimal(parts[1]) if len(parts) >= 2 and len(parts[1]) == 3 else None
+    if status is None or not parts[0].startswith("HTTP/1."):
         raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers = Headers()
     for line in lines[1:]:
@@ -273,7 +275,7 @@ def _parse_head(raw: bytes) -> tuple[int, Headers, bool]:
             raise ProtocolError(f"malformed header line: {line[:80]!r}")
         key, value = name.lower(), value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return int(parts[1]), headers, parts[0] == "HTTP/1.0"
+    return status, headers, parts[0] == "HTTP/1.0"
 
 
 class Response:
@@ -308,8 +310,8 @@ class Response:
             self._length = 0
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._chunked = True
-        elif headers.get("content-length", "").strip().isdigit():
-            self._length = int(headers["content-length"])
+        elif (length := parse_decimal(headers.get("content-length", "").strip())) is not None:
+            self._length = length
         else:
             self._keep_alive = False  # framed by close: read to the end, never reuse
         if self._length == 0:
@@ -374,8 +376,11 @@ class Response:
     async def _chunks(self, connection: Connection) -> AsyncIterator[bytes]:
         while True:
             line = await connection.read_line()
+            field = line.split(b";", 1)[0].strip()
             try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
+                if not 0 < len(field) <= 16 or not field.isalnum():  # 16 hex digits: 64 bits
+                    raise ValueError
+                size = int(field, 16)
             except ValueError:
                 raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
             if size == 0:

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..metrics import UPSTREAM_ERRORS, UPSTREAM_REQUESTS
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
+from ..oci.numbers import parse_decimal
 from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
 from .connection import MAX_BODY, Body, Response, Timeout, TooLarge, TransportError
@@ -75,8 +76,9 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = parse_decimal(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

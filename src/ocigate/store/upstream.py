@@ -43,7 +43,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urljoin
 
 import anyio
@@ -69,6 +69,7 @@ from ..oci.errors import (
 from ..oci.manifests import Manifest
 from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ..oci.names import referrers_tag
+from ..oci.numbers import parse_decimal
 from ..registry import (
     BlobBody,
     ByteRange,
@@ -116,9 +117,9 @@ def _upload_offset(response: Response, fallback: int) -> int:
     reports both so), decided by what we know."""
     header = response.headers.get("range", "")
     _, _, end = header.partition("-")
-    if not end.strip().isdigit():
+    last = parse_decimal(end.strip())
+    if last is None:
         return fallback
-    last = int(end)
     return last + 1 if last > 0 else min(fallback, 1)
 
 
@@ -297,10 +298,10 @@ class UpstreamStore:
         response = await self._call(
             "HEAD", f"/v2/{repo}/blobs/{digest}", repo, ok=(200,), missing=BlobUnknown
         )
-        length = response.headers.get("content-length", "")
-        if not length.isdigit():
+        length = parse_decimal(response.headers.get("content-length", ""))
+        if length is None:
             raise BadGateway({"upstream": self.name}, "upstream blob HEAD without Content-Length")
-        return int(length)
+        return length
 
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
         headers = {}
@@ -324,13 +325,14 @@ class UpstreamStore:
         if status == 416:
             found = _UNSATISFIED.match(response.headers.get("content-range", ""))
             await response.aclose()
-            size = int(found.group(1)) if found else await self.stat_blob(repo, digest)
+            told = parse_decimal(found.group(1)) if found else None
+            size = told if told is not None else await self.stat_blob(repo, digest)
             raise RangeNotSatisfiable({"size": size}, f"unsatisfiable range for size {size}")
         if status not in (200, 206):
             raise await self._fail(response, BlobUnknown)
         try:
             known = None
-            if status == 200 and not response.headers.get("content-length", "").isdigit():
+            if status == 200 and parse_decimal(response.headers.get("content-length", "")) is None:
                 # Streamed without a length (chunked, e.g. through a proxy): HEAD tells it.
                 known = await self.stat_blob(repo, digest)
             start, length, size = self._body_bounds(response, byte_range, known)
@@ -360,12 +362,13 @@ class UpstreamStore:
         ``known`` is the blob's size when the response does not say."""
         if response.status_code == 206:
             found = _RANGE.match(response.headers.get("content-range", "").strip())
-            if not found or found.group(3) == "*":
+            numbers = [parse_decimal(group) for group in found.groups()] if found else [None]
+            if None in numbers:
                 raise BadGateway({}, "upstream 206 without a usable Content-Range")
-            start, end = int(found.group(1)), int(found.group(2))
-            return start, end - start + 1, int(found.group(3))
-        raw = response.headers.get("content-length", "")
-        size = int(raw) if raw.isdigit() else known
+            start, end, total = cast(list[int], numbers)
+            return start, end - start + 1, total
+        told = parse_decimal(response.headers.get("content-length", ""))
+        size = told if told is not None else known
         if size is None:
             raise BadGateway({}, "upstream blob response without Content-Length")
         if byte_range is None:
@@ -554,19 +557,19 @@ class UpstreamStore:
         if response.status_code in _TOLD_BY_STATUS:
             raise await self._fail(response, ManifestUnknown, ManifestInvalid)
         header = response.headers.get("docker-content-digest", "")
-        length = response.headers.get("content-length", "")
+        length = parse_decimal(response.headers.get("content-length", ""))
         digest = Digest.parse(header) if is_digest(header) else None
         if (
             response.status_code != 200
             or digest is None
-            or not length.isdigit()
+            or length is None
             or (is_digest(reference) and digest != Digest.parse(reference))
         ):
             # Other errors (told right only from a body) and answers missing what a HEAD
             # needs: the GET says what is what.
             return (await self.get_manifest(repo, reference)).info()
         media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
-        return ManifestInfo(digest, media_type, int(length))
+        return ManifestInfo(digest, media_type, length)
 
     async def _put_manifest_ref(
         self, repo: str, reference: str, media_type: str, data: bytes, tags: Sequence[str] = ()
