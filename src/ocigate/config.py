@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="Seconds a request body may send nothing (built-in server) before the"
         " connection is closed; also bounds dropping an unread body after an early answer.",
     )
+    idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a connection may wait without sending a whole request head, kept"
+        " alive or slow (built-in server), and a client may take none of its answer.",
+    )
     auto_mount: bool = Field(
         False, description="Mount without `from`: link the blob from any repository holding it."
     )

@@ -20,6 +20,7 @@ from e2e.support import ServerProcess, ocigate_server
 
 MiB = 1024 * 1024
 BODY_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
 
 
 @pytest.fixture
@@ -284,3 +285,26 @@ def test_the_route_memo_keeps_no_long_paths() -> None:
         assert routes.match(f"/v2/{index}/" + "x" * 2000) is None
     assert routes._remembered.cache_info().currsize == held
     assert routes.match("/v2/lib/app/manifests/v1") == routes.Route("manifest", "lib/app", "v1")
+
+
+def test_an_idle_connection_is_closed_after_idle_timeout(tmp_path: Path) -> None:
+    """``idle_timeout`` (2 s here, 30 s by default) closes a kept-alive connection that sends
+    no next request, and one that never finishes its request head."""
+    server = ocigate_server(tmp_path / "data", tmp_path / "server.log", workers=1)
+    server.env = dict(os.environ, OCIGATE_IDLE_TIMEOUT=str(IDLE_TIMEOUT))
+    server.start()
+    try:
+        _closed_after_idle_timeout(server)
+    finally:
+        server.stop()
+
+
+def _closed_after_idle_timeout(server: ServerProcess) -> None:
+    with connect(server) as kept, connect(server) as slow:
+        kept.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answered = read_until_closed(kept, 10.0)
+        assert answered.startswith(b"HTTP/1.1 200") and not answered.endswith(b"<still open>")
+        assert read_until_closed(slow, 10.0) == b""
+        assert IDLE_TIMEOUT - 0.5 < time.monotonic() - started < IDLE_TIMEOUT + 5

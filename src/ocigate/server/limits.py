@@ -24,4 +24,5 @@ def limits_from(settings: Settings) -> Limits:
         max_header_size=settings.max_header_size,
         max_header_count=settings.max_header_count,
         body_timeout=settings.body_timeout,
+        idle_timeout=settings.idle_timeout,
     )
