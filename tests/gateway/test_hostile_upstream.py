@@ -44,6 +44,18 @@ def _error(response: httpx.Response) -> dict[str, Any]:
     return first
 
 
+def _get_through(
+    tmp_path: Path, http: httpx.Client, script: Any, path: str
+) -> tuple[httpx.Response, Hostile]:
+    """GET ``path`` through a gateway in front of an upstream answering with ``script``; the
+    answer and the upstream's record."""
+    with (
+        hostile_upstream(script) as upstream,
+        serve_gateway(tmp_path, [{"url": upstream.url}]) as url,
+    ):
+        return http.get(f"{url}{path}"), upstream
+
+
 def _basic_protected(script: Any) -> Any:
     """``script`` behind a Basic challenge for requests without credentials."""
 
@@ -215,11 +227,8 @@ def test_redirects_to_internal_addresses_are_refused(
     tmp_path: Path, http: httpx.Client, target: str, kind: str
 ) -> None:
     # Refused before connecting: no packet is ever sent to the target.
-    with (
-        hostile_upstream(_redirecting(target)) as upstream,
-        serve_gateway(tmp_path, [{"url": upstream.url}]) as url,
-    ):
-        response = http.get(f"{url}/v2/app/blobs/{BLOB_DIGEST}")
+    path = f"/v2/app/blobs/{BLOB_DIGEST}"
+    response, _ = _get_through(tmp_path, http, _redirecting(target), path)
     assert response.status_code == 502, response.text
     assert f"{kind} address" in _error(response)["message"]
 
@@ -305,11 +314,7 @@ def _paging(next_page: Any) -> Any:
 def test_tag_list_paging_stops(
     tmp_path: Path, http: httpx.Client, next_page: Any, requests: int, words: str
 ) -> None:
-    with (
-        hostile_upstream(_paging(next_page)) as upstream,
-        serve_gateway(tmp_path, [{"url": upstream.url}]) as url,
-    ):
-        response = http.get(f"{url}/v2/app/tags/list")
+    response, upstream = _get_through(tmp_path, http, _paging(next_page), "/v2/app/tags/list")
     assert response.status_code == 502, response.text
     assert words in _error(response)["message"]
     assert len([p for p in upstream.paths() if "/tags/list" in p]) == requests
