@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from ..client.connection import TransportError
+from ..client.http import tls_context
 from ..client.pool import Pool
 from ..upstream_config import UpstreamConfig
 from .http import Send, respond_json
@@ -47,11 +47,8 @@ def sqlite_probe(database: Path) -> Probe:
 
 
 def upstream_probe(upstream: UpstreamConfig) -> Probe:
-    tls = ssl.create_default_context(cafile=str(upstream.ca_file) if upstream.ca_file else None)
-    if upstream.ca_file is None and not upstream.tls_verify:
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
     # The gateway's own client, one kept-alive connection: a probe costs one small request.
+    tls = tls_context(upstream.ca_file, upstream.tls_verify)
     pool = Pool(tls, PROBE_TIMEOUT, PROBE_TIMEOUT, max_connections=1)
     url = upstream.url.rstrip("/") + "/v2/"
 

@@ -61,11 +61,13 @@ def _is_bearer(authorization: str | None) -> bool:
     return authorization is not None and authorization[:7].lower() == "bearer "
 
 
-def _tls(options: ClientOptions) -> ssl.SSLContext:
-    if options.ca_file is not None:
-        return ssl.create_default_context(cafile=str(options.ca_file))
+def tls_context(ca_file: Path | None, tls_verify: bool) -> ssl.SSLContext:
+    """How ocigate checks an upstream's (or a webhook's) certificate: against ``ca_file`` when
+    given, else the system's CAs, or not at all with ``tls_verify`` false."""
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=str(ca_file))
     context = ssl.create_default_context()
-    if not options.tls_verify:
+    if not tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -98,7 +100,10 @@ class RegistryClient:
             self.base, options.token_realm_hosts, options.allow_private_redirects
         )
         self._pool = Pool(
-            _tls(options), options.connect_timeout, options.read_timeout, options.max_connections
+            tls_context(options.ca_file, options.tls_verify),
+            options.connect_timeout,
+            options.read_timeout,
+            options.max_connections,
         )
         self._tokens = TokenCache()
         self._challenge: Challenge | None = None
