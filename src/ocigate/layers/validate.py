@@ -101,7 +101,7 @@ class ValidatingRegistry(Delegate):
             await body.close()
 
 
-def _too_large(artifact_type: ArtifactType, desc: Descriptor, size: int) -> Exception:
+def _too_large(artifact_type: ArtifactType, desc: Descriptor, size: int) -> ManifestInvalid:
     limit = artifact_type.payload_limit
     return ManifestInvalid(
         {

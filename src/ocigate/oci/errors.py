@@ -55,47 +55,146 @@ class OCIError(Exception):
         return entry
 
 
-def _error(name: str, code: str, status: int, message: str) -> type[OCIError]:
-    return type(name, (OCIError,), {"code": code, "status": status, "default_message": message})
+class BlobUnknown(OCIError):
+    code = "BLOB_UNKNOWN"
+    status = 404
+    default_message = "blob unknown to registry"
 
 
-BlobUnknown = _error("BlobUnknown", "BLOB_UNKNOWN", 404, "blob unknown to registry")
-BlobUploadInvalid = _error("BlobUploadInvalid", "BLOB_UPLOAD_INVALID", 400, "blob upload invalid")
-BlobUploadUnknown = _error(
-    "BlobUploadUnknown", "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
-)
-DigestInvalid = _error(
-    "DigestInvalid", "DIGEST_INVALID", 400, "provided digest did not match uploaded content"
-)
-ManifestBlobUnknown = _error(
-    "ManifestBlobUnknown",
-    "MANIFEST_BLOB_UNKNOWN",
-    400,
-    "manifest references a manifest or blob unknown to registry",
-)
-ManifestInvalid = _error("ManifestInvalid", "MANIFEST_INVALID", 400, "manifest invalid")
-ManifestUnknown = _error("ManifestUnknown", "MANIFEST_UNKNOWN", 404, "manifest unknown to registry")
-NameInvalid = _error("NameInvalid", "NAME_INVALID", 400, "invalid repository name")
-NameUnknown = _error("NameUnknown", "NAME_UNKNOWN", 404, "repository name not known to registry")
-SizeInvalid = _error(
-    "SizeInvalid", "SIZE_INVALID", 400, "provided length did not match content length"
-)
-TagInvalid = _error("TagInvalid", "TAG_INVALID", 400, "manifest tag did not match URI")
-Unauthorized = _error("Unauthorized", "UNAUTHORIZED", 401, "authentication required")
-Denied = _error("Denied", "DENIED", 403, "requested access to the resource is denied")
-Unsupported = _error("Unsupported", "UNSUPPORTED", 405, "the operation is unsupported")
-TooManyRequests = _error("TooManyRequests", "TOOMANYREQUESTS", 429, "too many requests")
-# The spec has no code of its own for 416; these are the closest it lists.
-RangeInvalid = _error(
-    "RangeInvalid", "BLOB_UPLOAD_INVALID", 416, "chunk does not continue the upload"
-)
-RangeNotSatisfiable = _error(
-    "RangeNotSatisfiable", "SIZE_INVALID", 416, "requested range not satisfiable"
-)
-PayloadTooLarge = _error("PayloadTooLarge", "SIZE_INVALID", 413, "payload too large")
-HeadersTooLarge = _error("HeadersTooLarge", "SIZE_INVALID", 431, "request header fields too large")
-PaginationInvalid = _error("PaginationInvalid", "UNSUPPORTED", 400, "invalid pagination parameter")
-NotFound = _error("NotFound", "UNSUPPORTED", 404, "no such endpoint")
-Unavailable = _error("Unavailable", "UNAVAILABLE", 503, "service unavailable")
-BadGateway = _error("BadGateway", "UNAVAILABLE", 502, "upstream registry unavailable")
-GatewayTimeout = _error("GatewayTimeout", "UNAVAILABLE", 504, "upstream registry timed out")
+class BlobUploadInvalid(OCIError):
+    code = "BLOB_UPLOAD_INVALID"
+    status = 400
+    default_message = "blob upload invalid"
+
+
+class BlobUploadUnknown(OCIError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+    status = 404
+    default_message = "blob upload unknown to registry"
+
+
+class DigestInvalid(OCIError):
+    code = "DIGEST_INVALID"
+    status = 400
+    default_message = "provided digest did not match uploaded content"
+
+
+class ManifestBlobUnknown(OCIError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+    status = 400
+    default_message = "manifest references a manifest or blob unknown to registry"
+
+
+class ManifestInvalid(OCIError):
+    code = "MANIFEST_INVALID"
+    status = 400
+    default_message = "manifest invalid"
+
+
+class ManifestUnknown(OCIError):
+    code = "MANIFEST_UNKNOWN"
+    status = 404
+    default_message = "manifest unknown to registry"
+
+
+class NameInvalid(OCIError):
+    code = "NAME_INVALID"
+    status = 400
+    default_message = "invalid repository name"
+
+
+class NameUnknown(OCIError):
+    code = "NAME_UNKNOWN"
+    status = 404
+    default_message = "repository name not known to registry"
+
+
+class SizeInvalid(OCIError):
+    code = "SIZE_INVALID"
+    status = 400
+    default_message = "provided length did not match content length"
+
+
+class TagInvalid(OCIError):
+    code = "TAG_INVALID"
+    status = 400
+    default_message = "manifest tag did not match URI"
+
+
+class Unauthorized(OCIError):
+    code = "UNAUTHORIZED"
+    status = 401
+    default_message = "authentication required"
+
+
+class Denied(OCIError):
+    code = "DENIED"
+    status = 403
+    default_message = "requested access to the resource is denied"
+
+
+class Unsupported(OCIError):
+    code = "UNSUPPORTED"
+    status = 405
+    default_message = "the operation is unsupported"
+
+
+class TooManyRequests(OCIError):
+    code = "TOOMANYREQUESTS"
+    status = 429
+    default_message = "too many requests"
+
+
+# The spec has no code of its own for 416; these two are the closest it lists.
+class RangeInvalid(OCIError):
+    code = "BLOB_UPLOAD_INVALID"
+    status = 416
+    default_message = "chunk does not continue the upload"
+
+
+class RangeNotSatisfiable(OCIError):
+    code = "SIZE_INVALID"
+    status = 416
+    default_message = "requested range not satisfiable"
+
+
+class PayloadTooLarge(OCIError):
+    code = "SIZE_INVALID"
+    status = 413
+    default_message = "payload too large"
+
+
+class HeadersTooLarge(OCIError):
+    code = "SIZE_INVALID"
+    status = 431
+    default_message = "request header fields too large"
+
+
+class PaginationInvalid(OCIError):
+    code = "UNSUPPORTED"
+    status = 400
+    default_message = "invalid pagination parameter"
+
+
+class NotFound(OCIError):
+    code = "UNSUPPORTED"
+    status = 404
+    default_message = "no such endpoint"
+
+
+class Unavailable(OCIError):
+    code = "UNAVAILABLE"
+    status = 503
+    default_message = "service unavailable"
+
+
+class BadGateway(OCIError):
+    code = "UNAVAILABLE"
+    status = 502
+    default_message = "upstream registry unavailable"
+
+
+class GatewayTimeout(OCIError):
+    code = "UNAVAILABLE"
+    status = 504
+    default_message = "upstream registry timed out"

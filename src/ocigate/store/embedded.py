@@ -52,7 +52,7 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
-def _blob_unknown(digest: Digest) -> Exception:
+def _blob_unknown(digest: Digest) -> BlobUnknown:
     return BlobUnknown({"digest": str(digest)})
 
 
@@ -64,7 +64,7 @@ def _list_weight(items: list[Descriptor]) -> int:
     return 1 + len(items)
 
 
-def _manifest_unknown(reference: str) -> Exception:
+def _manifest_unknown(reference: str) -> ManifestUnknown:
     return ManifestUnknown({"reference": reference[:300]})
 
 

@@ -60,7 +60,7 @@ class Session:
         return self.dir / "data"
 
 
-def _unknown(upload_id: str) -> Exception:
+def _unknown(upload_id: str) -> BlobUploadUnknown:
     return BlobUploadUnknown({"upload": upload_id[:64]})
 
 
