@@ -1,5 +1,5 @@
-"""HTTPS on the built-in server: real skopeo and podman over TLS, refused bad certificates,
-plain HTTP answered, certificate rotation without restart, mutual TLS."""
+"""HTTPS: real skopeo and podman over TLS, refused bad certificates, plain HTTP answered,
+certificate rotation without restart on all three servers, mutual TLS."""
 
 from __future__ import annotations
 
@@ -55,10 +55,14 @@ def https(tmp_path: Path, ca: Ca) -> Iterator[ProdServer]:
         server.stop()
 
 
-def _peer_serial(port: int, cafile: Path, alpn: str = "http/1.1") -> int:
+def _peer_serial(
+    port: int, cafile: Path, alpn: str = "http/1.1", client: tuple[Path, Path] | None = None
+) -> int:
     """The serial number of the certificate a new connection is served; ``alpn``: the protocol
-    the server picks when offered h2 and HTTP/1.1."""
+    the server picks when offered h2 and HTTP/1.1; ``client``: a client certificate and key."""
     context = ssl.create_default_context(cafile=str(cafile))
+    if client is not None:
+        context.load_cert_chain(*client)
     context.set_alpn_protocols(["h2", "http/1.1"])
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
@@ -266,6 +270,41 @@ def test_alternative_servers_serve_https_from_the_same_settings(
             assert client.get(f"{server.url}/v2/").status_code == 200
         with pytest.raises(httpx.HTTPError):  # the CA is required: nothing else trusts it
             httpx.get(f"{server.url}/v2/", timeout=5)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "granian"])
+def test_alternative_servers_keep_mutual_tls_across_a_rotation(
+    tmp_path: Path, ca: Ca, kind: str
+) -> None:
+    """The reloaded context still asks for a client certificate and checks it against the
+    client CA; without one the handshake fails (only the built-in server answers 403)."""
+    pki = tmp_path / "pki"
+    client = (pki / "client.crt", pki / "client.key")
+    ca.issue("ci-runner", hosts=(), client=True).write(*client)
+    flags = _tls_flags(pki, client_ca=True)
+    server = prod_server(tmp_path, f"server: {kind}\n", 1, pki / "ca.crt", *flags)
+    server.client_cert = client
+    server.start()
+    try:
+        renewed = ca.issue("localhost")
+        renewed.write(pki / "server.crt", pki / "server.key")
+        expected = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
+        deadline = time.monotonic() + ROTATION_BOUND[kind]
+        while time.monotonic() < deadline:
+            if _peer_serial(server.port, pki / "ca.crt", ALPN[kind], client) == expected:
+                break
+            time.sleep(0.25)
+        assert _peer_serial(server.port, pki / "ca.crt", ALPN[kind], client) == expected
+        with server.client() as client_with_certificate:
+            assert client_with_certificate.get(f"{server.url}/v2/").status_code == 200
+        anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
+            httpx.Client(verify=anonymous, timeout=5) as without,
+        ):
+            without.get(f"{server.url}/v2/")
     finally:
         server.stop()
 
