@@ -127,18 +127,13 @@ def _serve_builtin(settings: Settings) -> None:
 
 def _serve_alternative(settings: Settings) -> None:
     from .server.granian_server import serve_granian
+    from .server.launch import Launch
     from .server.limits import connection_cap
     from .server.uvicorn_server import serve_uvicorn
 
     serve = serve_granian if settings.server == "granian" else serve_uvicorn
-    serve(
-        APP_FACTORY,
-        settings.host,
-        settings.port,
-        settings.workers,
-        settings.tls,
-        connection_cap(settings.rate_limits.max_connections),
-    )
+    cap = connection_cap(settings.rate_limits.max_connections)
+    serve(Launch(APP_FACTORY, settings.host, settings.port, settings.workers, settings.tls, cap))
 
 
 def _fsck(args: argparse.Namespace) -> int:

@@ -106,14 +106,9 @@ def test_connections_over_the_worker_cap_are_turned_away(tmp_path: Path, kind: s
             if kind == "builtin":
                 assert answer.headers["retry-after"] == "1"
                 assert answer.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
-        for held in idle:
-            held.close()
-        time.sleep(0.3)
-        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        _served_once_freed(server, idle)
     finally:
-        for held in idle:
-            held.close()
-        server.stop()
+        _release(server, idle)
 
 
 def test_connections_are_capped_by_default(tmp_path: Path) -> None:
@@ -129,13 +124,23 @@ def test_connections_are_capped_by_default(tmp_path: Path) -> None:
         answer = httpx.get(f"{server.url}/healthz", timeout=5)
         assert answer.status_code == 503
         assert answer.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
-        held.pop().close()
-        time.sleep(0.3)
-        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        _served_once_freed(server, held[-1:])
     finally:
-        for sock in held:
-            sock.close()
-        server.stop()
+        _release(server, held)
+
+
+def _served_once_freed(server: ProdServer, held: list[socket.socket]) -> None:
+    """Closing the ``held`` connections makes room: a new one is served."""
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def _release(server: ProdServer, held: list[socket.socket]) -> None:
+    for sock in held:
+        sock.close()
+    server.stop()
 
 
 def test_anonymous_pushers_are_capped_per_client_address(tmp_path: Path) -> None:

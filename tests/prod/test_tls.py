@@ -249,13 +249,18 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> Non
             pki / "intruder.crt", pki / "intruder.key"
         )
         anonymous.load_cert_chain(pki / "intruder.crt", pki / "intruder.key")
-        with (
-            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
-            httpx.Client(verify=anonymous, timeout=5) as client,
-        ):
-            client.get(f"{server.url}/v2/")
+        _handshake_fails(server.url, anonymous)
     finally:
         server.stop()
+
+
+def _handshake_fails(url: str, context: ssl.SSLContext) -> None:
+    """A request with ``context`` gets no answer: the server refused its (missing) certificate."""
+    with (
+        pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
+        httpx.Client(verify=context, timeout=5) as client,
+    ):
+        client.get(f"{url}/v2/")
 
 
 @pytest.mark.parametrize("kind", ["granian", "uvicorn"])
@@ -299,12 +304,7 @@ def test_alternative_servers_keep_mutual_tls_across_a_rotation(
         assert _peer_serial(server.port, pki / "ca.crt", ALPN[kind], client) == expected
         with server.client() as client_with_certificate:
             assert client_with_certificate.get(f"{server.url}/v2/").status_code == 200
-        anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        with (
-            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
-            httpx.Client(verify=anonymous, timeout=5) as without,
-        ):
-            without.get(f"{server.url}/v2/")
+        _handshake_fails(server.url, ssl.create_default_context(cafile=str(pki / "ca.crt")))
     finally:
         server.stop()
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..production_config import TlsConfig
 from .certificates import CHECK_EVERY, build_context, files_stamp
+from .launch import Launch
 
 if TYPE_CHECKING:
     from granian.server.common import AbstractServer
@@ -25,31 +26,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("ocigate.server")
 
 
-def serve_granian(
-    app_factory: str,
-    host: str,
-    port: int,
-    workers: int,
-    tls: TlsConfig | None,
-    max_connections: int,
-) -> None:
-    """Serve the ASGI app ``app_factory`` names; a worker takes at most ``max_connections``
-    connections at once (0: granian's own bound), the next ones wait in the listen backlog."""
+def serve_granian(launch: Launch) -> None:
+    """Serve ``launch``; a worker takes at most ``max_connections`` connections at once (0:
+    granian's own bound, 1024 / workers), the next ones wait in the listen backlog."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    tls = launch.tls
     server = Granian(
-        app_factory,
-        address=host,
-        port=port,
+        launch.app_factory,
+        address=launch.host,
+        port=launch.port,
         interface=Interfaces.ASGI,
-        workers=workers,
+        workers=launch.workers,
         loop=Loops.uvloop,
         websockets=False,
         factory=True,
         log_enabled=False,  # ocigate writes its own structured request log
         respawn_failed_workers=True,
-        backpressure=max_connections or None,
+        backpressure=launch.max_connections or None,
         ssl_cert=None if tls is None else tls.cert_file,
         ssl_key=None if tls is None else tls.key_file,
         ssl_ca=None if tls is None else tls.client_ca_file,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..production_config import TlsConfig
 from .certificates import ReloadingContext
+from .launch import Launch
 
 
 @dataclass(frozen=True)
@@ -23,26 +24,20 @@ class _ReloadingContextFactory:
         return ReloadingContext(self.tls, verify=ssl.CERT_REQUIRED).switching()
 
 
-def serve_uvicorn(
-    app_factory: str,
-    host: str,
-    port: int,
-    workers: int,
-    tls: TlsConfig | None,
-    max_connections: int,
-) -> None:
-    """Serve the ASGI app ``app_factory`` names; over ``max_connections`` open connections and
-    requests (0: no cap) a worker answers 503."""
+def serve_uvicorn(launch: Launch) -> None:
+    """Serve ``launch``; over ``max_connections`` open connections and requests (0: no cap) a
+    worker answers 503."""
     import uvicorn
 
+    tls = launch.tls
     if tls is not None:
         ReloadingContext(tls)  # unreadable certificate files stop start-up here, not in a worker
     uvicorn.run(
-        app_factory,
+        launch.app_factory,
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+        host=launch.host,
+        port=launch.port,
+        workers=launch.workers,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -51,6 +46,6 @@ def serve_uvicorn(
         server_header=False,
         proxy_headers=False,  # no proxy in front by default; saves a middleware per request
         timeout_graceful_shutdown=10,
-        limit_concurrency=max_connections or None,  # 503 above, per worker
+        limit_concurrency=launch.max_connections or None,  # 503 above, per worker
         ssl_context_factory=None if tls is None else _ReloadingContextFactory(tls),
     )
