@@ -5,11 +5,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..production_config import TlsConfig
 from .certificates import ReloadingContext
 from .launch import Launch
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,9 @@ class _ReloadingContextFactory:
 
     tls: TlsConfig
 
-    def __call__(self, _config: Any, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def __call__(
+        self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
         # No 403 gate here: without a certificate under mutual TLS the handshake fails.
         return ReloadingContext(self.tls, verify=ssl.CERT_REQUIRED).switching()
 
