@@ -100,22 +100,21 @@ def _serve_with(settings: Settings) -> int:
         log.warning(warning)
     # Workers are separate processes: they rebuild the validated settings from the environment.
     os.environ["OCIGATE_RESOLVED_SETTINGS"] = settings.model_dump_json()
-    if settings.server == "granian":
-        _serve_granian(settings)
-    elif settings.server == "builtin":
+    if settings.server == "builtin":
         _serve_builtin(settings)
     else:
-        _serve_uvicorn(settings)
+        _serve_alternative(settings)
     return 0
 
 
 def _serve_builtin(settings: Settings) -> None:
     from .api.app import app_from_environment
     from .metrics import worker_ended
-    from .server.limits import limits_from
+    from .server.limits import connection_cap, limits_from
     from .server.workers import Listener, serve
 
-    listener = Listener(settings.tls, settings.rate_limits.max_connections, limits_from(settings))
+    cap = connection_cap(settings.rate_limits.max_connections)
+    listener = Listener(settings.tls, cap, limits_from(settings))
     serve(
         app_from_environment,
         settings.host,
@@ -126,59 +125,15 @@ def _serve_builtin(settings: Settings) -> None:
     )
 
 
-def _serve_granian(settings: Settings) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
+def _serve_alternative(settings: Settings) -> None:
+    from .server.granian_server import serve_granian
+    from .server.launch import Launch
+    from .server.limits import connection_cap
+    from .server.uvicorn_server import serve_uvicorn
 
-    tls = settings.tls
-    tls_options: dict[str, Any] = {}
-    if tls is not None:
-        tls_options = {"ssl_cert": tls.cert_file, "ssl_key": tls.key_file}
-        if tls.client_ca_file is not None:
-            tls_options |= {"ssl_ca": tls.client_ca_file, "ssl_client_verify": True}
-    Granian(
-        APP_FACTORY,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,
-        workers=settings.workers,
-        loop=Loops.uvloop,
-        websockets=False,
-        factory=True,
-        log_enabled=False,  # ocigate writes its own structured request log
-        respawn_failed_workers=True,
-        **tls_options,
-    ).serve()
-
-
-def _serve_uvicorn(settings: Settings) -> None:
-    import ssl
-
-    import uvicorn
-
-    tls = settings.tls
-    tls_options: dict[str, Any] = {}
-    if tls is not None:
-        tls_options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
-        if tls.client_ca_file is not None:
-            tls_options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,  # ocigate writes its own structured request log
-        log_level="warning",
-        server_header=False,
-        proxy_headers=False,  # no proxy in front by default; saves a middleware per request
-        timeout_graceful_shutdown=10,
-        limit_concurrency=settings.rate_limits.max_connections or None,  # 503 above, per worker
-        **tls_options,
-    )
+    serve = serve_granian if settings.server == "granian" else serve_uvicorn
+    cap = connection_cap(settings.rate_limits.max_connections)
+    serve(Launch(APP_FACTORY, settings.host, settings.port, settings.workers, settings.tls, cap))
 
 
 def _fsck(args: argparse.Namespace) -> int:

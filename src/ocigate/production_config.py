@@ -63,6 +63,9 @@ class RateLimitsConfig(BaseModel):
         description="Open upload sessions per client started within `upload_expiry` (a push"
         " opens one per layer at a time); 0: no cap.",
     )
-    max_connections: int = Field(
-        0, ge=0, description="Open connections per worker (builtin, uvicorn); 0: no cap."
+    max_connections: int | None = Field(
+        None,
+        ge=0,
+        description="Open connections per worker; unset: 4096 or half the process's open-file"
+        " limit, whichever is lower; 0: no cap.",
     )

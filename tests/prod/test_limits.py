@@ -1,10 +1,12 @@
 """Rate limits on a real 2-worker server: one identity flooding is refused with 429 and
-Retry-After while another is served; the upload-session cap; the per-worker connection cap."""
+Retry-After while another is served; the upload-session cap; the per-worker connection cap on
+each server, and its default."""
 
 from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bcrypt
@@ -79,8 +81,10 @@ def test_open_upload_sessions_are_capped_per_identity(tmp_path: Path) -> None:
         server.stop()
 
 
-@pytest.mark.parametrize("kind", ["builtin", "uvicorn"])
+@pytest.mark.parametrize("kind", ["builtin", "uvicorn", "granian"])
 def test_connections_over_the_worker_cap_are_turned_away(tmp_path: Path, kind: str) -> None:
+    """builtin and uvicorn answer the connection over the cap 503; granian cannot answer it
+    and leaves it in the listen backlog until a connection closes."""
     config = f"server: {kind}\nrate_limits: {{max_connections: 3}}\n"
     server = prod_server(tmp_path, config, 1)
     server.start()
@@ -89,19 +93,54 @@ def test_connections_over_the_worker_cap_are_turned_away(tmp_path: Path, kind: s
         time.sleep(0.2)  # the readiness probe's connection has closed
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
         time.sleep(0.2)
+        if kind == "granian":
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(httpx.get, f"{server.url}/healthz", timeout=10)
+                time.sleep(1.0)
+                assert not waiting.done()
+                idle.pop().close()
+                assert waiting.result().status_code == 200
+        else:
+            answer = httpx.get(f"{server.url}/healthz", timeout=5)
+            assert answer.status_code == 503
+            if kind == "builtin":
+                assert answer.headers["retry-after"] == "1"
+                assert answer.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        _served_once_freed(server, idle)
+    finally:
+        _release(server, idle)
+
+
+def test_connections_are_capped_by_default(tmp_path: Path) -> None:
+    """Unset, the cap is half the open-file limit (here lowered to 64) when below 4096."""
+    server = prod_server(tmp_path, "", 1)
+    server.argv = ["prlimit", "--nofile=64", "--", *server.argv]
+    server.start()
+    held: list[socket.socket] = []
+    try:
+        time.sleep(0.2)
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
+        time.sleep(0.3)
         answer = httpx.get(f"{server.url}/healthz", timeout=5)
         assert answer.status_code == 503
-        if kind == "builtin":
-            assert answer.headers["retry-after"] == "1"
-            assert answer.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
-        for held in idle:
-            held.close()
-        time.sleep(0.3)
-        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert answer.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        _served_once_freed(server, held[-1:])
     finally:
-        for held in idle:
-            held.close()
-        server.stop()
+        _release(server, held)
+
+
+def _served_once_freed(server: ProdServer, held: list[socket.socket]) -> None:
+    """Closing the ``held`` connections makes room: a new one is served."""
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def _release(server: ProdServer, held: list[socket.socket]) -> None:
+    for sock in held:
+        sock.close()
+    server.stop()
 
 
 def test_anonymous_pushers_are_capped_per_client_address(tmp_path: Path) -> None:

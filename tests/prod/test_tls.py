@@ -1,5 +1,5 @@
-"""HTTPS on the built-in server: real skopeo and podman over TLS, refused bad certificates,
-plain HTTP answered, certificate rotation without restart, mutual TLS."""
+"""HTTPS: real skopeo and podman over TLS, refused bad certificates, plain HTTP answered,
+certificate rotation without restart on all three servers, mutual TLS."""
 
 from __future__ import annotations
 
@@ -55,14 +55,20 @@ def https(tmp_path: Path, ca: Ca) -> Iterator[ProdServer]:
         server.stop()
 
 
-def _peer_serial(port: int, cafile: Path) -> int:
+def _peer_serial(
+    port: int, cafile: Path, alpn: str = "http/1.1", client: tuple[Path, Path] | None = None
+) -> int:
+    """The serial number of the certificate a new connection is served; ``alpn``: the protocol
+    the server picks when offered h2 and HTTP/1.1; ``client``: a client certificate and key."""
     context = ssl.create_default_context(cafile=str(cafile))
+    if client is not None:
+        context.load_cert_chain(*client)
     context.set_alpn_protocols(["h2", "http/1.1"])
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
-        assert tls.selected_alpn_protocol() == "http/1.1"
+        assert tls.selected_alpn_protocol() == alpn
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
@@ -166,25 +172,61 @@ def test_plain_http_to_the_https_port_gets_a_clear_400(https: ProdServer) -> Non
     assert "plain HTTP request was sent to HTTPS port" in answer.json()["errors"][0]["message"]
 
 
+def _get_on(tls: ssl.SSLSocket) -> bytes:
+    """One keep-alive GET /healthz on an open connection: the status line."""
+    tls.sendall(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = tls.recv(65536)
+        assert chunk, "the connection was closed"
+        head += chunk
+    length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    body = head.split(b"\r\n\r\n", 1)[1]
+    while len(body) < length:
+        body += tls.recv(65536)
+    return head.split(b"\r\n", 1)[0]
+
+
+# Seconds from a rotation until every new connection sees the new certificate: the files are
+# looked at every 2 s (per worker, or by granian's main process, which then respawns its two
+# workers one after the other, 3.5 s apart).
+ROTATION_BOUND = {"builtin": 10.0, "uvicorn": 10.0, "granian": 20.0}
+ALPN = {"builtin": "http/1.1", "uvicorn": "http/1.1", "granian": "h2"}  # granian serves h2 too
+
+
+@pytest.mark.parametrize("kind", ["builtin", "uvicorn", "granian"])
 def test_rotated_certificate_is_served_to_new_connections(
-    https: ProdServer, tmp_path: Path, ca: Ca
+    tmp_path: Path, ca: Ca, kind: str
 ) -> None:
     pki = tmp_path / "pki"
-    before = _peer_serial(https.port, pki / "ca.crt")
-    renewed = ca.issue("localhost")
-    renewed.write(pki / "server.crt", pki / "server.key")
-    expected = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
-    assert expected != before
-    deadline = time.monotonic() + 10  # the files are looked at every 2 s per worker
-    serials: set[int] = set()
-    while time.monotonic() < deadline:
-        serials = {_peer_serial(https.port, pki / "ca.crt") for _ in range(6)}
-        if serials == {expected}:
-            break
-        time.sleep(0.25)
-    assert serials == {expected}
-    with https.client() as client:
-        assert client.get(f"{https.url}/v2/").status_code == 200
+    server = prod_server(tmp_path, f"server: {kind}\n", 2, pki / "ca.crt", *_tls_flags(pki))
+    server.start()
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    try:
+        before = _peer_serial(server.port, pki / "ca.crt", ALPN[kind])
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as established,
+        ):
+            assert _get_on(established) == b"HTTP/1.1 200 OK"
+            renewed = ca.issue("localhost")
+            renewed.write(pki / "server.crt", pki / "server.key")
+            expected = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
+            assert expected != before
+            deadline = time.monotonic() + ROTATION_BOUND[kind]
+            serials: set[int] = set()
+            while time.monotonic() < deadline:
+                serials = {_peer_serial(server.port, pki / "ca.crt", ALPN[kind]) for _ in range(6)}
+                if serials == {expected}:
+                    break
+                time.sleep(0.25)
+            assert serials == {expected}
+            if kind != "granian":  # granian's respawned workers closed their idle connections
+                assert _get_on(established) == b"HTTP/1.1 200 OK"
+        with server.client() as client:
+            assert client.get(f"{server.url}/v2/").status_code == 200
+    finally:
+        server.stop()
 
 
 def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> None:
@@ -207,13 +249,18 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, ca: Ca) -> Non
             pki / "intruder.crt", pki / "intruder.key"
         )
         anonymous.load_cert_chain(pki / "intruder.crt", pki / "intruder.key")
-        with (
-            pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
-            httpx.Client(verify=anonymous, timeout=5) as client,
-        ):
-            client.get(f"{server.url}/v2/")
+        _handshake_fails(server.url, anonymous)
     finally:
         server.stop()
+
+
+def _handshake_fails(url: str, context: ssl.SSLContext) -> None:
+    """A request with ``context`` gets no answer: the server refused its (missing) certificate."""
+    with (
+        pytest.raises((ssl.SSLError, ConnectionError, httpx.HTTPError)),
+        httpx.Client(verify=context, timeout=5) as client,
+    ):
+        client.get(f"{url}/v2/")
 
 
 @pytest.mark.parametrize("kind", ["granian", "uvicorn"])
@@ -228,6 +275,36 @@ def test_alternative_servers_serve_https_from_the_same_settings(
             assert client.get(f"{server.url}/v2/").status_code == 200
         with pytest.raises(httpx.HTTPError):  # the CA is required: nothing else trusts it
             httpx.get(f"{server.url}/v2/", timeout=5)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "granian"])
+def test_alternative_servers_keep_mutual_tls_across_a_rotation(
+    tmp_path: Path, ca: Ca, kind: str
+) -> None:
+    """The reloaded context still asks for a client certificate and checks it against the
+    client CA; without one the handshake fails (only the built-in server answers 403)."""
+    pki = tmp_path / "pki"
+    client = (pki / "client.crt", pki / "client.key")
+    ca.issue("ci-runner", hosts=(), client=True).write(*client)
+    flags = _tls_flags(pki, client_ca=True)
+    server = prod_server(tmp_path, f"server: {kind}\n", 1, pki / "ca.crt", *flags)
+    server.client_cert = client
+    server.start()
+    try:
+        renewed = ca.issue("localhost")
+        renewed.write(pki / "server.crt", pki / "server.key")
+        expected = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
+        deadline = time.monotonic() + ROTATION_BOUND[kind]
+        while time.monotonic() < deadline:
+            if _peer_serial(server.port, pki / "ca.crt", ALPN[kind], client) == expected:
+                break
+            time.sleep(0.25)
+        assert _peer_serial(server.port, pki / "ca.crt", ALPN[kind], client) == expected
+        with server.client() as client_with_certificate:
+            assert client_with_certificate.get(f"{server.url}/v2/").status_code == 200
+        _handshake_fails(server.url, ssl.create_default_context(cafile=str(pki / "ca.crt")))
     finally:
         server.stop()
 

@@ -1,12 +1,15 @@
-"""What the built-in server allows one connection: sizes and timeouts against hostile clients."""
+"""What a worker allows: sizes and timeouts per connection, and how many connections."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..config import Settings
+
+MAX_CONNECTIONS = 4096  # per worker when not configured, and the file descriptors allow it
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +29,16 @@ def limits_from(settings: Settings) -> Limits:
         body_timeout=settings.body_timeout,
         idle_timeout=settings.idle_timeout,
     )
+
+
+def connection_cap(configured: int | None) -> int:
+    """Open connections one worker serves (0: no cap). Unset, ``MAX_CONNECTIONS`` or half the
+    process's file-descriptor limit, whichever is lower: the other half is left for what a
+    connection may hold open besides its socket (an upstream connection, a blob file) and
+    the databases, so a flood is answered instead of failing with "too many open files"."""
+    if configured is not None:
+        return configured
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft // 2))

@@ -1,4 +1,4 @@
-"""HTTPS for the built-in server: reloading certificates, mutual TLS, plain HTTP refused.
+"""HTTPS for the built-in server: TLS started per connection, mutual TLS, plain HTTP refused.
 
 Connections are accepted here rather than by ``create_server(ssl=...)`` so that each one gets
 the context current when it arrives (a rotated certificate is used by the next connection,
@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import cast
 
-from ..production_config import TlsConfig
+from .certificates import ReloadingContext
 
-CHECK_EVERY = 2.0  # seconds between looks at the files' modification times
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a client to send its hello and finish the handshake
 _TLS_RECORD_HANDSHAKE = 0x16
 
@@ -46,57 +43,6 @@ NO_CERTIFICATE_ANSWER = _refusal(
     b"configure the client with a certificate signed by the registry's client CA",
 )
 log = logging.getLogger("ocigate.server")
-
-
-class ReloadingContext:
-    """The server's SSLContext, rebuilt when the certificate, key or client CA file changes."""
-
-    def __init__(self, config: TlsConfig, check_every: float = CHECK_EVERY) -> None:
-        self.config = config
-        self.check_every = check_every
-        self._stamp = self._files_stamp()
-        self._context = build_context(config)  # fails start-up on unreadable files
-        self._checked = time.monotonic()
-
-    def current(self) -> ssl.SSLContext:
-        now = time.monotonic()
-        if now - self._checked >= self.check_every:
-            self._checked = now
-            stamp = self._files_stamp()
-            if stamp != self._stamp:
-                try:
-                    self._context = build_context(self.config)
-                    self._stamp = stamp
-                    log.info("TLS certificate reloaded from %s", self.config.cert_file)
-                except (OSError, ssl.SSLError, ValueError) as error:
-                    # Half-written files during a rotation: keep serving the old pair, retry.
-                    log.warning("TLS reload failed, keeping the previous certificate: %s", error)
-        return self._context
-
-    def _files_stamp(self) -> tuple[int, ...]:
-        paths = [self.config.cert_file, self.config.key_file, self.config.client_ca_file]
-        stamp: list[int] = []
-        for path in paths:
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    info = os.stat(path)
-                    stamp += [info.st_mtime_ns, info.st_size, info.st_ino]
-        return tuple(stamp)
-
-
-def build_context(config: TlsConfig) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.cert_file, config.key_file)
-    context.set_alpn_protocols(["http/1.1"])
-    if config.client_ca_file is not None:
-        context.load_verify_locations(config.client_ca_file)
-        # A certificate that is sent must verify, or the handshake fails; one not sent at all
-        # is answered by _CertificateGate with a 403 the client can show (as nginx answers
-        # "No required SSL certificate was sent"): a TLS 1.3 client sees a failed handshake
-        # only after it sent its request, and reports it as a closed connection.
-        context.verify_mode = ssl.CERT_OPTIONAL
-    return context
 
 
 class _CertificateGate(asyncio.Protocol):

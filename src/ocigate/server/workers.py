@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import uvloop
 
 from ..production_config import TlsConfig
+from .certificates import ReloadingContext
 from .limits import Limits
 from .protocol import App, HttpConnection, Message, ServerState
-from .tls import ReloadingContext, accept_forever
+from .tls import accept_forever
 
 GRACE_SECONDS = 10.0
 RESPAWN_DELAY = 1.0
