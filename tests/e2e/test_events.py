@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ocigate.cli import main
-from ocigate.store.outbox import Outbox
+from ocigate.events.sqlite_outbox import Outbox
 from spec.conftest import serve_ocigate
 
 from .support import (

@@ -37,10 +37,10 @@ def build(
 
 
 def _events(settings: Settings, store: Registry, background: list[Job] | None) -> Registry:
+    from ..events.layer import EventsLayer
+    from ..events.sqlite_outbox import Outbox
+    from ..events.webhooks import Deliverer
     from ..store.embedded import EmbeddedStore
-    from ..store.outbox import Outbox
-    from .events import EventsLayer
-    from .webhooks import Deliverer
 
     # The embedded store's own database, so its transactions can write the outbox rows.
     path = store.meta.path if isinstance(store, EmbeddedStore) else settings.data_dir / "events.db"

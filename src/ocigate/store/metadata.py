@@ -32,11 +32,11 @@ import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..events import sqlite_outbox as outbox
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
-from . import outbox
 from .stamp import Stamp
 
 SCHEMA_VERSION = 2

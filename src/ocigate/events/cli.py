@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store.outbox import Outbox
+from .sqlite_outbox import Outbox
 
 
 def outbox_path(data_dir: Path) -> Path:

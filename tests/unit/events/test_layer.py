@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 
 from ocigate.config import Settings
-from ocigate.layers.events import EventsLayer, make_event
-from ocigate.layers.events_config import EventsConfig
+from ocigate.events.config import EventsConfig
+from ocigate.events.layer import EventsLayer, make_event
+from ocigate.events.sqlite_outbox import Outbox, staging
 from ocigate.layers.validate import ValidatingRegistry
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.memory import MemoryStore
-from ocigate.store.outbox import Outbox, staging
 
-from .embedded_helpers import body, descriptor, image, push_blob
+from ..embedded_helpers import body, descriptor, image, push_blob
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.layers.events_config import EventsConfig
-from ocigate.layers.webhooks import Deliverer, signature
-from ocigate.store.outbox import Outbox
+from ocigate.events.config import EventsConfig
+from ocigate.events.sqlite_outbox import Outbox
+from ocigate.events.webhooks import Deliverer, signature
 
 pytestmark = pytest.mark.anyio
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

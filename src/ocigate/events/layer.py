@@ -1,6 +1,6 @@
 """The events layer: every change the inner registry makes is recorded as a CloudEvent.
 
-For each change the layer stages a decision (``store.outbox.STAGED``): given a view of the
+For each change the layer stages a decision (``sqlite_outbox.STAGED``): given a view of the
 registry's state, which events describe the change. What a change was (a repository's first
 content, a tag moving from one digest to another) depends on that state. A store with the outbox
 hook (the embedded store, ``stages_events``) decides inside the change's own transaction, so the
@@ -22,14 +22,14 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ..auth.identity import current_identity
+from ..layers.delegate import Delegate
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
 from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Registry, StoredManifest
-from ..store.outbox import Decide, Event, Outbox, StoreView, staging
 from ..tracing import current_request_id, internal_read
-from .delegate import Delegate
-from .events_config import EVENT_TYPE_PREFIX, EventsConfig
+from .config import EVENT_TYPE_PREFIX, EventsConfig
+from .sqlite_outbox import Decide, Event, Outbox, StoreView, staging
 
 T = TypeVar("T")
 run = anyio.to_thread.run_sync

@@ -25,8 +25,8 @@ import anyio.to_thread
 
 from ..client.connection import TransportError
 from ..client.pool import Pool
-from ..store.outbox import Claim, Outbox
-from .events_config import EventsConfig, Webhook
+from .config import EventsConfig, Webhook
+from .sqlite_outbox import Claim, Outbox
 
 log = logging.getLogger("ocigate.events")
 run = anyio.to_thread.run_sync
