@@ -21,14 +21,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from .outbox import Accepts, Claim, Event, Outbox, Row
 from .staging import take_staged
 
 # How the database's owner runs a write transaction (BEGIN IMMEDIATE ... COMMIT on a connection).
-Transaction = Callable[[sqlite3.Connection], AbstractContextManager[sqlite3.Connection]]
+Transaction = Callable[[sqlite3.Connection], contextlib.AbstractContextManager[sqlite3.Connection]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
