@@ -186,7 +186,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from .layers import events_cli
+    from .events import cli as events_cli
 
     data_dir = _settings_from(args).data_dir
     if args.events_command == "status":

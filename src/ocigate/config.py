@@ -24,8 +24,8 @@ from pydantic_settings import (
 from .auth.config import AuthConfig
 from .auth.policy import PolicyConfig
 from .durations import parse_duration
+from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
-from .layers.events_config import EventsConfig
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
 from .upstream_config import UpstreamConfig, check_prefixes
 

@@ -145,7 +145,7 @@ class StoreCollector(Collector):
         yield from self._outbox()
 
     def _outbox(self) -> Iterator[Metric]:
-        from .layers.events_cli import open_outbox
+        from .events.database import open_outbox
 
         try:
             outbox = open_outbox(self.data_dir)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ocigate.cli import main
-from ocigate.store.outbox import Outbox
+from ocigate.events.database import connect_outbox
 from spec.conftest import serve_ocigate
 
 from .support import (
@@ -66,7 +66,7 @@ def short(event: dict[str, Any]) -> str:
 
 
 def outbox_ids(data_dir: Path) -> list[str]:
-    outbox = Outbox(data_dir / "meta.db")
+    outbox = connect_outbox(data_dir / "meta.db")
     try:
         return [row.id for row in outbox.rows(limit=10_000)]
     finally:

@@ -37,15 +37,10 @@ def build(
 
 
 def _events(settings: Settings, store: Registry, background: list[Job] | None) -> Registry:
+    from ..events.build import build_events
+    from ..events.database import connect_outbox
     from ..store.embedded import EmbeddedStore
-    from ..store.outbox import Outbox
-    from .events import EventsLayer
-    from .webhooks import Deliverer
 
-    # The embedded store's own database, so its transactions can write the outbox rows.
-    path = store.meta.path if isinstance(store, EmbeddedStore) else settings.data_dir / "events.db"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(path)
-    if background is not None and settings.events.webhooks:
-        background.append(Deliverer(settings.events, outbox).run_forever)
-    return EventsLayer(store, settings.events, outbox)
+    # The embedded store's transactions write the staged events into its own meta.db.
+    store_outbox = connect_outbox(store.meta.path) if isinstance(store, EmbeddedStore) else None
+    return build_events(settings.events, store, store_outbox, settings.data_dir, background)

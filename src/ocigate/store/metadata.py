@@ -32,11 +32,12 @@ import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..events import sqlite_outbox as outbox
+from ..events.staging import resolve_staged
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
-from . import outbox
 from .stamp import Stamp
 
 SCHEMA_VERSION = 2
@@ -147,7 +148,7 @@ class Metadata:
         with the change.
         """
         with transaction(self.conn()) as conn:
-            outbox.resolve_staged(_View(conn))
+            resolve_staged(_View(conn))
             before = conn.total_changes
             yield conn
             outbox.write_staged(conn, changed=conn.total_changes != before)

@@ -8,7 +8,7 @@ import pytest
 
 from ocigate.cli import main
 from ocigate.config import load_settings
-from ocigate.layers.events_config import EventsConfig, Webhook
+from ocigate.events.config import EventsConfig, Webhook
 
 CONFIG = """
 events:
@@ -86,7 +86,7 @@ def test_errors_name_the_key(
 
 
 def test_default_retries_outlast_an_hour_long_outage() -> None:
-    from ocigate.layers.events_config import EventsConfig
+    from ocigate.events.config import EventsConfig
 
     events = EventsConfig()
     waits = []

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .globs import check_glob, matches
+from ..layers.globs import check_glob, matches
 
 EventType = Literal[
     "manifest.pushed",

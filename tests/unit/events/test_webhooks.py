@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.layers.events_config import EventsConfig
-from ocigate.layers.webhooks import Deliverer, signature
-from ocigate.store.outbox import Outbox
+from ocigate.events.config import EventsConfig
+from ocigate.events.database import connect_outbox
+from ocigate.events.webhooks import Deliverer, signature
 
 pytestmark = pytest.mark.anyio
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -40,7 +40,7 @@ def deliverer(tmp_path: Path, url: str, timeout: float = 0.5) -> Deliverer:
     config = EventsConfig.model_validate(
         {"webhooks": [{"name": "h", "url": url, "secret": "k", "timeout": timeout}]}
     )
-    return Deliverer(config, Outbox(tmp_path / "events.db"))
+    return Deliverer(config, connect_outbox(tmp_path / "events.db"))
 
 
 async def test_an_answered_post_is_signed_and_succeeds(tmp_path: Path) -> None:

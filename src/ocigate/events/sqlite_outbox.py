@@ -1,6 +1,7 @@
-"""The durable event outbox (SQLite) and the hook that lets a store commit events with a change.
+"""The outbox in a SQLite database: its tables, the writes a SQLite store's transaction makes
+for staged events, and :class:`SqliteOutbox` for the delivery workers and the CLI.
 
-Tables, in the embedded store's ``meta.db`` (or any SQLite file for other stores):
+Tables, in the embedded store's ``meta.db`` (or ``events.db`` beside any other store):
 
 - ``outbox(seq, id, repo, type, artifact_type, event, created)``: every event, ``seq`` in
   commit order; ``event`` is the whole CloudEvent JSON.
@@ -9,18 +10,8 @@ Tables, in the embedded store's ``meta.db`` (or any SQLite file for other stores
   last_error, updated)``: one row per event and webhook its filters accept; ``state`` is
   ``pending``, ``delivered`` or ``dead``.
 
-The hook: the events layer puts a decision in :data:`STAGED` (a context variable, which anyio
-copies into the worker thread running the store's metadata code) before delegating the change:
-a function from a :class:`StoreView` to the events describing the change. ``Metadata.changing()``
-calls :func:`resolve_staged` as its transaction begins (the write lock held, so nobody else's
-change can come between what the decision reads and the change) and :func:`write_staged` at its
-end, so the events are exact (one ``repository.created`` however many pushes race) and commit or
-roll back with the change they describe. A store without that hook leaves them unclaimed, and
-the events layer decides from reads made just before the change and appends them after it.
-
-Delivery order: a delivery can only be claimed while no earlier pending delivery of the same
-webhook and repository exists, so each (webhook, repository) lane is delivered strictly in
-order; a lease (``lease_until``) lets any process take over a claim whose holder died.
+A SQLite metadata store calls :func:`create_tables` on its database, ``staging.resolve_staged``
+as each write transaction begins and :func:`write_staged` just before it commits.
 """
 
 from __future__ import annotations
@@ -30,10 +21,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from .outbox import Accepts, Claim, Event, Outbox, Row
+from .staging import take_staged
+
+# How the database's owner runs a write transaction (BEGIN IMMEDIATE ... COMMIT on a connection).
+Transaction = Callable[[sqlite3.Connection], contextlib.AbstractContextManager[sqlite3.Connection]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,65 +52,12 @@ def create_tables(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event as the outbox stores it."""
-
-    id: str
-    repo: str
-    type: str  # short type, e.g. "manifest.pushed"
-    artifact_type: str | None
-    json: str  # the CloudEvent
-
-
-class StoreView(Protocol):
-    """What deciding a change's events reads: the state the change is about to apply to."""
-
-    def repository_exists(self, repo: str) -> bool: ...
-
-    def tag_digest(self, repo: str, tag: str) -> str | None: ...
-
-
-Decide = Callable[[StoreView], list[Event]]
-
-
-@dataclass(slots=True)
-class Staged:
-    decide: Decide
-    events: list[Event] | None = None  # once decided
-    claimed: bool = False  # a store transaction took charge of them (written or not needed)
-
-
-STAGED: ContextVar[Staged | None] = ContextVar("ocigate_staged_events", default=None)
-
-
-@contextlib.contextmanager
-def staging(decide: Decide) -> Iterator[Staged]:
-    staged = Staged(decide)
-    token = STAGED.set(staged)
-    try:
-        yield staged
-    finally:
-        STAGED.reset(token)
-
-
-def resolve_staged(view: StoreView) -> None:
-    """Called by a store as its write transaction begins: decide the staged events from the
-    state its change applies to."""
-    staged = STAGED.get()
-    if staged is not None and staged.events is None and not staged.claimed:
-        staged.events = staged.decide(view)
-
-
 def write_staged(conn: sqlite3.Connection, changed: bool) -> None:
-    """Called by a store inside its write transaction, just before COMMIT: insert the staged
-    events when the transaction changed something (a no-op change gets no event)."""
-    staged = STAGED.get()
-    if staged is None or staged.claimed:
-        return
-    staged.claimed = True
-    if changed and staged.events:
-        insert(conn, staged.events)
+    """Inside a store's write transaction, just before COMMIT: insert the events staged for
+    the change when the transaction changed something."""
+    events = take_staged(changed)
+    if events:
+        insert(conn, events)
 
 
 def insert(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
@@ -128,37 +69,16 @@ def insert(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    endpoint: str
-    seq: int
-    attempts: int
-    event: str
+class SqliteOutbox(Outbox):
+    """:class:`Outbox` on one connection to a SQLite database, used under a lock; the
+    database's owner opens the connection and says how it runs a write transaction."""
 
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    seq: int
-    id: str
-    repo: str
-    type: str
-    endpoint: str | None
-    state: str | None
-    attempts: int
-    last_error: str | None
-
-
-class Outbox:
-    """The outbox's operations for the delivery workers and the CLI (one connection, locked)."""
-
-    def __init__(self, path: Path) -> None:
-        from .metadata import connect, transaction
-
+    def __init__(self, conn: sqlite3.Connection, transaction: Transaction) -> None:
         self._transaction = transaction
-        self._conn = connect(path)
+        self._conn = conn
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode = WAL")
-        with self.writing() as conn:
+        with self._writing() as conn:
             create_tables(conn)
 
     def close(self) -> None:
@@ -166,21 +86,16 @@ class Outbox:
             self._conn.close()
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._transaction(self._conn) as conn:
             yield conn
 
     def append(self, events: Sequence[Event]) -> None:
-        """For changes no store transaction recorded (pulls, stores without the hook)."""
-        with self.writing() as conn:
+        with self._writing() as conn:
             insert(conn, events)
 
-    def fan_out(
-        self, endpoint: str, accepts: Callable[[str, str, str | None], bool], limit: int = 1000
-    ) -> int:
-        """Queue the outbox events after this endpoint's cursor that
-        ``accepts(repo, type, artifact_type)`` takes; how many outbox rows were read."""
-        with self.writing() as conn:
+    def fan_out(self, endpoint: str, accepts: Accepts, limit: int = 1000) -> int:
+        with self._writing() as conn:
             row = conn.execute(
                 "SELECT seq FROM outbox_cursors WHERE endpoint = ?", (endpoint,)
             ).fetchone()
@@ -206,13 +121,11 @@ class Outbox:
             return len(rows)
 
     def claim(self, owner: str, lease: float, limit: int, endpoints: Sequence[str]) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries to ``endpoints``, each the head of its
-        (endpoint, repo) lane."""
         if not endpoints:
             return []
         now = time.time()
         marks = ", ".join("?" * len(endpoints))
-        with self.writing() as conn:
+        with self._writing() as conn:
             rows = conn.execute(
                 "SELECT d.endpoint, d.seq, d.attempts, o.event FROM deliveries d"
                 " JOIN outbox o ON o.seq = d.seq"
@@ -231,7 +144,7 @@ class Outbox:
         return [Claim(r[0], int(r[1]), int(r[2]), r[3]) for r in rows]
 
     def delivered(self, claim: Claim, owner: str) -> None:
-        with self.writing() as conn:
+        with self._writing() as conn:
             conn.execute(
                 "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,"
                 " lease_owner = NULL, lease_until = NULL, last_error = NULL, updated = ?"
@@ -240,9 +153,8 @@ class Outbox:
             )
 
     def failed(self, claim: Claim, owner: str, error: str, retry_in: float | None) -> None:
-        """Record a failed attempt: retry after ``retry_in`` seconds, or dead-letter (None)."""
         now = time.time()
-        with self.writing() as conn:
+        with self._writing() as conn:
             conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?,"
                 " lease_owner = NULL, lease_until = NULL, last_error = ?, updated = ?"
@@ -259,12 +171,9 @@ class Outbox:
             )
 
     def prune(self, older_than: float, endpoints: Sequence[str]) -> int:
-        """Forget delivered deliveries and events older than ``older_than`` seconds that every
-        one of ``endpoints`` has fanned out and none still has pending or dead; how many
-        events were removed."""
         cutoff = time.time() - older_than
         marks = ", ".join("?" * len(endpoints))
-        with self.writing() as conn:
+        with self._writing() as conn:
             conn.execute(
                 "DELETE FROM deliveries WHERE state = 'delivered' AND updated < ?", (cutoff,)
             )
@@ -281,9 +190,8 @@ class Outbox:
             ).rowcount
 
     def replay(self, ids: Sequence[str]) -> int:
-        """Queue the deliveries of these events (by id or seq) again; how many rows."""
         now = time.time()
-        with self.writing() as conn:
+        with self._writing() as conn:
             count = 0
             for ident in ids:
                 count += conn.execute(

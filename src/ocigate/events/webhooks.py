@@ -1,6 +1,6 @@
 """Delivering the outbox to webhooks: CloudEvents 1.0 structured JSON by HTTP POST.
 
-Every worker process runs one :class:`Deliverer`; they share the outbox through SQLite leases,
+Every worker process runs one :class:`Deliverer`; they share the outbox through its leases,
 so any number of them (or a restart) delivers each event at least once, and each (webhook,
 repository) lane strictly in order. A failed attempt is retried with exponential backoff; after
 ``events.max_attempts`` failures the delivery is dead-lettered (``ocigate events list --dead``,
@@ -25,8 +25,8 @@ import anyio.to_thread
 
 from ..client.connection import TransportError
 from ..client.pool import Pool
-from ..store.outbox import Claim, Outbox
-from .events_config import EventsConfig, Webhook
+from .config import EventsConfig, Webhook
+from .outbox import Claim, Outbox
 
 log = logging.getLogger("ocigate.events")
 run = anyio.to_thread.run_sync

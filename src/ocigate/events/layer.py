@@ -1,13 +1,14 @@
 """The events layer: every change the inner registry makes is recorded as a CloudEvent.
 
-For each change the layer stages a decision (``store.outbox.STAGED``): given a view of the
+For each change the layer stages a decision (``staging.STAGED``): given a view of the
 registry's state, which events describe the change. What a change was (a repository's first
-content, a tag moving from one digest to another) depends on that state. A store with the outbox
-hook (the embedded store, ``stages_events``) decides inside the change's own transaction, so the
-events are exact even when writers race, and commit with the change. Otherwise (another store,
-or pulls, which change nothing) the layer reads the state just before the change, decides from
-that, and appends the events right after the call succeeds; racing writers of such a store may
-both report ``repository.created``. Events are delivered at least once.
+content, a tag moving from one digest to another) depends on that state. Over a store whose
+metadata store has an outbox of its own (``staged=True``: the embedded store) the decision is
+made inside the change's own transaction, so the events are exact even when writers race, and
+commit with the change. Otherwise (``staged=False``: another store; and pulls, which change
+nothing) the layer reads the state just before the change, decides from that, and appends the
+events right after the call succeeds; racing writers of such a store may both report
+``repository.created``. Events are delivered at least once.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ..auth.identity import current_identity
+from ..layers.delegate import Delegate
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
 from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Registry, StoredManifest
-from ..store.outbox import Decide, Event, Outbox, StoreView, staging
 from ..tracing import current_request_id, internal_read
-from .delegate import Delegate
-from .events_config import EVENT_TYPE_PREFIX, EventsConfig
+from .config import EVENT_TYPE_PREFIX, EventsConfig
+from .outbox import Event, Outbox
+from .staging import Decide, StoreView, staging
 
 T = TypeVar("T")
 run = anyio.to_thread.run_sync
@@ -80,12 +82,16 @@ def make_event(
 
 
 class EventsLayer(Delegate):
-    def __init__(self, inner: Registry, config: EventsConfig, outbox: Outbox) -> None:
+    def __init__(
+        self, inner: Registry, config: EventsConfig, outbox: Outbox, *, staged: bool
+    ) -> None:
+        """``staged``: the inner store's own transactions decide and write the events staged
+        for each change (its metadata store's outbox is ``outbox``); else the layer appends
+        them to ``outbox`` itself."""
         super().__init__(inner)
         self.config = config
         self.outbox = outbox
-        # Whether the store decides staged events inside its own transactions.
-        self._in_transaction = bool(getattr(inner, "stages_events", False))
+        self._staged = staged
 
     async def close(self) -> None:
         await super().close()
@@ -103,7 +109,7 @@ class EventsLayer(Delegate):
     ) -> T:
         """Run the change ``call`` with its events decided by ``decide``, which reads whether
         ``repo`` exists and where ``tags`` point."""
-        if self._in_transaction:
+        if self._staged:
             with staging(decide):
                 return await call()  # an unclaimed decision: no transaction, no change
         events = decide(await self._snapshot(repo, tags))
@@ -113,7 +119,7 @@ class EventsLayer(Delegate):
         return result
 
     async def _snapshot(self, repo: str, tags: Sequence[str]) -> _Snapshot:
-        """The state a change will apply to, read just before it (stores without the hook)."""
+        """The state a change will apply to, read just before it (unstaged stores)."""
         try:
             await self.inner.list_tags(repo, None, 1)
             exists = True

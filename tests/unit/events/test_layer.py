@@ -14,28 +14,31 @@ from typing import Any
 import pytest
 
 from ocigate.config import Settings
-from ocigate.layers.events import EventsLayer, make_event
-from ocigate.layers.events_config import EventsConfig
+from ocigate.events.config import EventsConfig
+from ocigate.events.database import connect_outbox
+from ocigate.events.layer import EventsLayer, make_event
+from ocigate.events.outbox import Outbox
+from ocigate.events.staging import staging
 from ocigate.layers.validate import ValidatingRegistry
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.memory import MemoryStore
-from ocigate.store.outbox import Outbox, staging
 
-from .embedded_helpers import body, descriptor, image, push_blob
+from ..embedded_helpers import body, descriptor, image, push_blob
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def outbox(store: EmbeddedStore) -> Outbox:
-    return Outbox(store.meta.path)
+    return connect_outbox(store.meta.path)
 
 
 def layer(store: EmbeddedStore, outbox: Outbox, **config: Any) -> EventsLayer:
-    return EventsLayer(store, EventsConfig.model_validate({"enabled": True, **config}), outbox)
+    config_model = EventsConfig.model_validate({"enabled": True, **config})
+    return EventsLayer(store, config_model, outbox, staged=True)
 
 
 def recorded(store: EmbeddedStore) -> list[dict[str, Any]]:
@@ -193,11 +196,11 @@ async def test_refused_push_records_nothing_and_validation_reads_are_not_pulls(
 
 
 async def test_concurrent_workers_never_claim_the_same_delivery(store: EmbeddedStore) -> None:
-    writer = Outbox(store.meta.path)
+    writer = connect_outbox(store.meta.path)
     events = [make_event("/t", "tag.deleted", f"repo-{i % 20}", tag=str(i)) for i in range(200)]
     writer.append(events)
     writer.fan_out("hook", lambda repo, kind, art: True)
-    workers = [Outbox(store.meta.path) for _ in range(4)]
+    workers = [connect_outbox(store.meta.path) for _ in range(4)]
     claimed: list[list[tuple[str, int]]] = [[] for _ in workers]
 
     def work(index: int) -> None:
@@ -245,9 +248,9 @@ async def test_racing_pushes_record_exact_events(store: EmbeddedStore, outbox: O
 async def test_a_store_without_the_hook_gets_events_decided_just_before(tmp_path: Path) -> None:
     """Over the in-memory store (no transactions) the layer reads the state before each change
     and appends the events after it."""
-    outbox = Outbox(tmp_path / "events.db")
+    outbox = connect_outbox(tmp_path / "events.db")
     config = EventsConfig.model_validate({"enabled": True})
-    registry = EventsLayer(MemoryStore(), config, outbox)
+    registry = EventsLayer(MemoryStore(), config, outbox, staged=False)
     first = await push(registry, "mem/app", b'{"m":1}', ["latest"])
     second = await push(registry, "mem/app", b'{"m":2}', ["latest"])
     with sqlite3.connect(tmp_path / "events.db") as conn:

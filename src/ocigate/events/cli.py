@@ -6,22 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store.outbox import Outbox
-
-
-def outbox_path(data_dir: Path) -> Path:
-    """The embedded store keeps its outbox in meta.db; other stores in events.db."""
-    meta = data_dir / "meta.db"
-    return (
-        meta if meta.exists() or not (data_dir / "events.db").exists() else data_dir / "events.db"
-    )
-
-
-def open_outbox(data_dir: Path) -> Outbox:
-    path = outbox_path(data_dir)
-    if not path.exists():
-        raise ValueError(f"{data_dir}: no event outbox here")
-    return Outbox(path)
+from .database import open_outbox
 
 
 def status(data_dir: Path) -> int:
