@@ -152,7 +152,7 @@ class Outbox:
     """The outbox's operations for the delivery workers and the CLI (one connection, locked)."""
 
     def __init__(self, path: Path) -> None:
-        from .metadata import connect, transaction
+        from .embedded.metadata import connect, transaction
 
         self._transaction = transaction
         self._conn = connect(path)

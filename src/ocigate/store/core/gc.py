@@ -1,32 +1,29 @@
-"""Mark-and-sweep garbage collection of the embedded store's blob files.
+"""Mark-and-sweep garbage collection over the two ports.
 
 Mark: every manifest and every digest a manifest references (config, layers, index children,
 subject), in any repository. A repository's link alone does not keep a blob: a layer of a
 deleted image is garbage, though its repository still links it.
-Sweep: every other file under ``blobs/`` that is older than the grace period (counted from its
-file's time and its latest link, whichever is later) is deleted, after its links are removed (so
+Sweep: every other blob that is older than the grace period (counted from when its bytes were
+written and its latest link, whichever is later) is deleted, after its links are removed (so
 ``HEAD`` answers 404, never 200 with no bytes). The grace period keeps the blobs of a push in
 progress: a client uploads the layers first and the manifest that references them last.
 
-In-flight work is protected by ``gc.lock``: everything that makes a blob file visible or links
-one (upload commit, manifest put, mount) holds it shared from before it checks or creates the
-file until its metadata transaction has committed, and the collector holds it exclusively from
-the mark to the end of the sweep. So a file is never swept between "the file is there" and "the
+In-flight work is protected by the metadata store's ``gc_lock``: everything that makes a blob
+visible or links one (upload commit, manifest put, mount) holds it shared from before it checks
+or writes the bytes until its link has committed, and the collector holds it exclusively from
+the mark to the end of the sweep. So bytes are never swept between "they are there" and "the
 link is committed", and a manifest is never stored referencing a blob being swept (its check
-finds the link gone and answers MANIFEST_BLOB_UNKNOWN). Uploads still in progress live under
-``uploads/``, which the collector never touches; idle ones are removed by upload expiry instead.
+finds the link gone and answers MANIFEST_BLOB_UNKNOWN). Uploads in progress are not blobs yet;
+idle ones are removed by upload expiry instead.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .blobfiles import BlobFiles
-from .metadata import Metadata
+from ...oci.digest import Digest
+from ..ports import BlobStore, MetadataStore
 
 DEFAULT_GRACE = 3600.0
 
@@ -70,34 +67,28 @@ def _reason(links: tuple[int, float] | None, age: float) -> str:
     return f"no manifest references it; linked in {count} {where}, last {_ago(age)} ago"
 
 
-def collect(
-    blobs: BlobFiles, meta: Metadata, grace: float = DEFAULT_GRACE, dry_run: bool = False
+async def collect(
+    blobs: BlobStore, meta: MetadataStore, grace: float = DEFAULT_GRACE, dry_run: bool = False
 ) -> GcReport:
-    """Run one collection (blocking; run it in a thread)."""
+    """Run one collection."""
     kept = 0
-    garbage: list[tuple[Garbage, Path]] = []
-    with blobs.gc_lock(exclusive=True):
+    garbage: list[tuple[Garbage, Digest]] = []
+    async with meta.gc_lock(exclusive=True):
         now = time.time()
-        marked = meta.referenced_digests()
-        links = meta.links()
-        for digest, path in blobs.walk():
-            if digest is None:
-                continue
-            name = str(digest)
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
+        marked = await meta.referenced_digests()
+        links = await meta.links()
+        async for entry in blobs.list():
+            name = str(entry.digest)
             linked = links.get(name)
-            age = now - max(stat.st_mtime, linked[1] if linked else 0.0)
+            age = now - max(entry.modified, linked[1] if linked else 0.0)
             if name in marked or age < grace:
                 kept += 1
                 continue
-            garbage.append((Garbage(name, stat.st_size, _reason(linked, age)), path))
+            garbage.append((Garbage(name, entry.size, _reason(linked, age)), entry.digest))
         if not dry_run:
-            meta.unlink_everywhere([item.digest for item, _ in garbage if item.digest in links])
-            for _, path in garbage:
-                path.unlink(missing_ok=True)
+            unlink = [item.digest for item, _ in garbage if item.digest in links]
+            await meta.unlink_everywhere(unlink)
+            await blobs.delete([digest for _, digest in garbage])
     removed = [item for item, _ in garbage]
     return GcReport(
         blobs_kept=kept,
@@ -106,30 +97,3 @@ def collect(
         dry_run=dry_run,
         removed=removed,
     )
-
-
-def collect_if_due(
-    blobs: BlobFiles, meta: Metadata, marker: Path, interval: float, grace: float
-) -> GcReport | None:
-    """One collection, unless another process is collecting now or finished one less than
-    ``interval`` seconds ago (``marker`` holds when): the workers of a server each schedule
-    collections, and only one of them should run per interval. Blocking; run it in a thread."""
-    fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        try:
-            last = float(os.pread(fd, 64, 0) or b"0")
-        except ValueError:
-            last = 0.0  # a torn marker: collect
-        if time.time() - last < interval * 0.9:
-            return None
-        report = collect(blobs, meta, grace)
-        stamp = b"%.3f" % time.time()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, stamp, 0)
-        return report
-    finally:
-        os.close(fd)  # releases the flock

@@ -1,8 +1,9 @@
-"""The embedded store's metadata: one SQLite database (``meta.db``) in WAL mode.
+"""The embedded store's ``MetadataStore`` (``store.ports``): one SQLite database (``meta.db``).
 
-One connection per thread (cached), ``synchronous=FULL`` so an acknowledged write survives power
-loss, a 10 s busy timeout for the other worker processes' writers; every change is one
-``BEGIN IMMEDIATE`` transaction. Reads used on the hot path are one indexed SELECT each.
+WAL mode, one connection per thread (cached), ``synchronous=FULL`` so an acknowledged write
+survives power loss, a 10 s busy timeout for the other worker processes' writers; every change
+is one ``BEGIN IMMEDIATE`` transaction, run in a worker thread. Reads used on the hot path are
+one indexed SELECT each, run inline. ``store.memory`` runs the same SQL on a database in memory.
 
 Tables (digests are stored as ``algorithm:hex`` text; ordering is SQLite's BINARY collation, i.e.
 ASCIIbetical):
@@ -29,15 +30,23 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from ..oci.descriptors import Descriptor
-from ..oci.digest import Digest
-from ..oci.errors import ManifestBlobUnknown
-from ..oci.manifests import Manifest
-from . import outbox
+import anyio.to_thread
+
+from ...oci.descriptors import Descriptor
+from ...oci.digest import Digest
+from ...oci.manifests import Manifest
+from ...registry import Page, StoredManifest
+from .. import outbox
+from ..ports import ChangeStamp, Required
+from .gc_lock import FileLock
 from .stamp import Stamp
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -111,22 +120,55 @@ class _View:
         return None if row is None else str(row[0])
 
 
-def page(rows: list[str], n: int | None) -> tuple[list[str], bool]:
+def page(rows: list[str], n: int | None) -> Page:
     if n is None:
-        return rows, False
-    return rows[:n], len(rows) > n
+        return Page(rows, False)
+    return Page(rows[:n], len(rows) > n)
 
 
-class Metadata:
-    def __init__(self, path: Path) -> None:
+def _stored(digest: str, media_type: str, data: bytes) -> StoredManifest:
+    algorithm, _, encoded = digest.partition(":")
+    return StoredManifest(Digest(algorithm, encoded), media_type, bytes(data))
+
+
+class SqliteMetadata:
+    """Over a database file shared by the worker processes (and their threads)."""
+
+    # Whether changing() writes the events layer's staged events (see ``outbox``).
+    _stages_events = True
+
+    def __init__(self, path: Path, lock: FileLock) -> None:
         self.path = path
+        self._lock = lock
         self._local = threading.local()
         # Weak: when an idle worker thread exits, its thread-local connection is closed with it.
         self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
-        self.stamp = Stamp(path.with_suffix(".stamp"))
+        self._stamp = Stamp(path.with_suffix(".stamp"))
+        self._outbox: outbox.Outbox | None = None
+        self.conn().execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    @property
+    def changes(self) -> ChangeStamp:
+        return self._stamp
+
+    @property
+    def outbox(self) -> outbox.Outbox | None:
+        if self._outbox is None:  # opened on first use: most stores never deliver events
+            self._outbox = outbox.Outbox(self.path)
+        return self._outbox
+
+    def gc_lock(self, *, exclusive: bool) -> AbstractAsyncContextManager[None]:
+        return self._lock.hold(exclusive=exclusive)
+
+    async def _call(self, function: Callable[..., T], *args: object) -> T:
+        """Run blocking database work in a worker thread (anyio copies the context, so the
+        events layer's staged events reach changing())."""
+        return await anyio.to_thread.run_sync(function, *args)
+
+    def _migrate(self) -> None:
         conn = self.conn()
-        conn.execute("PRAGMA journal_mode = WAL")
         with transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 1:  # version 2 added the time of each link
@@ -147,11 +189,13 @@ class Metadata:
         with the change.
         """
         with transaction(self.conn()) as conn:
-            outbox.resolve_staged(_View(conn))
+            if self._stages_events:
+                outbox.resolve_staged(_View(conn))
             before = conn.total_changes
             yield conn
-            outbox.write_staged(conn, changed=conn.total_changes != before)
-        self.stamp.bump()
+            if self._stages_events:
+                outbox.write_staged(conn, changed=conn.total_changes != before)
+        self._stamp.bump()
 
     def conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -162,7 +206,9 @@ class Metadata:
                 self._all.add(conn)
         return conn
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
         with self._all_lock:
             conns, self._all = list(self._all), weakref.WeakSet()
         for conn in conns:
@@ -171,27 +217,22 @@ class Metadata:
 
     # -- blobs -----------------------------------------------------------------------------
 
-    def blob_size(self, repo: str, digest: Digest) -> int | None:
-        row = (
-            self.conn()
-            .execute(
-                "SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
-            )
-            .fetchone()
-        )
+    async def blob_size(self, repo: str, digest: Digest) -> int | None:
+        sql = "SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?"
+        row = self.conn().execute(sql, (repo, str(digest))).fetchone()
         return None if row is None else int(row[0])
 
-    def blob_holder_size(self, digest: Digest) -> int | None:
-        row = (
-            self.conn()
-            .execute("SELECT size FROM repo_blobs WHERE digest = ? LIMIT 1", (str(digest),))
-            .fetchone()
-        )
+    async def any_blob_size(self, digest: Digest) -> int | None:
+        sql = "SELECT size FROM repo_blobs WHERE digest = ? LIMIT 1"
+        row = self.conn().execute(sql, (str(digest),)).fetchone()
         return None if row is None else int(row[0])
 
-    def link_blob(self, repo: str, digest: Digest, size: int) -> None:
-        with self.changing() as conn:
-            self._link(conn, repo, str(digest), size)
+    async def link_blob(self, repo: str, digest: Digest, size: int) -> None:
+        def link() -> None:
+            with self.changing() as conn:
+                self._link(conn, repo, str(digest), size)
+
+        await self._call(link)
 
     @staticmethod
     def _link(conn: sqlite3.Connection, repo: str, digest: str, size: int) -> None:
@@ -203,16 +244,18 @@ class Metadata:
             (repo, digest, size, time.time()),
         )
 
-    def unlink_blob(self, repo: str, digest: Digest) -> bool:
+    async def unlink_blob(self, repo: str, digest: Digest) -> bool:
+        sql = "DELETE FROM repo_blobs WHERE repo = ? AND digest = ?"
+        return await self._call(self._change, sql, (repo, str(digest)))
+
+    def _change(self, sql: str, params: tuple[str, ...]) -> bool:
+        """One statement as a change; whether it changed a row."""
         with self.changing() as conn:
-            cur = conn.execute(
-                "DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, str(digest))
-            )
-            return cur.rowcount > 0
+            return conn.execute(sql, params).rowcount > 0
 
     # -- manifests -------------------------------------------------------------------------
 
-    def manifest_by_tag(self, repo: str, tag: str) -> tuple[str, str, bytes] | None:
+    async def manifest_by_tag(self, repo: str, tag: str) -> StoredManifest | None:
         row = (
             self.conn()
             .execute(
@@ -222,9 +265,9 @@ class Metadata:
             )
             .fetchone()
         )
-        return None if row is None else (row[0], row[1], bytes(row[2]))
+        return None if row is None else _stored(row[0], row[1], row[2])
 
-    def manifest_by_digest(self, repo: str, digest: Digest) -> tuple[str, bytes] | None:
+    async def manifest_by_digest(self, repo: str, digest: Digest) -> StoredManifest | None:
         row = (
             self.conn()
             .execute(
@@ -233,48 +276,53 @@ class Metadata:
             )
             .fetchone()
         )
-        return None if row is None else (row[0], bytes(row[1]))
+        return None if row is None else StoredManifest(digest, row[0], bytes(row[1]))
 
-    def check_references(self, repo: str, manifest: Manifest, *, sparse_index: bool) -> None:
-        """ManifestBlobUnknown naming the first referenced blob or child the repo lacks."""
-        conn = self.conn()
-        for desc in manifest.blobs:
-            digest = str(desc.digest)
-            if (
-                conn.execute(
+    async def first_missing(self, repo: str, required: Sequence[Required]) -> Required | None:
+        return await self._call(lambda: self._first_missing(self.conn(), repo, required))
+
+    @staticmethod
+    def _first_missing(
+        db: sqlite3.Connection, repo: str, required: Sequence[Required]
+    ) -> Required | None:
+        for item in required:
+            digest = str(item.digest)
+            if item.kind == "blob":
+                sql = (
                     "SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?"
-                    " UNION ALL SELECT 1 FROM manifests WHERE repo = ? AND digest = ? LIMIT 1",
-                    (repo, digest, repo, digest),
-                ).fetchone()
-                is None
-            ):
-                raise ManifestBlobUnknown({"digest": digest}, f"blob unknown to registry: {digest}")
-        if sparse_index:
-            return
-        for desc in manifest.children:
-            digest = str(desc.digest)
-            if (
-                conn.execute(
-                    "SELECT 1 FROM manifests WHERE repo = ? AND digest = ?", (repo, digest)
-                ).fetchone()
-                is None
-            ):
-                raise ManifestBlobUnknown(
-                    {"digest": digest}, f"manifest unknown to registry: {digest}"
+                    " UNION ALL SELECT 1 FROM manifests WHERE repo = ? AND digest = ? LIMIT 1"
                 )
+                params: tuple[str, ...] = (repo, digest, repo, digest)
+            else:
+                sql = "SELECT 1 FROM manifests WHERE repo = ? AND digest = ?"
+                params = (repo, digest)
+            if db.execute(sql, params).fetchone() is None:
+                return item
+        return None
 
-    def put_manifest(
+    async def put_manifest(
         self,
         repo: str,
         manifest: Manifest,
         data: bytes,
         tags: Sequence[str],
-        *,
-        sparse_index: bool,
+        required: Sequence[Required],
+    ) -> None:
+        await self._call(self._put_manifest, repo, manifest, data, tags, required)
+
+    def _put_manifest(
+        self,
+        repo: str,
+        manifest: Manifest,
+        data: bytes,
+        tags: Sequence[str],
+        required: Sequence[Required],
     ) -> None:
         digest = str(manifest.digest)
         with self.changing() as conn:
-            self.check_references(repo, manifest, sparse_index=sparse_index)
+            missing = self._first_missing(conn, repo, required)
+            if missing is not None:
+                raise missing.unknown()
             self._link(conn, repo, digest, len(data))
             conn.execute(
                 "INSERT OR IGNORE INTO manifests (repo, digest, media_type, data, subject,"
@@ -303,43 +351,52 @@ class Metadata:
                 [(repo, tag, digest) for tag in tags],
             )
 
-    def delete_manifest(self, repo: str, digest: Digest) -> bool:
-        """Remove a manifest, its tags, its references and its blob link."""
-        key = (repo, str(digest))
-        with self.changing() as conn:
-            if not conn.execute(
-                "DELETE FROM manifests WHERE repo = ? AND digest = ?", key
-            ).rowcount:
-                return False
-            conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
-            conn.execute("DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?", key)
-            conn.execute("DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", key)
-            return True
+    async def delete_manifest(self, repo: str, digest: Digest) -> bool:
+        def delete() -> bool:
+            key = (repo, str(digest))
+            with self.changing() as conn:
+                if not conn.execute(
+                    "DELETE FROM manifests WHERE repo = ? AND digest = ?", key
+                ).rowcount:
+                    return False
+                conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
+                conn.execute("DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?", key)
+                conn.execute("DELETE FROM repo_blobs WHERE repo = ? AND digest = ?", key)
+                return True
 
-    def delete_tag(self, repo: str, tag: str) -> bool:
-        with self.changing() as conn:
-            cur = conn.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
-            return cur.rowcount > 0
+        return await self._call(delete)
+
+    async def delete_tag(self, repo: str, tag: str) -> bool:
+        sql = "DELETE FROM tags WHERE repo = ? AND tag = ?"
+        return await self._call(self._change, sql, (repo, tag))
 
     # -- listings --------------------------------------------------------------------------
 
     def repo_exists(self, repo: str) -> bool:
-        sql = "SELECT 1 FROM repositories WHERE name = ?"
-        return self.conn().execute(sql, (repo,)).fetchone() is not None
+        return _View(self.conn()).repository_exists(repo)
 
-    def list_tags(self, repo: str, last: str | None, n: int | None) -> tuple[list[str], bool]:
-        sql = "SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?"
-        limit = -1 if n is None else n + 1
-        rows = self.conn().execute(sql, (repo, last or "", limit)).fetchall()
-        return page([r[0] for r in rows], n)
+    async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page | None:
+        def list_() -> Page | None:
+            if not self.repo_exists(repo):
+                return None
+            sql = "SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?"
+            return self._page(sql, (repo, last or ""), n)
 
-    def list_repositories(self, last: str | None, n: int | None) -> tuple[list[str], bool]:
+        # In a thread: a page may hold every tag of a large repository.
+        return await self._call(list_)
+
+    async def list_repositories(self, last: str | None, n: int | None) -> Page:
         sql = "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?"
+        return await self._call(self._page, sql, (last or "",), n)
+
+    def _page(self, sql: str, params: tuple[str, ...], n: int | None) -> Page:
         limit = -1 if n is None else n + 1
-        rows = self.conn().execute(sql, (last or "", limit)).fetchall()
+        rows = self.conn().execute(sql, (*params, limit)).fetchall()
         return page([r[0] for r in rows], n)
 
-    def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
+    async def referrers(
+        self, repo: str, subject: Digest, artifact_type: str | None
+    ) -> list[Descriptor]:
         sql = (
             "SELECT media_type, digest, size, artifact_type, annotations FROM manifests"
             " WHERE repo = ? AND subject = ?"
@@ -348,7 +405,7 @@ class Metadata:
         if artifact_type is not None:
             sql += " AND artifact_type = ?"
             params += (artifact_type,)
-        rows = self.conn().execute(sql + " ORDER BY id", params).fetchall()
+        rows = await self._call(self._rows, sql + " ORDER BY id", params)
         return [
             Descriptor(
                 media_type=row[0],
@@ -360,26 +417,28 @@ class Metadata:
             for row in rows
         ]
 
+    def _rows(self, sql: str, params: tuple[str, ...] = ()) -> list[Any]:
+        return self.conn().execute(sql, params).fetchall()
+
     # -- garbage collection ------------------------------------------------------------------
 
-    def referenced_digests(self) -> set[str]:
-        """Every manifest and every digest a manifest references (config, layers, index
-        children, subject): the GC mark set. Links alone do not count."""
-        rows = self.conn().execute(
+    async def referenced_digests(self) -> set[str]:
+        rows = await self._call(
+            self._rows,
             "SELECT digest FROM manifests UNION SELECT digest FROM manifest_refs"
-            " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL"
+            " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL",
         )
         return {row[0] for row in rows}
 
-    def links(self) -> dict[str, tuple[int, float]]:
-        """Per linked digest: in how many repositories, and when it was last linked."""
-        rows = self.conn().execute(
-            "SELECT digest, COUNT(*), MAX(linked) FROM repo_blobs GROUP BY digest"
+    async def links(self) -> dict[str, tuple[int, float]]:
+        rows = await self._call(
+            self._rows, "SELECT digest, COUNT(*), MAX(linked) FROM repo_blobs GROUP BY digest"
         )
         return {row[0]: (int(row[1]), float(row[2])) for row in rows}
 
-    def unlink_everywhere(self, digests: Sequence[str]) -> None:
-        """Remove every repository's link to these digests (GC, before it deletes the files:
-        metadata must never point at a missing file)."""
-        with self.changing() as conn:
-            conn.executemany("DELETE FROM repo_blobs WHERE digest = ?", [(d,) for d in digests])
+    async def unlink_everywhere(self, digests: Sequence[str]) -> None:
+        def unlink() -> None:
+            with self.changing() as conn:
+                conn.executemany("DELETE FROM repo_blobs WHERE digest = ?", [(d,) for d in digests])
+
+        await self._call(unlink)
