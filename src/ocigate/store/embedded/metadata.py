@@ -308,48 +308,41 @@ class SqliteMetadata:
         tags: Sequence[str],
         required: Sequence[Required],
     ) -> None:
-        await self._call(self._put_manifest, repo, manifest, data, tags, required)
+        def put() -> None:
+            digest = str(manifest.digest)
+            with self.changing() as conn:
+                missing = self._first_missing(conn, repo, required)
+                if missing is not None:
+                    raise missing.unknown()
+                self._link(conn, repo, digest, len(data))
+                conn.execute(
+                    "INSERT OR IGNORE INTO manifests (repo, digest, media_type, data, subject,"
+                    " artifact_type, annotations, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        repo,
+                        digest,
+                        manifest.media_type,
+                        data,
+                        str(manifest.subject.digest) if manifest.subject else None,
+                        manifest.artifact_type,
+                        json.dumps(manifest.annotations) if manifest.annotations else None,
+                        len(data),
+                    ),
+                )
+                refs = [(repo, digest, str(d.digest), "blob") for d in manifest.blobs]
+                refs += [(repo, digest, str(d.digest), "child") for d in manifest.children]
+                conn.executemany(
+                    "INSERT OR IGNORE INTO manifest_refs (repo, manifest, digest, kind)"
+                    " VALUES (?, ?, ?, ?)",
+                    refs,
+                )
+                conn.executemany(
+                    "INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?)"
+                    " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
+                    [(repo, tag, digest) for tag in tags],
+                )
 
-    def _put_manifest(
-        self,
-        repo: str,
-        manifest: Manifest,
-        data: bytes,
-        tags: Sequence[str],
-        required: Sequence[Required],
-    ) -> None:
-        digest = str(manifest.digest)
-        with self.changing() as conn:
-            missing = self._first_missing(conn, repo, required)
-            if missing is not None:
-                raise missing.unknown()
-            self._link(conn, repo, digest, len(data))
-            conn.execute(
-                "INSERT OR IGNORE INTO manifests (repo, digest, media_type, data, subject,"
-                " artifact_type, annotations, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    repo,
-                    digest,
-                    manifest.media_type,
-                    data,
-                    str(manifest.subject.digest) if manifest.subject else None,
-                    manifest.artifact_type,
-                    json.dumps(manifest.annotations) if manifest.annotations else None,
-                    len(data),
-                ),
-            )
-            refs = [(repo, digest, str(d.digest), "blob") for d in manifest.blobs]
-            refs += [(repo, digest, str(d.digest), "child") for d in manifest.children]
-            conn.executemany(
-                "INSERT OR IGNORE INTO manifest_refs (repo, manifest, digest, kind)"
-                " VALUES (?, ?, ?, ?)",
-                refs,
-            )
-            conn.executemany(
-                "INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?)"
-                " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
-                [(repo, tag, digest) for tag in tags],
-            )
+        await self._call(put)
 
     async def delete_manifest(self, repo: str, digest: Digest) -> bool:
         def delete() -> bool:
