@@ -137,7 +137,7 @@ def _serve_alternative(settings: Settings) -> None:
 
 
 def _fsck(args: argparse.Namespace) -> int:
-    from .fsck import fsck
+    from .store.embedded.fsck import fsck
 
     settings = _settings_from(args)
     problems = fsck(settings.data_dir)

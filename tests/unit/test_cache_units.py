@@ -17,9 +17,9 @@ from ocigate.config import Settings
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BadGateway, BlobUnknown
 from ocigate.registry import BlobBody, StoredManifest
-from ocigate.store.blobfiles import BlobFiles
 from ocigate.store.cache_fill import BlobFill
 from ocigate.store.cache_index import CacheIndex
+from ocigate.store.embedded.blobfiles import BlobFiles
 from ocigate.store.gateway import cache_dir
 from ocigate.upstream_config import UpstreamConfig
 

@@ -199,9 +199,9 @@ async def test_gc_keeps_referenced_blobs_and_removes_orphans(
     report = await store.collect_garbage(0)
     assert report.blobs_removed == 1 and report.bytes_freed == len(b"orphan")
     assert report.blobs_kept == 3  # config, layer, manifest
-    assert not store.blobs.path(orphan).exists()
-    assert store.blobs.path(unlinked_but_used).exists()
-    assert store.blobs.path(manifest.digest).exists()
+    assert not store.blobs.files.path(orphan).exists()
+    assert store.blobs.files.path(unlinked_but_used).exists()
+    assert store.blobs.files.path(manifest.digest).exists()
     assert await store.commit_upload("r", upload.id, Digest.of(b"in flight"), None, None, None) == 9
     # Linked, not yet referenced: kept within the grace period (its manifest may follow).
     assert (await store.collect_garbage()).blobs_removed == 0
@@ -210,11 +210,11 @@ async def test_gc_keeps_referenced_blobs_and_removes_orphans(
     report = await store.collect_garbage(0)
     # The manifest bytes, its config and layer, and the blob no manifest took up.
     assert report.blobs_removed == 4
-    assert list(store.blobs.walk()) == []
+    assert list(store.blobs.files.walk()) == []
     # Re-pushing a collected blob brings it back.
     await push_blob(store, "r", b"orphan")
     assert await store.stat_blob("r", orphan) == 6
-    assert store.blobs.path(orphan).exists()
+    assert store.blobs.files.path(orphan).exists()
 
 
 async def test_gc_waits_for_commits_in_flight(store: EmbeddedStore) -> None:
@@ -226,14 +226,14 @@ async def test_gc_waits_for_commits_in_flight(store: EmbeddedStore) -> None:
         await store.collect_garbage(0)
         finished.set()
 
-    async with anyio.create_task_group() as tg:
-        with store.blobs.gc_lock(exclusive=False):  # as a commit between rename and link does
-            tg.start_soon(collect)
-            await anyio.sleep(0.2)
-            assert not finished.is_set()
-            assert store.blobs.path(orphan).exists()
+    # Held as a commit holds it between rename and link.
+    async with anyio.create_task_group() as tg, store.meta.gc_lock(exclusive=False):
+        tg.start_soon(collect)
+        await anyio.sleep(0.2)
+        assert not finished.is_set()
+        assert store.blobs.files.path(orphan).exists()
     assert finished.is_set()
-    assert not store.blobs.path(orphan).exists()
+    assert not store.blobs.files.path(orphan).exists()
 
 
 async def test_scheduled_gc_runs_once_per_interval_and_skips_while_another_runs(
@@ -248,15 +248,15 @@ async def test_scheduled_gc_runs_once_per_interval_and_skips_while_another_runs(
     fcntl.flock(fd, fcntl.LOCK_EX)
     assert await store.collect_garbage_if_due(3600) is None
     os.close(fd)
-    assert store.blobs.path(orphan).exists()
+    assert store.blobs.files.path(orphan).exists()
 
     report = await store.collect_garbage_if_due(3600)
     assert report is not None and report.blobs_removed == 1
-    assert not store.blobs.path(orphan).exists()
+    assert not store.blobs.files.path(orphan).exists()
     again = await push_blob(store, "r", b"orphan again")
     await store.delete_blob("r", again)
     assert await store.collect_garbage_if_due(3600) is None  # one ran moments ago
-    assert store.blobs.path(again).exists()
+    assert store.blobs.files.path(again).exists()
     report = await store.collect_garbage_if_due(0)  # due at once
     assert report is not None and report.blobs_removed == 1
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ocigate.fsck import fsck
 from ocigate.oci.digest import Digest
 from ocigate.store.embedded import EmbeddedStore
+from ocigate.store.embedded.fsck import fsck
 
 from .embedded_helpers import body, push_image
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.fsck import check, fsck
 from ocigate.oci.digest import Digest
 from ocigate.store.embedded import EmbeddedStore
+from ocigate.store.embedded.fsck import check, fsck
 
 from .embedded_helpers import body, push_blob, push_image
 
@@ -47,7 +47,7 @@ async def test_clean_store_has_no_problems(tmp_path: Path) -> None:
 
 async def test_detects_a_corrupted_blob_file(tmp_path: Path) -> None:
     store = await healthy(tmp_path)
-    path = store.blobs.path(Digest.of(b"layer"))
+    path = store.blobs.files.path(Digest.of(b"layer"))
     os.chmod(path, 0o644)
     path.write_bytes(b"LAYER")
     problems = fsck(tmp_path)
@@ -57,7 +57,7 @@ async def test_detects_a_corrupted_blob_file(tmp_path: Path) -> None:
 
 async def test_detects_missing_files_and_dangling_rows(tmp_path: Path) -> None:
     store = await healthy(tmp_path)
-    store.blobs.path(Digest.of(b"layer")).unlink()
+    store.blobs.files.path(Digest.of(b"layer")).unlink()
     absent = str(Digest.of(b"absent"))
     sql(tmp_path, "INSERT INTO tags (repo, tag, digest) VALUES ('r', 'dangling', ?)", absent)
     problems = fsck(tmp_path)

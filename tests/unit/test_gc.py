@@ -14,11 +14,11 @@ import pytest
 
 from ocigate.cli import main
 from ocigate.config import Settings
-from ocigate.fsck import fsck
 from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown, ManifestBlobUnknown
 from ocigate.store.embedded import EmbeddedStore
+from ocigate.store.embedded.fsck import fsck
 
 from .embedded_helpers import image, push_blob, push_image
 
@@ -30,13 +30,13 @@ def age(store: EmbeddedStore, seconds: float) -> None:
     """Make every link and blob file ``seconds`` older, as if that much time had passed."""
     with sqlite3.connect(store.meta.path) as conn:
         conn.execute("UPDATE repo_blobs SET linked = linked - ?", (seconds,))
-    for _, path in store.blobs.walk():
+    for _, path in store.blobs.files.walk():
         stat = path.stat()
         os.utime(path, (stat.st_atime - seconds, stat.st_mtime - seconds))
 
 
 def files(store: EmbeddedStore) -> set[str]:
-    return {str(digest) for digest, _ in store.blobs.walk()}
+    return {str(digest) for digest, _ in store.blobs.files.walk()}
 
 
 async def test_the_layers_of_a_deleted_image_are_freed_and_unlinked(store: EmbeddedStore) -> None:
@@ -192,7 +192,7 @@ def test_gc_command_grace_dry_run_and_summary(
         "\n".join(would)
     )
     assert "(dry run): would delete 3 blobs" in out[-1] and "kept 3 blobs" in out[-1]
-    assert sum(1 for _ in EmbeddedStore(tmp_path).blobs.walk()) == 6
+    assert sum(1 for _ in EmbeddedStore(tmp_path).blobs.files.walk()) == 6
 
     assert main(["gc", "--grace", "0", "--data-dir", data]) == 0
     out = capsys.readouterr().out.splitlines()

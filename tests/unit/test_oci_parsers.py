@@ -30,7 +30,7 @@ from ocigate.oci.mediatypes import is_media_type
 from ocigate.oci.names import check_name, check_tag, referrers_tag
 from ocigate.oci.numbers import MAX_VALUE, parse_decimal
 from ocigate.registry import ByteRange
-from ocigate.store.uploads import Uploads
+from ocigate.store.embedded.uploads import Uploads
 
 # The spec's regular expressions, written out independently of the implementation's.
 SPEC_NAME = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")

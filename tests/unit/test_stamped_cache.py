@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.store.stamp import Stamp
-from ocigate.store.stamped_cache import StampedCache
+from ocigate.store.core.stamped_cache import StampedCache
+from ocigate.store.embedded.stamp import Stamp
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..store.metadata import connect, transaction
+from ..store.embedded.metadata import connect, transaction
 from .sqlite_outbox import SqliteOutbox
 
 EVENTS_DB = "events.db"  # beside a store whose own database keeps no outbox

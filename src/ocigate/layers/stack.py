@@ -38,9 +38,8 @@ def build(
 
 def _events(settings: Settings, store: Registry, background: list[Job] | None) -> Registry:
     from ..events.build import build_events
-    from ..events.database import connect_outbox
-    from ..store.embedded import EmbeddedStore
+    from ..store.core.registry import RegistryOverPorts
 
-    # The embedded store's transactions write the staged events into its own meta.db.
-    store_outbox = connect_outbox(store.meta.path) if isinstance(store, EmbeddedStore) else None
+    # A store over ports whose metadata store keeps an outbox writes the staged events itself.
+    store_outbox = store.meta.outbox if isinstance(store, RegistryOverPorts) else None
     return build_events(settings.events, store, store_outbox, settings.data_dir, background)

@@ -1,5 +1,6 @@
 """Storage backends implementing :class:`ocigate.registry.Registry`."""
 
-from .embedded import EmbeddedStore, GcReport
+from .core.gc import GcReport
+from .embedded import EmbeddedStore
 
 __all__ = ["EmbeddedStore", "GcReport"]

@@ -66,10 +66,10 @@ from ..registry import (
     StoredManifest,
     UploadState,
 )
-from .blobfiles import BlobFiles
 from .cache_breaker import OUTAGE, Breaker
 from .cache_fill import BlobFill
 from .cache_index import CacheIndex
+from .embedded.blobfiles import BlobFiles
 from .upstream import UpstreamStore
 
 PushMode = Literal["reject", "write-through"]

@@ -32,8 +32,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from ..oci.digest import Hasher, new_hasher
-from ..oci.errors import BlobUploadUnknown, RangeInvalid, SizeInvalid
+from ...oci.digest import Hasher, new_hasher
+from ...oci.errors import BlobUploadUnknown, RangeInvalid, SizeInvalid
 from .blobfiles import hash_fd, start_writeback
 
 BATCH = 1024 * 1024

@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .oci.digest import Digest
-from .store.blobfiles import BlobFiles, hash_file
-from .store.metadata import connect
+from ...oci.digest import Digest
+from .blobfiles import BlobFiles, hash_file
+from .gc_lock import FileLock
+from .metadata import connect
 
 
 @dataclass(slots=True)
@@ -37,7 +38,7 @@ def check(data_dir: Path) -> FsckReport:
         return report
     blobs = BlobFiles(data_dir)
     # Shared, like a commit: the GC sweep cannot remove files while we compare.
-    with blobs.gc_lock(exclusive=False):
+    with FileLock(data_dir / "gc.lock").held(exclusive=False):
         files = _check_files(data_dir, blobs, report)
         _check_metadata(db_path, blobs, files, report)
     _check_leftovers(data_dir, report)

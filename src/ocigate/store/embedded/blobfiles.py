@@ -1,4 +1,4 @@
-"""Content-addressed blob files and the garbage-collection lock of the embedded store.
+"""Content-addressed blob files of the embedded store (and of the pull-through cache).
 
 A blob lives at ``blobs/<algorithm>/<hex[:2]>/<hex>``, shared by every repository. A file appears
 there only complete and verified: it is written elsewhere on the same filesystem (``tmp/`` or an
@@ -8,9 +8,7 @@ fsynced. Files are never modified in place, so readers may hold them open while 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import os
 import re
 import shutil
@@ -20,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
-from ..oci.digest import ALGORITHMS, Digest, Hasher, new_hasher
+from ...oci.digest import ALGORITHMS, Digest, Hasher, new_hasher
 
 READ_SIZE = 1024 * 1024
 _ENCODED = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
@@ -80,16 +78,14 @@ def hash_file(path: Path, algorithm: str) -> tuple[str, int]:
 
 
 class BlobFiles:
-    """The ``blobs/`` tree, the ``tmp/`` directory and ``gc.lock`` under one data directory."""
+    """The ``blobs/`` tree and the ``tmp/`` directory under one data directory."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "blobs"
         self.tmp = data_dir / "tmp"
-        self.lock_path = data_dir / "gc.lock"
         for alg in ALGORITHMS:
             (self.root / alg).mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.lock_path.touch(exist_ok=True)
 
     def path(self, digest: Digest) -> Path:
         pattern = _ENCODED.get(digest.algorithm)
@@ -159,16 +155,6 @@ class BlobFiles:
                         and fan.name == path.name[:2]
                     )
                     yield (Digest(alg, path.name) if ok else None), path
-
-    @contextlib.contextmanager
-    def gc_lock(self, *, exclusive: bool) -> Iterator[None]:
-        """Commits/links hold it shared; the GC sweep holds it exclusively (see store.gc)."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
 
     def sweep_tmp(self, max_age: float) -> int:
         """Remove temporary files and staging directories older than ``max_age`` seconds (left

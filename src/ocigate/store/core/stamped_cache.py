@@ -1,10 +1,10 @@
-"""Read answers of the embedded store kept in process memory while the metadata is unchanged.
+"""Read answers of a store kept in process memory while the metadata is unchanged.
 
-Every metadata commit, in any worker process, bumps the shared stamp (``store.stamp``); a cache
-entry is only ever served under the stamp it was read under, and for at most ``max_age``
-seconds, which bounds staleness even if a writer died between its commit and its stamp. Hot
-reads (pulls by tag, tag lists polled by image updaters, referrers queried by signature
-verifiers on every admission) then cost a dictionary lookup instead of a query.
+Every metadata commit, in any worker process, changes the metadata store's change stamp
+(``ports.ChangeStamp``); a cache entry is only ever served under the stamp it was read under,
+and for at most ``max_age`` seconds, which bounds staleness even if a writer died between its
+commit and its stamp. Hot reads (pulls by tag, tag lists polled by image updaters, referrers
+queried by signature verifiers on every admission) then cost a dictionary lookup instead of a query.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from .stamp import Stamp
+from ..ports import ChangeStamp
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class StampedCache(Generic[K, V]):
-    def __init__(self, stamp: Stamp, max_age: float, capacity: int) -> None:
+    def __init__(self, stamp: ChangeStamp, max_age: float, capacity: int) -> None:
         """``capacity`` bounds the summed weights of the entries (a page of tags weighs its
         length, so one client paging through a huge repository cannot fill memory)."""
         self._stamp = stamp

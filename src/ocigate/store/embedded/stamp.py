@@ -2,7 +2,8 @@
 
 Eight bytes in ``meta.stamp``, mapped into memory: every metadata commit writes new random bytes,
 so a process can tell in a memory read whether anything changed since it last looked, and keep
-hot-path answers (manifests by tag) in memory without a database query per request.
+hot-path answers (manifests by tag) in memory without a database query per request. Without a
+path the bytes are anonymous memory: a stamp for one process (the memory store's).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ SIZE = 8
 
 
 class Stamp:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        if path is None:
+            self._map = mmap.mmap(-1, SIZE)
+            return
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size < SIZE:
