@@ -15,7 +15,11 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "ocigate.yaml"
     config.write_text("workers: 2\nlisten: 127.0.0.1:6000\nsparse-index: true\n")
     settings = load_settings(config)
-    assert (settings.workers, settings.listen, settings.sparse_index) == (2, "127.0.0.1:6000", True)
+    assert (settings.workers, settings.listen, settings.store.sparse_index) == (
+        2,
+        "127.0.0.1:6000",
+        True,
+    )
     monkeypatch.setenv("OCIGATE_WORKERS", "3")
     assert load_settings(config).workers == 3
     assert load_settings(config, workers=4).workers == 4
