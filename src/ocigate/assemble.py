@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,12 +74,7 @@ def api_options(settings: Settings) -> ApiOptions:
     store = settings.store
     upstreams = store.upstreams if isinstance(store, UpstreamsStoreConfig) else []
     return ApiOptions(
-        max_manifest_size=settings.max_manifest_size,
-        max_header_size=settings.max_header_size,
-        max_header_count=settings.max_header_count,
-        chunk_min_length=settings.chunk_min_length,
-        referrers_page_size=settings.referrers_page_size,
-        tags_page_size=settings.tags_page_size,
+        **_same_named(settings, ApiOptions.__dataclass_fields__),
         metrics_enabled=settings.metrics.enabled,
         metrics_token=settings.metrics.bearer_token,
         forward_credentials=any(u.forward_credentials for u in upstreams),
@@ -88,13 +83,12 @@ def api_options(settings: Settings) -> ApiOptions:
 
 def server_limits(settings: Settings) -> Limits:
     """What the built-in server allows one connection."""
-    return Limits(
-        max_request_target=settings.max_request_target,
-        max_header_size=settings.max_header_size,
-        max_header_count=settings.max_header_count,
-        body_timeout=settings.body_timeout,
-        idle_timeout=settings.idle_timeout,
-    )
+    return Limits(**_same_named(settings, Limits.__dataclass_fields__))
+
+
+def _same_named(settings: Settings, names: Iterable[str]) -> dict[str, Any]:
+    """The top-level settings named as the given fields (the knobs keep their names)."""
+    return settings.model_dump(include=set(names) & set(Settings.model_fields))
 
 
 def rate_limiter(settings: Settings) -> RateLimiter | None:
