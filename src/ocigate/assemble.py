@@ -75,7 +75,6 @@ def api_options(settings: Settings) -> ApiOptions:
     upstreams = store.upstreams if isinstance(store, UpstreamsStoreConfig) else []
     return ApiOptions(
         **_same_named(settings, ApiOptions.__dataclass_fields__),
-        metrics_enabled=settings.metrics.enabled,
         metrics_token=settings.metrics.bearer_token,
         forward_credentials=any(u.forward_credentials for u in upstreams),
     )

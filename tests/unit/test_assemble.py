@@ -108,6 +108,8 @@ def test_options_carry_the_http_knobs(tmp_path: Path) -> None:
     )
     options = api_options(settings)
     assert (options.chunk_min_length, options.tags_page_size) == (1024, 5)
-    assert (options.metrics_enabled, options.metrics_token) == (True, "t")
+    assert options.metrics_token == "t"
+    assert create_app(settings).metrics is not None
+    assert create_app(Settings(data_dir=tmp_path, metrics={"enabled": False})).metrics is None
     assert options.forward_credentials
     assert server_limits(settings).max_header_count == 50

@@ -97,7 +97,8 @@ class App:
     ) -> None:
         self.options = options
         self.readiness = readiness or health.Readiness(())
-        self.metrics = RequestMetrics() if options.metrics_enabled else None
+        # Metrics are on when there is an exposition to serve them with.
+        self.metrics = RequestMetrics() if exposition is not None else None
         self.limits = limits
         self._exposition = exposition
         self.registry = registry
@@ -224,12 +225,12 @@ class App:
             await self._scrape(request, send)
 
     async def _scrape(self, request: Request, send: Send) -> None:
-        options = self.options
-        if not options.metrics_enabled or self._exposition is None:
+        token = self.options.metrics_token
+        if self._exposition is None:
             raise NotFound(request.path)
-        if options.metrics_token is not None:
+        if token is not None:
             sent = request.headers.get("authorization", "")
-            expected = f"Bearer {options.metrics_token}"
+            expected = f"Bearer {token}"
             if not hmac.compare_digest(sent.encode(), expected.encode()):
                 raise Unauthorized(None, "metrics need the configured bearer token")
         if self.metrics is not None:

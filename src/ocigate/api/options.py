@@ -15,6 +15,5 @@ class ApiOptions:
     chunk_min_length: int = 0  # advertised OCI-Chunk-Min-Length; 0 advertises none
     referrers_page_size: int = 1000  # descriptors in one referrers page
     tags_page_size: int = 10000  # tags or repositories in one list without `n`
-    metrics_enabled: bool = False  # serve /metrics
     metrics_token: str | None = None  # the bearer token /metrics wants, if any
     forward_credentials: bool = False  # keep clients' credentials for an upstream
