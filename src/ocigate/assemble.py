@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from .api import health
-from .api.app import App, configure_logging
+from .api.app import App
 from .api.auth import Authenticator
 from .api.options import ApiOptions
 from .auth.policy import Policy
@@ -28,6 +28,7 @@ from .layers.policy import PolicyLayer
 from .layers.ratelimit import RateLimiter
 from .layers.validate import ValidatingRegistry
 from .layers.webhooks import Deliverer
+from .logformat import configure_logging
 from .metrics import GC_FREED, GC_RUNS, exposition
 from .registry import Registry
 from .server.limits import Limits

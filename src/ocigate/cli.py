@@ -90,7 +90,7 @@ def _metrics_dir() -> str:
 
 
 def _serve_with(settings: Settings) -> int:
-    from .api.app import configure_logging
+    from .logformat import configure_logging
 
     check_files(settings)
     _require_server(settings.server)

@@ -21,9 +21,7 @@ from .support import ServerProcess, distribution_server, ocigate_server
 
 REGISTRY_KIND = os.environ.get("E2E_REGISTRY", "ocigate")
 if REGISTRY_KIND not in ("ocigate", "distribution"):
-    raise pytest.UsageError(
-        f"E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}"
-    )
+    raise pytest.UsageError(f"E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}")
 
 ServerFactory = Callable[..., ServerProcess]
 

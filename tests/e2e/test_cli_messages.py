@@ -152,7 +152,7 @@ def test_open_non_loopback_listener_warns(tmp_path: Path) -> None:
 def test_an_unexpected_exception_is_one_json_line() -> None:
     program = (
         "import logging\n"
-        "from ocigate.api.app import configure_logging\n"
+        "from ocigate.logformat import configure_logging\n"
         "configure_logging('info')\n"
         "try:\n"
         "    {}['missing']\n"

@@ -7,7 +7,6 @@ import asyncio
 import hmac
 import json
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Token
@@ -20,7 +19,6 @@ from ..auth.identity import ANONYMOUS, Identity, current_identity
 from ..auth.policy import Action
 from ..layers.policy import PolicyLayer
 from ..layers.ratelimit import RateLimited, RateLimiter
-from ..logformat import JsonLineFormatter
 from ..metrics import CONTENT_TYPE, RATE_LIMITED, RequestMetrics
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
@@ -383,16 +381,3 @@ def _access_log(
         "ms": round(seconds * 1000, 3),
     }
     log.info(json.dumps(line, separators=(",", ":")))
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    ours = logging.getLogger("ocigate")
-    ours.handlers[:] = [handler]
-    ours.setLevel(level.upper())
-    ours.propagate = False
-    # Libraries' own messages (asyncio's unretrieved task errors, …) and Python warnings get
-    # the same JSON lines.
-    logging.getLogger().handlers[:] = [handler]
-    logging.captureWarnings(True)
