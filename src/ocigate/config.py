@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from .auth.config import AuthConfig
 from .auth.policy import PolicyConfig
-from .config_env import ENV_PREFIX, Environment
+from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .layers.events_config import EventsConfig
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """ocigate's configuration. Field docs are the configuration reference (see README)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid"
     )
 
     store: StoreConfig = Field(
@@ -183,8 +183,7 @@ class Settings(BaseSettings):
         # Earlier sources win: flags (init) over environment over the file.
         # Each source maps its own old storage keys, so one source's `store:` and another's
         # `data_dir` (a flag over a file) merge instead of clashing.
-        environment = Environment(settings_cls, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
-        return init_settings, environment, _YamlFile(settings_cls, _FILE_DATA.get())
+        return init_settings, Environment(settings_cls), _YamlFile(settings_cls, _FILE_DATA.get())
 
 
 class _YamlFile(PydanticBaseSettingsSource):

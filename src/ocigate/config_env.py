@@ -20,7 +20,7 @@ ENV_PREFIX = "OCIGATE_"
 # The serve command hands the resolved settings to its worker processes in this variable.
 RESOLVED_SETTINGS = "OCIGATE_RESOLVED_SETTINGS"
 _INTERNAL = frozenset({RESOLVED_SETTINGS})
-_NESTED = "__"
+ENV_NESTED = "__"
 
 
 class Environment(EnvSettingsSource):
@@ -55,7 +55,7 @@ def check_names(settings_cls: type[BaseSettings], environ: typing.Mapping[str, s
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in _INTERNAL:
             continue
-        if not _sets_something(settings_cls, upper[len(ENV_PREFIX) :].lower().split(_NESTED)):
+        if not _sets_something(settings_cls, upper[len(ENV_PREFIX) :].lower().split(ENV_NESTED)):
             near = difflib.get_close_matches(upper, known, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ValueError(f"environment variable {name} names no setting{hint}")
@@ -81,7 +81,7 @@ def _names(model: type[BaseModel], prefix: str) -> Iterator[str]:
     for name, field in model.model_fields.items():
         yield prefix + name.upper()
         for sub in _models(field.annotation):
-            yield from _names(sub, prefix + name.upper() + _NESTED)
+            yield from _names(sub, prefix + name.upper() + ENV_NESTED)
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
