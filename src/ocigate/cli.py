@@ -18,10 +18,12 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings, load_settings, masked
+from .config_env import RESOLVED_SETTINGS
 from .durations import parse_duration
 from .startup import StartupError, check_files, exposure_warning, listening_line
+from .store_config import EmbeddedStoreConfig
 
-APP_FACTORY = "ocigate.api.app:app_from_environment"
+APP_FACTORY = "ocigate.assemble:app_from_environment"
 # Each command's one line, in `ocigate --help` and atop its own --help.
 COMMANDS = {
     "serve": "serve the registry (embedded store, gateway or pull-through cache)",
@@ -53,10 +55,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             {"client_ca_file": args.tls_client_ca} if args.tls_client_ca else {}
         )
     settings = load_settings(args.config, **overrides)
-    if getattr(args, "needs_store", False) and not (settings.data_dir / "meta.db").exists():
+    data_dir = settings.store.data_dir
+    if getattr(args, "needs_store", False) and not (data_dir / "meta.db").exists():
         # Opening one would create an empty store and report on nothing.
         raise StartupError(
-            f"{settings.data_dir}: no ocigate store here (no meta.db); check --data-dir or"
+            f"{data_dir}: no ocigate store here (no meta.db); check --data-dir or"
             " data_dir in the configuration"
         )
     return settings
@@ -87,11 +90,11 @@ def _metrics_dir() -> str:
 
 
 def _serve_with(settings: Settings) -> int:
-    from .api.app import configure_logging
+    from .logformat import configure_logging
 
     check_files(settings)
     _require_server(settings.server)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(settings.log_level)
     log = logging.getLogger("ocigate")
     log.info(listening_line(settings))
@@ -99,7 +102,7 @@ def _serve_with(settings: Settings) -> int:
     if warning is not None:
         log.warning(warning)
     # Workers are separate processes: they rebuild the validated settings from the environment.
-    os.environ["OCIGATE_RESOLVED_SETTINGS"] = settings.model_dump_json()
+    os.environ[RESOLVED_SETTINGS] = settings.model_dump_json()
     if settings.server == "builtin":
         _serve_builtin(settings)
     else:
@@ -108,13 +111,13 @@ def _serve_with(settings: Settings) -> int:
 
 
 def _serve_builtin(settings: Settings) -> None:
-    from .api.app import app_from_environment
+    from .assemble import app_from_environment, server_limits
     from .metrics import worker_ended
-    from .server.limits import connection_cap, limits_from
+    from .server.limits import connection_cap
     from .server.workers import Listener, serve
 
     cap = connection_cap(settings.rate_limits.max_connections)
-    listener = Listener(settings.tls, cap, limits_from(settings))
+    listener = Listener(settings.tls, cap, server_limits(settings))
     serve(
         app_from_environment,
         settings.host,
@@ -140,26 +143,29 @@ def _fsck(args: argparse.Namespace) -> int:
     from .store.embedded.fsck import fsck
 
     settings = _settings_from(args)
-    problems = fsck(settings.data_dir)
+    data_dir = settings.store.data_dir
+    problems = fsck(data_dir)
     for problem in problems:
         print(problem)
-    print(f"fsck {settings.data_dir}: {len(problems)} problem(s)")
+    print(f"fsck {data_dir}: {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
 def _gc(args: argparse.Namespace) -> int:
     from .store.embedded import EmbeddedStore
 
-    settings = _settings_from(args)
-    grace = settings.gc_grace if args.grace is None else parse_duration(args.grace)
+    config = _settings_from(args).store
+    if not isinstance(config, EmbeddedStoreConfig):
+        raise StartupError(f"gc: the store is kind {config.kind}; gc is for kind embedded")
+    grace = config.gc_grace if args.grace is None else parse_duration(args.grace)
     # Safe beside a running server: the sweep holds the store's GC lock, which commits share.
-    store = EmbeddedStore(settings.data_dir)
+    store = EmbeddedStore(config.data_dir)
     report = asyncio.run(store.collect_garbage(grace, dry_run=args.dry_run))
     verb = "would delete" if report.dry_run else "deleted"
     for item in report.removed:
         print(f"{verb} {item.digest} {item.size} bytes: {item.reason}")
     print(
-        f"gc {settings.data_dir}{' (dry run)' if report.dry_run else ''}: {verb}"
+        f"gc {config.data_dir}{' (dry run)' if report.dry_run else ''}: {verb}"
         f" {report.blobs_removed} blobs, {report.bytes_freed} bytes freed;"
         f" kept {report.blobs_kept} blobs"
     )
@@ -188,7 +194,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace) -> int:
     from .events import cli as events_cli
 
-    data_dir = _settings_from(args).data_dir
+    data_dir = _settings_from(args).store.data_dir
     if args.events_command == "status":
         return events_cli.status(data_dir)
     if args.events_command == "list":

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -23,11 +23,11 @@ from pydantic_settings import (
 
 from .auth.config import AuthConfig
 from .auth.policy import PolicyConfig
-from .durations import parse_duration
+from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
-from .upstream_config import UpstreamConfig, check_prefixes
+from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
 
 MiB = 1024 * 1024
 # The parsed configuration file while load_settings builds a Settings from it.
@@ -39,10 +39,18 @@ _FILE_DATA: ContextVar[Mapping[str, Any]] = ContextVar(
 class Settings(BaseSettings):
     """ocigate's configuration. Field docs are the configuration reference (see README)."""
 
-    model_config = SettingsConfigDict(env_prefix="OCIGATE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid"
+    )
+
+    store: StoreConfig = Field(
+        default_factory=lambda: EmbeddedStoreConfig.model_validate({}),
+        description="The backend: kind embedded (data_dir, sparse_index, auto_mount,"
+        " upload_expiry, gc_interval, gc_grace), gateway or cache (upstreams,"
+        " upload_signing_key, data_dir, upload_expiry). The older top-level keys map here.",
+    )
 
     listen: str = Field("0.0.0.0:5000", description="HOST:PORT to serve on.")
-    data_dir: Path = Field(Path("ocigate-data"), description="Where the embedded store lives.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes.")
     server: Literal["granian", "uvicorn", "builtin"] = Field(
         "builtin",
@@ -79,28 +87,6 @@ class Settings(BaseSettings):
         description="Seconds a connection may wait without sending a whole request head, kept"
         " alive or slow (built-in server), and a client may take none of its answer.",
     )
-    auto_mount: bool = Field(
-        False, description="Mount without `from`: link the blob from any repository holding it."
-    )
-    sparse_index: bool = Field(
-        False, description="Accept image indexes whose child manifests are not in the repository."
-    )
-    upload_expiry: int = Field(
-        86400, ge=60, description="Seconds after which an idle upload session is removed."
-    )
-    gc_interval: int = Field(
-        0,
-        ge=0,
-        description="Seconds between automatic garbage collections of blob files nothing"
-        " references (one worker runs each); 0: only `ocigate gc`.",
-    )
-    gc_grace: float = Field(
-        3600.0,
-        ge=0,
-        description="Garbage collection spares blobs no manifest references yet for this long"
-        " after they were written or last linked (pushes upload layers before the manifest):"
-        " seconds, or a duration such as `30m`, `1h`, `2d`. Also `ocigate gc`'s default.",
-    )
     chunk_min_length: int = Field(
         0, ge=0, description="Advertised OCI-Chunk-Min-Length (bytes); 0 advertises none."
     )
@@ -130,11 +116,6 @@ class Settings(BaseSettings):
         " other_artifacts. Repositories no rule matches are unrestricted.",
     )
 
-    @field_validator("gc_grace", mode="before")
-    @classmethod
-    def _parse_gc_grace(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
-
     @field_validator("artifact_types")
     @classmethod
     def _check_artifact_types(cls, value: list[ArtifactType]) -> list[ArtifactType]:
@@ -156,20 +137,6 @@ class Settings(BaseSettings):
         " max_attempts, backoff_initial, backoff_max, poll_interval, source, enabled.",
     )
 
-    upstreams: list[UpstreamConfig] = Field(
-        default_factory=list,
-        description="Gateway mode: forward to these registries (each: url, prefix, username,"
-        " password or token, tls_verify, ca_file, connect_timeout, read_timeout, retries,"
-        " pass_redirects, cache, cache_tag_ttl, cache_push)"
-        " instead of the embedded store.",
-    )
-    upload_signing_key: str | None = Field(
-        None,
-        repr=False,
-        description="Gateway mode: key signing upload ids (share it between replicas);"
-        " generated once into data_dir when unset.",
-    )
-
     tls: TlsConfig | None = Field(
         None, description="HTTPS: cert_file, key_file (reloaded when they change), client_ca_file."
     )
@@ -183,10 +150,10 @@ class Settings(BaseSettings):
         " writes), max_uploads per client, max_connections per worker.",
     )
 
-    @field_validator("upstreams")
+    @model_validator(mode="before")
     @classmethod
-    def _check_upstreams(cls, value: list[UpstreamConfig]) -> list[UpstreamConfig]:
-        return check_prefixes(value)
+    def _store_section(cls, data: Any) -> Any:
+        return default_kind(map_old_keys(data)) if isinstance(data, dict) else data
 
     @field_validator("listen")
     @classmethod
@@ -214,13 +181,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win: flags (init) over environment over the file.
-        return init_settings, env_settings, _YamlFile(settings_cls, _FILE_DATA.get())
+        # Each source maps its own old storage keys, so one source's `store:` and another's
+        # `data_dir` (a flag over a file) merge instead of clashing.
+        return init_settings, Environment(settings_cls), _YamlFile(settings_cls, _FILE_DATA.get())
 
 
 class _YamlFile(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
         super().__init__(settings_cls)
-        self._data = data
+        self._data = map_old_keys(dict(data))
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -243,7 +212,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build the settings from a file, the environment and explicit (CLI) overrides."""
     token = _FILE_DATA.set(read_config_file(config_file) if config_file else {})
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**map_old_keys(given))
     finally:
         _FILE_DATA.reset(token)
 

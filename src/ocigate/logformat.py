@@ -1,10 +1,11 @@
 """One JSON object per log line, whatever is logged: a traceback goes into a field, never as
-raw lines between the JSON ones."""
+raw lines between the JSON ones; ``configure_logging`` puts every logger on it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -24,3 +25,16 @@ class JsonLineFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = record.stack_info
         return json.dumps(line, separators=(",", ":"))
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    ours = logging.getLogger("ocigate")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level.upper())
+    ours.propagate = False
+    # Libraries' own messages (asyncio's unretrieved task errors, …) and Python warnings get
+    # the same JSON lines.
+    logging.getLogger().handlers[:] = [handler]
+    logging.captureWarnings(True)

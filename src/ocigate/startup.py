@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import Settings
+from .store_config import EmbeddedStoreConfig, UpstreamsStoreConfig
 
 
 class StartupError(Exception):
@@ -24,9 +25,10 @@ def named_files(settings: Settings) -> Iterator[tuple[str, Path]]:
             yield "auth.token.key_file", auth.token.key_file
         if auth.oidc is not None and auth.oidc.jwks_file is not None:
             yield "auth.oidc.jwks_file", auth.oidc.jwks_file
-    for i, upstream in enumerate(settings.upstreams):
-        if upstream.ca_file is not None:
-            yield f"upstreams.{i}.ca_file", upstream.ca_file
+    if isinstance(settings.store, UpstreamsStoreConfig):
+        for i, upstream in enumerate(settings.store.upstreams):
+            if upstream.ca_file is not None:
+                yield f"store.upstreams.{i}.ca_file", upstream.ca_file
 
 
 def check_files(settings: Settings) -> None:
@@ -53,17 +55,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def _what(settings: Settings) -> str:
-    if not settings.upstreams:
-        return f"embedded store {settings.data_dir}"
-    cached = [u.cache for u in settings.upstreams]
+    store = settings.store
+    if isinstance(store, EmbeddedStoreConfig):
+        return f"embedded store {store.data_dir}"
+    cached = [u.cache for u in store.upstreams]
     parts = [
         u.url
         + (f" as {u.prefix}/" if u.prefix else "")
         + (" (cached)" if u.cache and not all(cached) else "")
-        for u in settings.upstreams
+        for u in store.upstreams
     ]
     kind = "pull-through cache of" if all(cached) else "gateway to"
-    where = f", cache in {settings.data_dir / 'cache'}" if any(cached) else ""
+    where = f", cache in {store.data_dir / 'cache'}" if any(cached) else ""
     return f"{kind} {', '.join(parts)}{where}"
 
 

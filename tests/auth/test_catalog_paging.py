@@ -14,6 +14,7 @@ import pytest
 
 from ocigate.api.app import App
 from ocigate.api.auth import Authenticator
+from ocigate.assemble import api_options
 from ocigate.auth.config import AuthConfig
 from ocigate.auth.policy import Policy, PolicyConfig
 from ocigate.config import Settings
@@ -61,8 +62,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Coun
     auth_config = AuthConfig(htpasswd=tmp / "htpasswd", realm="basic")
     settings = Settings(data_dir=tmp / "data", auth=auth_config, policy=POLICY)
     policy = Policy(PolicyConfig.model_validate(POLICY))
-    auth = Authenticator(auth_config, policy, settings.data_dir)
-    with serve_app(App(settings, PolicyLayer(store, policy), auth=auth)) as url:
+    auth = Authenticator(auth_config, policy, settings.store.data_dir)
+    with serve_app(App(PolicyLayer(store, policy), api_options(settings), auth=auth)) as url:
         yield url, store
 
 

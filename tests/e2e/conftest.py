@@ -1,9 +1,10 @@
 """Fixtures that run real registry processes on loopback for the end-to-end tests.
 
 By default the tests drive ``ocigate serve --workers 2``.  With
-``OCIGATE_E2E_REGISTRY=distribution`` the same tests run against Debian's ``docker-registry``
+``E2E_REGISTRY=distribution`` the same tests run against Debian's ``docker-registry``
 instead (used to validate the harness; checks of features distribution 2.8 lacks are skipped in
-that mode only).
+that mode only). Not an ``OCIGATE_`` name: ocigate rejects those naming no setting, and the
+processes these tests start inherit the environment.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ import pytest
 
 from .support import ServerProcess, distribution_server, ocigate_server
 
-REGISTRY_KIND = os.environ.get("OCIGATE_E2E_REGISTRY", "ocigate")
+REGISTRY_KIND = os.environ.get("E2E_REGISTRY", "ocigate")
 if REGISTRY_KIND not in ("ocigate", "distribution"):
-    raise pytest.UsageError(
-        f"OCIGATE_E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}"
-    )
+    raise pytest.UsageError(f"E2E_REGISTRY must be ocigate or distribution: {REGISTRY_KIND}")
 
 ServerFactory = Callable[..., ServerProcess]
 

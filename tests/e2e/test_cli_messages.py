@@ -48,7 +48,10 @@ def test_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path: Path)
             "auth.oidc.jwks_file",
             lambda f: {"auth": {"oidc": {"issuer": "https://i", "audience": "a", "jwks_file": f}}},
         ),
-        ("upstreams.0.ca_file", lambda f: {"upstreams": [{"url": "https://u.test", "ca_file": f}]}),
+        (
+            "store.upstreams.0.ca_file",
+            lambda f: {"upstreams": [{"url": "https://u.test", "ca_file": f}]},
+        ),
     ],
 )
 def test_an_unreadable_file_stops_start_up_naming_it(
@@ -100,10 +103,10 @@ def test_config_check_masks_every_secret(tmp_path: Path) -> None:
     for secret in secrets:
         assert secret not in result.stdout
     resolved = json.loads(result.stdout)
-    assert resolved["upstreams"][0]["password"] == "********"
-    assert resolved["upstreams"][0]["username"] == "gw"  # not a secret: shown
-    assert resolved["upstreams"][0]["url"] == "https://gw:********@a.test"
-    assert resolved["upload_signing_key"] == "********"
+    assert resolved["store"]["upstreams"][0]["password"] == "********"
+    assert resolved["store"]["upstreams"][0]["username"] == "gw"  # not a secret: shown
+    assert resolved["store"]["upstreams"][0]["url"] == "https://gw:********@a.test"
+    assert resolved["store"]["upload_signing_key"] == "********"
     assert resolved["events"]["webhooks"][0]["secret"] == "********"
 
 
@@ -149,7 +152,7 @@ def test_open_non_loopback_listener_warns(tmp_path: Path) -> None:
 def test_an_unexpected_exception_is_one_json_line() -> None:
     program = (
         "import logging\n"
-        "from ocigate.api.app import configure_logging\n"
+        "from ocigate.logformat import configure_logging\n"
         "configure_logging('info')\n"
         "try:\n"
         "    {}['missing']\n"

@@ -90,7 +90,7 @@ def serve_gateway(
     data_dir: Path, upstreams: list[dict[str, Any]], **settings: Any
 ) -> Iterator[str]:
     """An in-process gateway (one worker) on the given upstreams."""
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
 
     app = create_app(Settings(data_dir=data_dir, upstreams=upstreams, **settings))

@@ -24,7 +24,7 @@ USER, PASSWORD = "robot", "t0ken-pass"
 @pytest.fixture
 def token_registry(tmp_path: Path) -> Iterator[tuple[str, TokenGate]]:
     """An embedded ocigate behind a token-flow gate; yields its URL and the gate."""
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
 
     gate = TokenGate(create_app(Settings(data_dir=tmp_path / "upstream")), USER, PASSWORD)
@@ -111,7 +111,7 @@ def test_blob_redirects_are_followed_without_leaking_credentials(
 ) -> None:
     """Registries like Docker Hub answer blob GETs with a redirect to storage on another host:
     the gateway follows it for GET/HEAD and does not send the upstream's token there."""
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
 
     inner = create_app(Settings(data_dir=tmp_path / "upstream"))

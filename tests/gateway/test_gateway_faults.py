@@ -57,7 +57,7 @@ class Throttle:
 
 @pytest.fixture
 def throttled(tmp_path: Path) -> Iterator[tuple[str, Throttle]]:
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
 
     throttle = Throttle(create_app(Settings(data_dir=tmp_path / "upstream")))

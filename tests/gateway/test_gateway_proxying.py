@@ -84,7 +84,7 @@ def test_ns_routes_to_the_named_upstream_and_is_echoed(
 def test_blob_redirects_are_passed_to_the_client_when_configured(
     tmp_path: Path, http: httpx.Client
 ) -> None:
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
 
     inner = create_app(Settings(data_dir=tmp_path / "upstream"))

@@ -124,16 +124,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @contextmanager
 def serve_ocigate(data_dir: Path, **overrides: Any) -> Iterator[str]:
     """Run ocigate on a free 127.0.0.1 port in a thread; yield its base URL."""
-    from ocigate.api.app import create_app
+    from ocigate.assemble import create_app
     from ocigate.config import Settings
+    from ocigate.store_config import EmbeddedStoreConfig
 
     settings = Settings(data_dir=data_dir, **overrides)
     if _BACKEND == "memory":
         from ocigate.api.app import App
+        from ocigate.assemble import api_options
         from ocigate.store.memory import MemoryStore
 
-        store = MemoryStore(sparse_index=settings.sparse_index, auto_mount=settings.auto_mount)
-        app: Any = App(settings, store)
+        config = settings.store
+        assert isinstance(config, EmbeddedStoreConfig)
+        store = MemoryStore(sparse_index=config.sparse_index, auto_mount=config.auto_mount)
+        app: Any = App(store, api_options(settings))
     else:
         app = create_app(settings)
     with serve_app(app) as url:

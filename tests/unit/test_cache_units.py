@@ -13,7 +13,6 @@ import pytest
 from pydantic import ValidationError
 
 from ocigate.api.manifests import _headers
-from ocigate.config import Settings
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BadGateway, BlobUnknown
 from ocigate.registry import BlobBody, StoredManifest
@@ -160,10 +159,9 @@ def test_cache_settings(tmp_path: Path) -> None:
         UpstreamConfig.model_validate({"url": "https://r.example", "cache_push": "maybe"})
     with pytest.raises(ValidationError):
         UpstreamConfig(url="https://r.example", cache_tag_ttl=-1)
-    settings = Settings(data_dir=tmp_path)
     other = UpstreamConfig(url="https://s.example")
-    assert cache_dir(settings, plain).parent == tmp_path / "cache"
-    assert cache_dir(settings, plain) != cache_dir(settings, other)
+    assert cache_dir(tmp_path, plain).parent == tmp_path / "cache"
+    assert cache_dir(tmp_path, plain) != cache_dir(tmp_path, other)
 
 
 def test_warnings_become_spec_warning_headers() -> None:

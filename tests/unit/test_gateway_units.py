@@ -173,7 +173,7 @@ def test_upstream_config_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             UpstreamConfig.model_validate(bad)
     monkeypatch.setenv("OCIGATE_UPSTREAMS", '[{"url": "http://a.example", "prefix": "a"}]')
     settings = load_settings(None)
-    assert [(u.url, u.prefix) for u in settings.upstreams] == [("http://a.example", "a")]
+    assert [(u.url, u.prefix) for u in settings.store.upstreams] == [("http://a.example", "a")]
     config = tmp_path / "c.yml"
     config.write_text("upstreams:\n  - url: http://b.example\n  - url: http://c.example\n")
     monkeypatch.delenv("OCIGATE_UPSTREAMS")
@@ -182,7 +182,7 @@ def test_upstream_config_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # Secrets survive the serialisation that hands settings to worker processes.
     secret = load_settings(None, upstreams=[{"url": "http://s.example", "token": "tok"}])
     again = type(secret).model_validate_json(secret.model_dump_json())
-    assert again.upstreams[0].token == "tok"
+    assert again.store.upstreams[0].token == "tok"
 
 
 @pytest.mark.parametrize("base", ["http://h:5000", "https://h/prefix/", "http://u:p@h:1/a/b"])

@@ -205,9 +205,9 @@ def test_gc_command_grace_dry_run_and_summary(
 
 
 def test_gc_grace_accepts_durations() -> None:
-    assert Settings(gc_grace="30m").gc_grace == 1800
-    assert Settings(gc_grace="1h30m").gc_grace == 5400
-    assert Settings(gc_grace=0).gc_grace == 0
-    assert Settings().gc_grace == HOUR
+    assert Settings(gc_grace="30m").store.gc_grace == 1800
+    assert Settings(gc_grace="1h30m").store.gc_grace == 5400
+    assert Settings(gc_grace=0).store.gc_grace == 0
+    assert Settings().store.gc_grace == HOUR
     with pytest.raises(ValueError, match="gc_grace"):
         Settings(gc_grace="-1")

@@ -1,4 +1,5 @@
-"""The ASGI application: routing, authentication hook, error translation and request logs."""
+"""The ASGI application: routing, authentication hook, error translation and request logs.
+It serves the registry it is given; ``ocigate.assemble`` builds that from the settings."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Token
@@ -18,11 +17,9 @@ import anyio
 
 from ..auth.identity import ANONYMOUS, Identity, current_identity
 from ..auth.policy import Action
-from ..config import Settings
 from ..layers.policy import PolicyLayer
 from ..layers.ratelimit import RateLimited, RateLimiter
-from ..logformat import JsonLineFormatter
-from ..metrics import CONTENT_TYPE, GC_FREED, GC_RUNS, RATE_LIMITED, RequestMetrics, exposition
+from ..metrics import CONTENT_TYPE, RATE_LIMITED, RequestMetrics
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
@@ -49,6 +46,7 @@ from .http import (
     respond,
     respond_json,
 )
+from .options import ApiOptions
 from .routes import OPERATIONS, Route, match
 
 log = logging.getLogger("ocigate")
@@ -87,28 +85,27 @@ class App:
 
     def __init__(
         self,
-        settings: Settings,
         registry: Registry,
+        options: ApiOptions,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         auth: Authenticator | None = None,
         readiness: health.Readiness | None = None,
+        limits: RateLimiter | None = None,
+        exposition: Callable[[], bytes] | None = None,
     ) -> None:
-        self.settings = settings
+        self.options = options
         self.readiness = readiness or health.Readiness(())
-        self.metrics = RequestMetrics() if settings.metrics.enabled else None
-        limits = settings.rate_limits
-        self.limits = (
-            RateLimiter(limits, settings.data_dir, settings.upload_expiry)
-            if limits.rules or limits.max_uploads
-            else None
-        )
+        # Metrics are on when there is an exposition to serve them with.
+        self.metrics = RequestMetrics() if exposition is not None else None
+        self.limits = limits
+        self._exposition = exposition
         self.registry = registry
         self.auth = auth
         # The access policy is the registry's outermost layer: asked early for body requests.
         self._gate = registry if isinstance(registry, PolicyLayer) else None
         # Clients' credentials are kept for the upstream only when one is set to forward them,
         # and never ocigate's own bearer tokens.
-        self._forward_credentials = any(u.forward_credentials for u in settings.upstreams)
+        self._forward_credentials = options.forward_credentials
         self._background = background
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -226,18 +223,17 @@ class App:
             await self._scrape(request, send)
 
     async def _scrape(self, request: Request, send: Send) -> None:
-        config = self.settings.metrics
-        if not config.enabled:
+        token = self.options.metrics_token
+        if self._exposition is None:
             raise NotFound(request.path)
-        if config.bearer_token is not None:
+        if token is not None:
             sent = request.headers.get("authorization", "")
-            expected = f"Bearer {config.bearer_token}"
+            expected = f"Bearer {token}"
             if not hmac.compare_digest(sent.encode(), expected.encode()):
                 raise Unauthorized(None, "metrics need the configured bearer token")
         if self.metrics is not None:
             self.metrics.flush()  # this worker's counts are current; the others' within 1 s
-        embedded = not self.settings.upstreams
-        body = await anyio.to_thread.run_sync(exposition, self.settings.data_dir, embedded)
+        body = await anyio.to_thread.run_sync(self._exposition)
         await respond(send, 200, [(b"content-type", CONTENT_TYPE)], body)
 
     def _client_credentials(self, request: Request) -> str | None:
@@ -248,12 +244,12 @@ class App:
 
     def _route(self, request: Request) -> Route:
         headers = request.scope["headers"]
-        settings = self.settings
+        options = self.options
         # Counted as received (name, ": ", value, CRLF), as the built-in server does.
-        if sum(len(k) + len(v) + 4 for k, v in headers) > settings.max_header_size:
-            raise HeadersTooLarge(f"limit is {settings.max_header_size} bytes")
-        if len(headers) > settings.max_header_count:
-            raise HeadersTooLarge(f"limit is {settings.max_header_count} headers")
+        if sum(len(k) + len(v) + 4 for k, v in headers) > options.max_header_size:
+            raise HeadersTooLarge(f"limit is {options.max_header_size} bytes")
+        if len(headers) > options.max_header_count:
+            raise HeadersTooLarge(f"limit is {options.max_header_count} headers")
         route = match(request.path)
         if route is None:
             raise NotFound(clip(request.path, ECHO_MAX))
@@ -306,7 +302,7 @@ class App:
         action = _BODY_ACTIONS.get((route.endpoint, request.method))
         if action is not None and self._gate is not None:
             self._gate.precheck(route.name, action)
-        await handler(Call(self.registry, self.settings, request, send, route.name, route.arg))
+        await handler(Call(self.registry, self.options, request, send, route.name, route.arg))
 
 
 _BODIES = frozenset({"POST", "PUT", "PATCH"})
@@ -385,82 +381,3 @@ def _access_log(
         "ms": round(seconds * 1000, 3),
     }
     log.info(json.dumps(line, separators=(",", ":")))
-
-
-def create_app(settings: Settings) -> App:
-    """The application on the store the settings select: the gateway to the configured
-    upstreams, else the embedded store."""
-    from ..auth.setup import effective_policy
-
-    policy = effective_policy(settings)
-    auth = (
-        Authenticator(settings.auth, policy, settings.data_dir)
-        if settings.auth and policy
-        else None
-    )
-    if settings.upstreams:
-        from ..layers.stack import build as build_layers
-        from ..store.gateway import build_gateway
-
-        gateway_jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        registry = build_layers(settings, build_gateway(settings), policy, gateway_jobs)
-        probes = [health.upstream_probe(upstream) for upstream in settings.upstreams]
-        return App(settings, registry, gateway_jobs, auth, health.Readiness(probes))
-    from ..store.embedded import EmbeddedStore
-
-    store = EmbeddedStore(
-        settings.data_dir,
-        sparse_index=settings.sparse_index,
-        auto_mount=settings.auto_mount,
-        upload_expiry=settings.upload_expiry,
-        gc_grace=settings.gc_grace,
-    )
-
-    async def expire_uploads_forever() -> None:
-        while True:
-            await anyio.sleep(min(3600, settings.upload_expiry / 4))
-            try:
-                await store.expire_uploads()
-            except Exception:
-                log.exception("upload expiry failed")
-
-    async def collect_garbage_forever() -> None:
-        while True:
-            await anyio.sleep(settings.gc_interval)
-            try:
-                report = await store.collect_garbage_if_due(settings.gc_interval)
-            except Exception:
-                log.exception("garbage collection failed")
-                continue
-            if report is not None:
-                GC_RUNS.inc()
-                GC_FREED.inc(report.bytes_freed)
-                log.info(json.dumps({"gc": report.summary()}))
-
-    from ..layers.stack import build
-
-    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = [expire_uploads_forever]
-    if settings.gc_interval:
-        jobs.append(collect_garbage_forever)
-    readiness = health.Readiness([health.sqlite_probe(settings.data_dir / "meta.db")])
-    return App(settings, build(settings, store, policy, jobs), jobs, auth, readiness)
-
-
-def app_from_environment() -> App:
-    """Factory for worker processes: settings arrive serialised in the environment."""
-    settings = Settings.model_validate_json(os.environ["OCIGATE_RESOLVED_SETTINGS"])
-    configure_logging(settings.log_level)
-    return create_app(settings)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    ours = logging.getLogger("ocigate")
-    ours.handlers[:] = [handler]
-    ours.setLevel(level.upper())
-    ours.propagate = False
-    # Libraries' own messages (asyncio's unretrieved task errors, …) and Python warnings get
-    # the same JSON lines.
-    logging.getLogger().handlers[:] = [handler]
-    logging.captureWarnings(True)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Settings
 from ..registry import Registry
 from .http import Request, Send
+from .options import ApiOptions
 
 
 @dataclass(slots=True)
 class Call:
-    """One request routed to an endpoint: the registry, settings and parsed route."""
+    """One request routed to an endpoint: the registry, the API's options and the parsed route."""
 
     registry: Registry
-    settings: Settings
+    options: ApiOptions
     request: Request
     send: Send
     repo: str

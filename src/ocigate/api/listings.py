@@ -37,7 +37,7 @@ def _next_link(path: str, params: dict[str, str]) -> Headers:
 
 async def _page(call: Call, path: str, key: str, last: str | None, *, repo: str | None) -> None:
     n = _page_size(call)
-    limit = min(n, call.settings.tags_page_size) if n is not None else call.settings.tags_page_size
+    limit = min(n, call.options.tags_page_size) if n is not None else call.options.tags_page_size
     if repo is None:
         page = await call.registry.list_repositories(last, limit)
         page_items, more = page.items, page.more
@@ -70,7 +70,7 @@ async def referrers(call: Call) -> None:
     if last:
         positions = [i for i, d in enumerate(found) if str(d.digest) == last]
         found = found[positions[0] + 1 :] if positions else []
-    size = call.settings.referrers_page_size
+    size = call.options.referrers_page_size
     headers: Headers = []
     if len(found) > size:
         found = found[:size]

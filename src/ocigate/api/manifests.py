@@ -57,7 +57,7 @@ async def put(call: Call) -> None:
     extra_tags = list(dict.fromkeys(check_tag(tag) for tag in call.request.query.get("tag", [])))
     if len(extra_tags) > MAX_TAGS_PER_PUSH:
         raise ManifestInvalid(f"at most {MAX_TAGS_PER_PUSH} tags per push")
-    data = await call.request.read(call.settings.max_manifest_size)
+    data = await call.request.read(call.options.max_manifest_size)
     if isinstance(reference, Digest):
         digest = Digest.of(data, reference.algorithm)
         if digest != reference:

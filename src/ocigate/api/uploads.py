@@ -87,8 +87,8 @@ async def start(call: Call) -> None:
         await _created(call, whole)
         return
     headers = _session_headers(call.repo, state)
-    if call.settings.chunk_min_length:
-        headers.append((b"oci-chunk-min-length", b"%d" % call.settings.chunk_min_length))
+    if call.options.chunk_min_length:
+        headers.append((b"oci-chunk-min-length", b"%d" % call.options.chunk_min_length))
     await respond(call.send, 202, headers)
 
 

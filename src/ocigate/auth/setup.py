@@ -1,8 +1,8 @@
-"""Building the policy and the authenticator the settings describe."""
+"""The policy to enforce, from the configured policy and logins."""
 
 from __future__ import annotations
 
-from ..config import Settings
+from .config import AuthConfig
 from .policy import ACTIONS, Policy, PolicyConfig
 
 # With logins configured but no policy written: every logged-in user may do everything.
@@ -11,10 +11,10 @@ _LOGGED_IN_MAY_DO_ALL = PolicyConfig.model_validate(
 )
 
 
-def effective_policy(settings: Settings) -> Policy | None:
+def effective_policy(policy: PolicyConfig | None, auth: AuthConfig | None) -> Policy | None:
     """The policy to enforce, or None for an open registry (no auth, no policy)."""
-    if settings.policy is not None:
-        return Policy(settings.policy)
-    if settings.auth is not None:
+    if policy is not None:
+        return Policy(policy)
+    if auth is not None:
         return Policy(_LOGGED_IN_MAY_DO_ALL)
     return None

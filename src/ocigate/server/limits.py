@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..config import Settings
 
 MAX_CONNECTIONS = 4096  # per worker when not configured, and the file descriptors allow it
 
@@ -19,16 +15,6 @@ class Limits:
     max_header_count: int = 100  # header lines; more gets 431
     body_timeout: float = 30.0  # seconds a request body may send nothing before closing
     idle_timeout: float = 30.0  # seconds a connection may wait without a whole request head
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_request_target=settings.max_request_target,
-        max_header_size=settings.max_header_size,
-        max_header_count=settings.max_header_count,
-        body_timeout=settings.body_timeout,
-        idle_timeout=settings.idle_timeout,
-    )
 
 
 def connection_cap(configured: int | None) -> int:

@@ -1,4 +1,5 @@
-"""The gateway backend from settings: one UpstreamStore per upstream, routed by prefix."""
+"""The gateway backend from its store section: one UpstreamStore per upstream, routed by
+prefix."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import hashlib
 from pathlib import Path
 
 from ..client import ClientOptions
-from ..config import Settings
 from ..registry import Registry
+from ..store_config import UpstreamsStoreConfig
 from ..upstream_config import UpstreamConfig
 from .cache import CacheStore
 from .router import RouterStore
@@ -34,24 +35,24 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
     )
 
 
-def build_gateway(settings: Settings) -> Registry:
-    key = load_or_create_key(settings.data_dir, settings.upload_signing_key)
+def build_gateway(config: UpstreamsStoreConfig, max_manifest_size: int) -> Registry:
+    key = load_or_create_key(config.data_dir, config.upload_signing_key)
     routes: list[tuple[str, Registry]] = []
     hosts: dict[str, Registry] = {}
-    for upstream in settings.upstreams:
+    for upstream in config.upstreams:
         direct = UpstreamStore(
             client_options(upstream),
             key,
-            settings.max_manifest_size,
+            max_manifest_size,
             # A cache needs the bytes: it follows redirects whatever the setting says.
             pass_redirects=upstream.pass_redirects and not upstream.cache,
-            lock_dir=Path(settings.data_dir) / "locks",
+            lock_dir=config.data_dir / "locks",
         )
         store: Registry = direct
         if upstream.cache:
             store = CacheStore(
                 direct,
-                cache_dir(settings, upstream),
+                cache_dir(config.data_dir, upstream),
                 tag_ttl=upstream.cache_tag_ttl,
                 push=upstream.cache_push,
                 max_size=upstream.cache_max_size,
@@ -63,8 +64,8 @@ def build_gateway(settings: Settings) -> Registry:
     return RouterStore(routes, hosts)
 
 
-def cache_dir(settings: Settings, upstream: UpstreamConfig) -> Path:
+def cache_dir(data_dir: Path, upstream: UpstreamConfig) -> Path:
     """One cache directory per upstream URL: repositories of different upstreams may share
     names, so their ``(repo, digest)`` keys must not meet."""
     name = hashlib.sha256(upstream.url.encode()).hexdigest()[:16]
-    return Path(settings.data_dir) / "cache" / name
+    return data_dir / "cache" / name
