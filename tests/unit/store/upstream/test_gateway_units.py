@@ -25,9 +25,9 @@ from ocigate.oci.errors import (
     NameUnknown,
     TooManyRequests,
 )
-from ocigate.store.router import RouterStore
-from ocigate.store.upload_tokens import UploadSigner, UploadToken, load_or_create_key
-from ocigate.store.upstream_errors import upstream_error
+from ocigate.store.gateway.router import RouterStore
+from ocigate.store.upstream.errors import upstream_error
+from ocigate.store.upstream.upload_tokens import UploadSigner, UploadToken, load_or_create_key
 from ocigate.upstream_config import UpstreamConfig
 
 

@@ -48,10 +48,10 @@ from urllib.parse import urljoin
 
 import anyio
 
-from ..client import ClientOptions, RegistryClient, Response
-from ..oci.descriptors import Descriptor, parse_descriptor
-from ..oci.digest import Digest, is_digest, new_hasher
-from ..oci.errors import (
+from ...client import ClientOptions, RegistryClient, Response
+from ...oci.descriptors import Descriptor, parse_descriptor
+from ...oci.digest import Digest, is_digest, new_hasher
+from ...oci.errors import (
     BadGateway,
     BlobUnknown,
     BlobUploadInvalid,
@@ -66,11 +66,11 @@ from ..oci.errors import (
     RangeNotSatisfiable,
     Unsupported,
 )
-from ..oci.manifests import Manifest
-from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from ..oci.names import referrers_tag
-from ..oci.numbers import parse_decimal
-from ..registry import (
+from ...oci.manifests import Manifest
+from ...oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from ...oci.names import referrers_tag
+from ...oci.numbers import parse_decimal
+from ...registry import (
     BlobBody,
     ByteRange,
     Chunks,
@@ -80,10 +80,10 @@ from ..registry import (
     StoredManifest,
     UploadState,
 )
-from ..tracing import client_authorization
+from ...tracing import client_authorization
 from .collapse import Collapser
+from .errors import upstream_error
 from .upload_tokens import UploadSigner, UploadToken
-from .upstream_errors import upstream_error
 
 MANIFEST_ACCEPT = ", ".join(
     [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, "*/*;q=0.1"]

@@ -1,6 +1,6 @@
 """The pull-through cache: an :class:`UpstreamStore` plus a local copy of what was pulled.
 
-Cache keys (see ``cache_index`` for the tables):
+Cache keys (see ``index`` for the tables):
 
 - blob bytes by digest, shared by every repository of the upstream (``blobs/<alg>/<hex>``), plus
   a ``(repo, digest)`` row recording that the upstream served it for that repository;
@@ -14,9 +14,9 @@ referrers are kept the same way (refetched after ``tag_ttl``). When the upstream
 (unreachable, timeout, 429, 5xx) or takes longer than ``stale_timeout`` seconds, what is cached
 is served anyway (a tag with a ``Warning`` header) while the revalidation goes on in the
 background; what is not cached fails with the upstream's 502/503/504/429. After such a failure
-the upstream is not asked again for a cool-down (see ``cache_breaker``).
+the upstream is not asked again for a cool-down (see ``breaker``).
 
-Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``; a reader for
+Blobs are fetched whole and shared by concurrent readers (see ``fill``; a reader for
 another repository joins once the upstream confirms the blob there); ranged reads of a
 blob not yet cached go straight to the upstream and are not cached. Cached bytes are served for
 another repository once the upstream confirmed the blob there: a cached manifest of that
@@ -42,11 +42,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..layers.delegate import Delegate
-from ..metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
-from ..oci.descriptors import Descriptor, parse_descriptor
-from ..oci.digest import Digest, is_digest
-from ..oci.errors import (
+from ...layers.delegate import Delegate
+from ...metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
+from ...oci.descriptors import Descriptor, parse_descriptor
+from ...oci.digest import Digest, is_digest
+from ...oci.errors import (
     BadGateway,
     GatewayTimeout,
     ManifestInvalid,
@@ -56,8 +56,8 @@ from ..oci.errors import (
     Unavailable,
     Unsupported,
 )
-from ..oci.manifests import Manifest, parse_manifest
-from ..registry import (
+from ...oci.manifests import Manifest, parse_manifest
+from ...registry import (
     BlobBody,
     ByteRange,
     Chunks,
@@ -66,11 +66,11 @@ from ..registry import (
     StoredManifest,
     UploadState,
 )
-from .blobfiles import BlobFiles
-from .cache_breaker import OUTAGE, Breaker
-from .cache_fill import BlobFill
-from .cache_index import CacheIndex
-from .upstream import UpstreamStore
+from ..blobfiles import BlobFiles
+from ..upstream import UpstreamStore
+from .breaker import OUTAGE, Breaker
+from .fill import BlobFill
+from .index import CacheIndex
 
 PushMode = Literal["reject", "write-through"]
 T = TypeVar("T")
@@ -322,7 +322,7 @@ class CacheStore(Delegate):
         self, repo: str, reference: str, cached: StoredManifest
     ) -> StoredManifest:
         try:
-            # a HEAD, shared with concurrent revalidations of the tag (see ``collapse``)
+            # a HEAD, shared with concurrent revalidations of the tag (see ``upstream.collapse``)
             info = await self._breaker.call(lambda: self.upstream.stat_manifest(repo, reference))
         except (ManifestUnknown, NameUnknown):
             self._index.drop_tag(repo, reference)  # the upstream says the tag is gone

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..client import ClientOptions
-from ..config import Settings
-from ..registry import Registry
-from ..upstream_config import UpstreamConfig
-from .cache import CacheStore
+from ...client import ClientOptions
+from ...config import Settings
+from ...registry import Registry
+from ...upstream_config import UpstreamConfig
+from ..cache import CacheStore
+from ..upstream import UpstreamStore
+from ..upstream.upload_tokens import load_or_create_key
 from .router import RouterStore
-from .upload_tokens import load_or_create_key
-from .upstream import UpstreamStore
 
 
 def client_options(upstream: UpstreamConfig) -> ClientOptions:
