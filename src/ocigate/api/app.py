@@ -403,7 +403,13 @@ def create_app(settings: Settings) -> App:
         from ..store.gateway import build_gateway
 
         gateway_jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        registry = build_layers(settings, build_gateway(settings), policy, gateway_jobs)
+        gateway = build_gateway(
+            settings.upstreams,
+            settings.data_dir,
+            upload_signing_key=settings.upload_signing_key,
+            max_manifest_size=settings.max_manifest_size,
+        )
+        registry = build_layers(settings, gateway, policy, gateway_jobs)
         probes = [health.upstream_probe(upstream) for upstream in settings.upstreams]
         return App(settings, registry, gateway_jobs, auth, health.Readiness(probes))
     from ..store.embedded import EmbeddedStore

@@ -162,8 +162,8 @@ def test_cache_settings(tmp_path: Path) -> None:
         UpstreamConfig(url="https://r.example", cache_tag_ttl=-1)
     settings = Settings(data_dir=tmp_path)
     other = UpstreamConfig(url="https://s.example")
-    assert cache_dir(settings, plain).parent == tmp_path / "cache"
-    assert cache_dir(settings, plain) != cache_dir(settings, other)
+    assert cache_dir(settings.data_dir, plain).parent == tmp_path / "cache"
+    assert cache_dir(settings.data_dir, plain) != cache_dir(settings.data_dir, other)
 
 
 def test_warnings_become_spec_warning_headers() -> None:
