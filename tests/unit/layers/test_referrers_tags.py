@@ -6,12 +6,12 @@ and gone from it once deleted; a backend with the API is passed through untouche
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from e2e.support import ServerProcess, distribution_server
+from e2e.support import distribution_server
 from ocigate.client import ClientOptions
 from ocigate.layers.referrers_tags import ReferrersTags
 from ocigate.oci.descriptors import Descriptor
@@ -118,24 +118,17 @@ async def test_a_backend_with_the_api_is_passed_through() -> None:
     assert await registry.list_referrers(REPO, image.digest, None) == []
 
 
-@pytest.fixture
-def distribution(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = distribution_server(tmp_path / "dist", tmp_path / "dist.log").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_distribution_behind_the_upstream_store_gets_referrers_from_tags(
-    tmp_path: Path, distribution: ServerProcess
+    tmp_path: Path,
 ) -> None:
+    distribution = distribution_server(tmp_path / "dist", tmp_path / "dist.log").start()
     upstream = UpstreamStore(ClientOptions(url=distribution.url), b"key")
-    assert not await upstream.has_referrers_api(REPO)  # distribution 2.8 answers a plain 404
-    with pytest.raises(Unsupported):  # and the upstream store does not pretend otherwise
-        await upstream.list_referrers(REPO, Digest.of(EMPTY), None)
     registry = ReferrersTags(upstream, upstream.name, lock_dir=tmp_path / "locks")
     try:
+        assert not await upstream.has_referrers_api(REPO)  # distribution 2.8: a plain 404
+        with pytest.raises(Unsupported):  # and the upstream store does not pretend otherwise
+            await upstream.list_referrers(REPO, Digest.of(EMPTY), None)
         await _sign_list_delete(registry, upstream)
     finally:
         await registry.close()
+        distribution.stop()
