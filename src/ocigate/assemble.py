@@ -116,7 +116,13 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
         readiness = health.Readiness([health.sqlite_probe(store.data_dir / "meta.db")])
         return Backend(embedded, readiness, embedded.meta)
     probes = [health.upstream_probe(upstream) for upstream in store.upstreams]
-    return Backend(build_gateway(store, settings.max_manifest_size), health.Readiness(probes))
+    gateway = build_gateway(
+        store.upstreams,
+        store.data_dir,
+        upload_signing_key=store.upload_signing_key,
+        max_manifest_size=settings.max_manifest_size,
+    )
+    return Backend(gateway, health.Readiness(probes))
 
 
 def embedded_store(config: EmbeddedStoreConfig, jobs: list[Job]) -> EmbeddedStore:

@@ -22,7 +22,7 @@ from ocigate.layers.policy import PolicyLayer
 from ocigate.layers.ratelimit import RateLimiter
 from ocigate.layers.validate import ValidatingRegistry
 from ocigate.store.embedded import EmbeddedStore
-from ocigate.store.router import RouterStore
+from ocigate.store.gateway.router import RouterStore
 
 HOOK = {"name": "h", "url": "http://127.0.0.1:9/hook"}
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..oci.descriptors import Descriptor
-from ..oci.digest import Digest
-from ..oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
-from ..oci.manifests import Manifest
-from ..registry import (
+from ...oci.descriptors import Descriptor
+from ...oci.digest import Digest
+from ...oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
+from ...oci.manifests import Manifest
+from ...registry import (
     BlobBody,
     ByteRange,
     Chunks,
@@ -26,7 +26,7 @@ from ..registry import (
     StoredManifest,
     UploadState,
 )
-from ..tracing import requested_namespace
+from ...tracing import requested_namespace
 
 
 class RouterStore:

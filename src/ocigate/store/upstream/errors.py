@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 
-from ..client import Response
-from ..client.connection import TransportError
-from ..oci import errors
-from ..oci.errors import (
+from ...client import Response
+from ...client.connection import TransportError
+from ...oci import errors
+from ...oci.errors import (
     BadGateway,
     Denied,
     GatewayTimeout,

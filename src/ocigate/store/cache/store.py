@@ -1,6 +1,6 @@
 """The pull-through cache: an :class:`UpstreamStore` plus a local copy of what was pulled.
 
-Cache keys (see ``cache_index`` for the tables):
+Cache keys (see ``index`` for the tables):
 
 - blob bytes by digest, shared by every repository of the upstream (``blobs/<alg>/<hex>``), plus
   a ``(repo, digest)`` row recording that the upstream served it for that repository;
@@ -14,9 +14,9 @@ referrers are kept the same way (refetched after ``tag_ttl``). When the upstream
 (unreachable, timeout, 429, 5xx) or takes longer than ``stale_timeout`` seconds, what is cached
 is served anyway (a tag with a ``Warning`` header) while the revalidation goes on in the
 background; what is not cached fails with the upstream's 502/503/504/429. After such a failure
-the upstream is not asked again for a cool-down (see ``cache_breaker``).
+the upstream is not asked again for a cool-down (see ``breaker``).
 
-Blobs are fetched whole and shared by concurrent readers (see ``cache_fill``; a reader for
+Blobs are fetched whole and shared by concurrent readers (see ``fill``; a reader for
 another repository joins once the upstream confirms the blob there); ranged reads of a
 blob not yet cached go straight to the upstream and are not cached. Cached bytes are served for
 another repository once the upstream confirmed the blob there: a cached manifest of that
@@ -42,11 +42,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..layers.delegate import Delegate
-from ..metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
-from ..oci.descriptors import Descriptor, parse_descriptor
-from ..oci.digest import Digest, is_digest
-from ..oci.errors import (
+from ...layers.delegate import Delegate
+from ...metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
+from ...oci.descriptors import Descriptor, parse_descriptor
+from ...oci.digest import Digest, is_digest
+from ...oci.errors import (
     BadGateway,
     GatewayTimeout,
     ManifestInvalid,
@@ -56,21 +56,22 @@ from ..oci.errors import (
     Unavailable,
     Unsupported,
 )
-from ..oci.manifests import Manifest, parse_manifest
-from ..registry import (
+from ...oci.manifests import Manifest, parse_manifest
+from ...registry import (
     BlobBody,
     ByteRange,
     Chunks,
     ManifestInfo,
     Page,
+    Registry,
     StoredManifest,
     UploadState,
 )
-from .cache_breaker import OUTAGE, Breaker
-from .cache_fill import BlobFill
-from .cache_index import CacheIndex
-from .embedded.blobfiles import BlobFiles
-from .upstream import UpstreamStore
+from ..embedded.blobfiles import BlobFiles
+from ..upstream import UpstreamStore
+from .breaker import OUTAGE, Breaker
+from .fill import BlobFill
+from .index import CacheIndex
 
 PushMode = Literal["reject", "write-through"]
 T = TypeVar("T")
@@ -87,8 +88,12 @@ class CacheStore(Delegate):
         max_size: int | None = None,
         stale_timeout: float = 5.0,
         cooldown: float = 30.0,
+        *,
+        source: Registry | None = None,
     ) -> None:
-        super().__init__(upstream)
+        # Reads and forwarded pushes go through ``source`` (``upstream`` behind its wrappers,
+        # such as the referrers tag fallback); ``upstream`` itself names it and is probed.
+        super().__init__(source if source is not None else upstream)
         self.upstream = upstream
         self.tag_ttl = tag_ttl
         self.stale_timeout = stale_timeout
@@ -188,7 +193,7 @@ class CacheStore(Delegate):
         of ``repo`` that references it, else from a HEAD there (BlobUnknown when it lacks it)."""
         size = self._index.referenced_size(repo, digest)
         if size is None:
-            size = await self._breaker.call(lambda: self.upstream.stat_blob(repo, digest))
+            size = await self._breaker.call(lambda: self.inner.stat_blob(repo, digest))
         return size
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
@@ -196,7 +201,7 @@ class CacheStore(Delegate):
         size = self._index.blob(repo, digest)
         if size is not None and self._files.size(digest) == size:
             return size
-        return await self._breaker.call(lambda: self.upstream.stat_blob(repo, digest))
+        return await self._breaker.call(lambda: self.inner.stat_blob(repo, digest))
 
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
         await self._confirm_elsewhere(repo, digest)
@@ -215,7 +220,7 @@ class CacheStore(Delegate):
         BLOB_MISS.inc()
         if byte_range is not None:
             ranged = byte_range
-            return await self._breaker.call(lambda: self.upstream.get_blob(repo, digest, ranged))
+            return await self._breaker.call(lambda: self.inner.get_blob(repo, digest, ranged))
         running = self._fills.get(digest)
         # Being downloaded for another repository: joined once confirmed for this one.
         if (
@@ -239,7 +244,7 @@ class CacheStore(Delegate):
         self._fills[digest] = (repo, fill)
         self.upstream_blob_fetches += 1
         task = self._spawn(
-            fill.run(lambda: self._breaker.call(lambda: self.upstream.get_blob(repo, digest, None)))
+            fill.run(lambda: self._breaker.call(lambda: self.inner.get_blob(repo, digest, None)))
         )
 
         def finished(_: asyncio.Task[None]) -> None:
@@ -271,7 +276,7 @@ class CacheStore(Delegate):
 
     async def _fetch_manifest(self, repo: str, reference: str) -> StoredManifest:
         MANIFEST_MISS.inc()
-        stored = await self._breaker.call(lambda: self.upstream.get_manifest(repo, reference))
+        stored = await self._breaker.call(lambda: self.inner.get_manifest(repo, reference))
         if Digest.of(stored.data, stored.digest.algorithm) != stored.digest:
             raise BadGateway({"digest": str(stored.digest)}, "upstream manifest digest mismatch")
         try:
@@ -322,8 +327,8 @@ class CacheStore(Delegate):
         self, repo: str, reference: str, cached: StoredManifest
     ) -> StoredManifest:
         try:
-            # a HEAD, shared with concurrent revalidations of the tag (see ``collapse``)
-            info = await self._breaker.call(lambda: self.upstream.stat_manifest(repo, reference))
+            # a HEAD, shared with concurrent revalidations of the tag (see ``upstream.collapse``)
+            info = await self._breaker.call(lambda: self.inner.stat_manifest(repo, reference))
         except (ManifestUnknown, NameUnknown):
             self._index.drop_tag(repo, reference)  # the upstream says the tag is gone
             raise
@@ -357,7 +362,7 @@ class CacheStore(Delegate):
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
         async def fetch() -> list[str]:
-            return (await self.upstream.list_tags(repo, None, None)).items
+            return (await self.inner.list_tags(repo, None, None)).items
 
         names: list[str] = await self._listing("tags", repo, "", fetch)
         after = names if last is None else [name for name in names if name > last]
@@ -365,7 +370,7 @@ class CacheStore(Delegate):
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         async def fetch() -> dict[str, Any]:
-            page = await self.upstream.list_repositories(last, n)
+            page = await self.inner.list_repositories(last, n)
             return {"items": page.items, "more": page.more}
 
         found = await self._listing("catalog", "", f"{last or ''}\n{n}", fetch)
@@ -376,7 +381,7 @@ class CacheStore(Delegate):
     ) -> list[Descriptor]:
         # Unfiltered, so every artifactType filter is served from the one entry.
         async def fetch() -> list[dict[str, Any]]:
-            found = await self.upstream.list_referrers(repo, digest, None)
+            found = await self.inner.list_referrers(repo, digest, None)
             return [descriptor.to_json() for descriptor in found]
 
         raw = await self._listing("referrers", repo, str(digest), fetch)
@@ -391,22 +396,22 @@ class CacheStore(Delegate):
 
     async def delete_blob(self, repo: str, digest: Digest) -> None:
         self._writable()
-        await self.upstream.delete_blob(repo, digest)
+        await self.inner.delete_blob(repo, digest)
         self._index.unlink_blob(repo, digest)
 
     async def start_upload(self, repo: str) -> UploadState:
         self._writable()
-        return await self.upstream.start_upload(repo)
+        return await self.inner.start_upload(repo)
 
     async def upload_status(self, repo: str, upload_id: str) -> UploadState:
         self._writable()
-        return await self.upstream.upload_status(repo, upload_id)
+        return await self.inner.upload_status(repo, upload_id)
 
     async def write_upload(
         self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
     ) -> UploadState:
         self._writable()
-        return await self.upstream.write_upload(repo, upload_id, chunks, offset, length)
+        return await self.inner.write_upload(repo, upload_id, chunks, offset, length)
 
     async def commit_upload(
         self,
@@ -418,32 +423,32 @@ class CacheStore(Delegate):
         length: int | None,
     ) -> int:
         self._writable()
-        return await self.upstream.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         self._writable()
-        await self.upstream.cancel_upload(repo, upload_id)
+        await self.inner.cancel_upload(repo, upload_id)
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
         self._writable()
-        return await self.upstream.mount_blob(repo, source, digest)
+        return await self.inner.mount_blob(repo, source, digest)
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
     ) -> None:
         self._writable()
-        await self.upstream.put_manifest(repo, manifest, data, tags)
+        await self.inner.put_manifest(repo, manifest, data, tags)
         for tag in tags:  # the next pull asks the upstream again
             self._index.drop_tag(repo, tag)
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         self._writable()
-        await self.upstream.delete_manifest(repo, digest)
+        await self.inner.delete_manifest(repo, digest)
         self._index.drop_manifest(repo, digest)
 
     async def delete_tag(self, repo: str, tag: str) -> None:
         self._writable()
-        await self.upstream.delete_tag(repo, tag)
+        await self.inner.delete_tag(repo, tag)
         self._index.drop_tag(repo, tag)
 
     async def close(self) -> None:
@@ -453,4 +458,4 @@ class CacheStore(Delegate):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._index.close()
-        await self.upstream.close()
+        await self.inner.close()

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..oci.digest import Digest
+from ...oci.digest import Digest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifests (

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..oci.errors import (
+from ...oci.errors import (
     BadGateway,
     GatewayTimeout,
     OCIError,

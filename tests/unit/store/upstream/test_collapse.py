@@ -7,7 +7,7 @@ import contextvars
 
 import pytest
 
-from ocigate.store.collapse import Collapser
+from ocigate.store.upstream.collapse import Collapser
 
 pytestmark = pytest.mark.anyio
 

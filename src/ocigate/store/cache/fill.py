@@ -24,10 +24,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ..oci.digest import Digest, Hasher, new_hasher
-from ..oci.errors import BadGateway, OCIError
-from ..registry import BlobBody
-from .embedded.blobfiles import READ_SIZE, BlobFiles, start_writeback
+from ...oci.digest import Digest, Hasher, new_hasher
+from ...oci.errors import BadGateway, OCIError
+from ...registry import BlobBody
+from ..embedded.blobfiles import READ_SIZE, BlobFiles, start_writeback
 
 
 class BlobFill:

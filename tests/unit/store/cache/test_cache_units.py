@@ -16,10 +16,10 @@ from ocigate.api.manifests import _headers
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BadGateway, BlobUnknown
 from ocigate.registry import BlobBody, StoredManifest
-from ocigate.store.cache_fill import BlobFill
-from ocigate.store.cache_index import CacheIndex
+from ocigate.store.cache.fill import BlobFill
+from ocigate.store.cache.index import CacheIndex
 from ocigate.store.embedded.blobfiles import BlobFiles
-from ocigate.store.gateway import cache_dir
+from ocigate.store.gateway.build import cache_dir
 from ocigate.upstream_config import UpstreamConfig
 
 pytestmark = pytest.mark.anyio

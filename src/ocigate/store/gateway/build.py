@@ -1,19 +1,20 @@
-"""The gateway backend from its store section: one UpstreamStore per upstream, routed by
-prefix."""
+"""The gateway backend from its configuration: one UpstreamStore per upstream (behind its
+referrers tag fallback, and a pull-through cache when asked), routed by prefix and ``ns``."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..client import ClientOptions
-from ..registry import Registry
-from ..store_config import UpstreamsStoreConfig
-from ..upstream_config import UpstreamConfig
-from .cache import CacheStore
+from ...client import ClientOptions
+from ...layers.referrers_tags import ReferrersTags
+from ...registry import Registry
+from ...upstream_config import UpstreamConfig
+from ..cache import CacheStore
+from ..upstream import UpstreamStore
+from ..upstream.upload_tokens import load_or_create_key
 from .router import RouterStore
-from .upload_tokens import load_or_create_key
-from .upstream import UpstreamStore
 
 
 def client_options(upstream: UpstreamConfig) -> ClientOptions:
@@ -35,29 +36,38 @@ def client_options(upstream: UpstreamConfig) -> ClientOptions:
     )
 
 
-def build_gateway(config: UpstreamsStoreConfig, max_manifest_size: int) -> Registry:
-    key = load_or_create_key(config.data_dir, config.upload_signing_key)
+def build_gateway(
+    upstreams: Sequence[UpstreamConfig],
+    data_dir: Path,
+    *,
+    upload_signing_key: str | None,
+    max_manifest_size: int,
+) -> Registry:
+    """The router over ``upstreams``; ``data_dir`` holds the generated upload signing key (when
+    none is configured), the referrers index locks and the caches."""
+    key = load_or_create_key(data_dir, upload_signing_key)
     routes: list[tuple[str, Registry]] = []
     hosts: dict[str, Registry] = {}
-    for upstream in config.upstreams:
+    for upstream in upstreams:
         direct = UpstreamStore(
             client_options(upstream),
             key,
             max_manifest_size,
             # A cache needs the bytes: it follows redirects whatever the setting says.
             pass_redirects=upstream.pass_redirects and not upstream.cache,
-            lock_dir=config.data_dir / "locks",
         )
-        store: Registry = direct
+        forwarded = ReferrersTags(direct, direct.name, lock_dir=data_dir / "locks")
+        store: Registry = forwarded
         if upstream.cache:
             store = CacheStore(
                 direct,
-                cache_dir(config.data_dir, upstream),
+                cache_dir(data_dir, upstream),
                 tag_ttl=upstream.cache_tag_ttl,
                 push=upstream.cache_push,
                 max_size=upstream.cache_max_size,
                 stale_timeout=upstream.cache_stale_timeout,
                 cooldown=upstream.cache_outage_cooldown,
+                source=forwarded,
             )
         routes.append((upstream.prefix, store))
         hosts.setdefault(upstream.host, store)  # two upstreams on one host: the first wins

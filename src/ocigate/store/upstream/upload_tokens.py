@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..oci.errors import BlobUploadUnknown
+from ...oci.errors import BlobUploadUnknown
 
 KEY_FILE = "upload-signing.key"
 _MAC_BYTES = 16

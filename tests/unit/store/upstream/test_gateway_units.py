@@ -1,5 +1,5 @@
 """Unit tests of the gateway's pure parts: challenges, Retry-After, signed upload ids, the
-signing key file, prefix routing, upstream error mapping and the upstream configuration."""
+signing key file, upstream error mapping and the upstream configuration."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ from ocigate.oci.errors import (
     NameUnknown,
     TooManyRequests,
 )
-from ocigate.store.router import RouterStore
-from ocigate.store.upload_tokens import UploadSigner, UploadToken, load_or_create_key
-from ocigate.store.upstream_errors import upstream_error
+from ocigate.store.upstream.errors import upstream_error
+from ocigate.store.upstream.upload_tokens import UploadSigner, UploadToken, load_or_create_key
 from ocigate.upstream_config import UpstreamConfig
 
 
@@ -97,25 +96,6 @@ def test_signing_key_is_generated_once_and_shared(tmp_path: Path) -> None:
     assert load_or_create_key(tmp_path / "data", None) == first
     assert load_or_create_key(tmp_path / "data", "configured") == b"configured"
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["upload-signing.key"]
-
-
-class _Named:
-    """A stand-in registry that only has to be told apart (routing never calls it here)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-def test_router_picks_longest_whole_component_prefix() -> None:
-    everything, hub, library = _Named("all"), _Named("hub"), _Named("lib")
-    router = RouterStore([("", everything), ("hub", hub), ("hub/library", library)])  # type: ignore[list-item]
-    assert router.route("hub/library/alpine") == (library, "hub/library", "alpine")
-    assert router.route("hub/x/y") == (hub, "hub", "x/y")
-    assert router.route("hubby/x") == (everything, "", "hubby/x")
-    assert router.route("hub") == (everything, "", "hub")
-    only_hub = RouterStore([("hub", hub)])  # type: ignore[list-item]
-    with pytest.raises(NameUnknown):
-        only_hub.route("other/x")
 
 
 @pytest.mark.anyio
