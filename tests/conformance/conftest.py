@@ -40,14 +40,7 @@ BACKENDS = ["memory", "embedded", "upstream-embedded", "cache-embedded", "router
 ROUTER_PREFIXES = ("a", "b")  # a: embedded, b: the gateway to the upstream
 
 # (test function, backend) -> why that backend legitimately differs.
-DIFFERENCES: dict[tuple[str, str], str] = {
-    (test, "cache-embedded"): "bug: a write-through push leaves the cached listings stale"
-    for test in (
-        "test_tag_list_follows_changes",
-        "test_catalog_follows_pushes",
-        "test_referrers_listed_filtered_and_deleted",
-    )
-}
+DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture

@@ -163,6 +163,11 @@ class CacheIndex:
                 "DELETE FROM listings WHERE kind = ? AND repo = ? AND key = ?", (kind, repo, key)
             )
 
+    def drop_changed_listings(self, repo: str) -> None:
+        """Every listing a write to ``repo`` may change: its tags and referrers, the catalog."""
+        with self._lock:
+            self._db.execute("DELETE FROM listings WHERE repo = ? OR kind = 'catalog'", (repo,))
+
     # --- blobs -----------------------------------------------------------------------------
 
     def blob(self, repo: str, digest: Digest) -> int | None:
