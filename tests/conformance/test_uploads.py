@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from ocigate.oci.digest import Digest
-from ocigate.oci.errors import BlobUnknown, BlobUploadUnknown, DigestInvalid, RangeInvalid
+from ocigate.oci.errors import (
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
 from ocigate.registry import Registry
 
 from .conftest import Names
@@ -117,3 +123,75 @@ async def test_unknown_upload(registry: Registry, names: Names) -> None:
         await registry.upload_status(repo, state.id)
     with pytest.raises(BlobUploadUnknown):
         await registry.write_upload(repo, state.id, chunks(DATA), 0, len(DATA))
+
+
+async def test_chunk_shorter_or_longer_than_its_length_changes_nothing(
+    registry: Registry, names: Names
+) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    state = await registry.start_upload(repo)
+    state = await registry.write_upload(repo, state.id, chunks(DATA[:100]), 0, 100)
+    for declared in (50, 150):
+        with pytest.raises(SizeInvalid):
+            await registry.write_upload(repo, state.id, chunks(DATA[100:200]), 100, declared)
+        assert (await registry.upload_status(repo, state.id)).offset == 100
+    rest = DATA[100:]
+    await registry.commit_upload(repo, state.id, digest, chunks(rest), 100, len(rest))
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA
+
+
+async def test_commit_at_a_wrong_offset_is_refused(registry: Registry, names: Names) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    state = await registry.start_upload(repo)
+    state = await registry.write_upload(repo, state.id, chunks(DATA[:100]), 0, 100)
+    rest = DATA[100:]
+    with pytest.raises(RangeInvalid):
+        await registry.commit_upload(repo, state.id, digest, chunks(rest), 90, len(rest))
+    with pytest.raises(BlobUnknown):
+        await registry.stat_blob(repo, digest)
+    assert await registry.commit_upload(repo, state.id, digest, chunks(rest), 100, len(rest)) == (
+        len(DATA)
+    )
+
+
+async def test_an_upload_is_gone_once_committed(registry: Registry, names: Names) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    state = await registry.start_upload(repo)
+    await registry.commit_upload(repo, state.id, digest, chunks(DATA), None, len(DATA))
+    with pytest.raises(BlobUploadUnknown):
+        await registry.upload_status(repo, state.id)
+    with pytest.raises(BlobUploadUnknown):
+        await registry.commit_upload(repo, state.id, digest, chunks(DATA), None, len(DATA))
+
+
+async def test_empty_blob(registry: Registry, names: Names) -> None:
+    repo, digest = names.repo(), Digest.of(b"")
+    state = await registry.start_upload(repo)
+    assert await registry.commit_upload(repo, state.id, digest, chunks(), None, 0) == 0
+    assert await registry.stat_blob(repo, digest) == 0
+    assert await read(await registry.get_blob(repo, digest, None)) == b""
+
+
+async def test_the_same_blob_pushed_twice(registry: Registry, names: Names) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    for _ in range(2):
+        state = await registry.start_upload(repo)
+        await registry.commit_upload(repo, state.id, digest, chunks(DATA), None, len(DATA))
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA
+
+
+async def test_concurrent_uploads_to_one_repository(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    blobs = [DATA + bytes([n]) for n in range(3)]
+    states = [await registry.start_upload(repo) for _ in blobs]
+    assert len({state.id for state in states}) == len(blobs)
+    # Interleaved: each session keeps its own bytes.
+    states = [
+        await registry.write_upload(repo, state.id, chunks(blob[:500]), 0, 500)
+        for state, blob in zip(states, blobs, strict=True)
+    ]
+    for state, blob in zip(states, blobs, strict=True):
+        rest = blob[500:]
+        await registry.commit_upload(repo, state.id, Digest.of(blob), chunks(rest), 500, len(rest))
+    for blob in blobs:
+        assert await read(await registry.get_blob(repo, Digest.of(blob), None)) == blob
