@@ -9,7 +9,7 @@ from ocigate.oci.errors import BlobUnknown, RangeNotSatisfiable
 from ocigate.registry import ByteRange, Registry
 
 from .conftest import Names
-from .content import push_blob, read
+from .content import image, push_blob, read
 
 pytestmark = pytest.mark.anyio
 
@@ -88,6 +88,7 @@ async def test_delete_blob(registry: Registry, names: Names) -> None:
     repo, other = names.repo(), names.repo("other")
     digest = await push_blob(registry, repo, DATA)
     await push_blob(registry, other, DATA)
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA  # a cache keeps it
     await registry.delete_blob(repo, digest)
     with pytest.raises(BlobUnknown):
         await registry.stat_blob(repo, digest)
@@ -109,3 +110,27 @@ async def test_unknown_blob(registry: Registry, names: Names) -> None:
             await registry.get_blob(where, digest, None)
         with pytest.raises(BlobUnknown):
             await registry.get_blob(where, digest, ByteRange(0, 1))
+
+
+async def test_ranged_read_of_a_blob_read_before(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    digest = await push_blob(registry, repo, DATA)
+    for _ in range(2):  # a cache serves the second read from its copy
+        assert await read(await registry.get_blob(repo, digest, None)) == DATA
+    assert await read(await registry.get_blob(repo, digest, ByteRange(3, 9))) == DATA[3:10]
+    assert await read(await registry.get_blob(repo, digest, ByteRange(None, 2))) == DATA[-2:]
+    with pytest.raises(RangeNotSatisfiable):
+        await registry.get_blob(repo, digest, ByteRange(len(DATA), None))
+
+
+async def test_delete_a_layer_of_an_image_read_before(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    pushed = await image("layered").push(registry, repo, "v1")
+    layer = pushed.manifest.blobs[-1].digest
+    await registry.get_manifest(repo, "v1")
+    assert await read(await registry.get_blob(repo, layer, None)) == pushed.blobs[-1]
+    await registry.delete_blob(repo, layer)
+    with pytest.raises(BlobUnknown):
+        await registry.stat_blob(repo, layer)
+    with pytest.raises(BlobUnknown):
+        await registry.get_blob(repo, layer, None)

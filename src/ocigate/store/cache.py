@@ -394,7 +394,7 @@ class CacheStore(Delegate):
     async def delete_blob(self, repo: str, digest: Digest) -> None:
         self._writable()
         await self.upstream.delete_blob(repo, digest)
-        self._index.unlink_blob(repo, digest)
+        self._index.drop_blob(repo, digest)
 
     async def start_upload(self, repo: str) -> UploadState:
         self._writable()

@@ -188,6 +188,15 @@ class CacheIndex:
         with self._lock:
             self._db.execute("DELETE FROM blobs WHERE repo = ? AND digest = ?", (repo, str(digest)))
 
+    def drop_blob(self, repo: str, digest: Digest) -> None:
+        """The blob was deleted from ``repo``: neither its link nor a cached manifest's
+        reference may vouch for it there any more."""
+        with self._lock:
+            for table in ("blobs", "refs"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE repo = ? AND digest = ?", (repo, str(digest))
+                )
+
     # --- blob files, for eviction -------------------------------------------------------------
 
     def file_stored(self, digest: Digest, size: int, now: float) -> None:
