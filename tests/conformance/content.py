@@ -11,11 +11,17 @@ from typing import Any
 from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import Manifest, parse_manifest
-from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from ocigate.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ocigate.registry import BlobBody, Registry
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+# (manifest, config, layer) media types
+OCI_TYPES = (OCI_MANIFEST, CONFIG_TYPE, "application/vnd.oci.image.layer.v1.tar")
+DOCKER_TYPES = (
+    DOCKER_MANIFEST,
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -80,29 +86,44 @@ def image(
     *,
     subject: Pushable | None = None,
     artifact_type: str | None = None,
+    annotations: dict[str, str] | None = None,
     layers: int = 1,
+    docker: bool = False,
 ) -> Pushable:
-    """An image manifest with a config and ``layers`` small layers, all derived from ``seed``."""
+    """An image manifest with a config and ``layers`` small layers, all derived from ``seed``;
+    with ``docker`` a Docker image manifest (schema 2) instead of an OCI one."""
+    media_types = DOCKER_TYPES if docker else OCI_TYPES
     config = json.dumps({"seed": seed}).encode()
     blobs = [f"layer {index} of {seed}\n".encode() for index in range(layers)]
     doc: dict[str, Any] = {
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": _descriptor(config, CONFIG_TYPE),
-        "layers": [_descriptor(blob, LAYER_TYPE) for blob in blobs],
+        "mediaType": media_types[0],
+        "config": _descriptor(config, media_types[1]),
+        "layers": [_descriptor(blob, media_types[2]) for blob in blobs],
     }
     if artifact_type is not None:
         doc["artifactType"] = artifact_type
     if subject is not None:
         doc["subject"] = subject.descriptor().to_json()
+    if annotations:
+        doc["annotations"] = annotations
     return Pushable.of(doc, [config, *blobs])
 
 
-def index(children: Sequence[Pushable]) -> Pushable:
+def index(
+    children: Sequence[Pushable],
+    *,
+    subject: Pushable | None = None,
+    artifact_type: str | None = None,
+) -> Pushable:
     """An image index over ``children`` (pushed separately: they are manifests, not blobs)."""
-    doc = {
+    doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [child.descriptor().to_json() for child in children],
     }
+    if artifact_type is not None:
+        doc["artifactType"] = artifact_type
+    if subject is not None:
+        doc["subject"] = subject.descriptor().to_json()
     return Pushable.of(doc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestUnknown
-from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from ocigate.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ocigate.registry import Registry
 
 from .conftest import Names
@@ -112,6 +112,7 @@ async def test_tag_moves_to_the_new_manifest(registry: Registry, names: Names) -
 async def test_delete_tag(registry: Registry, names: Names) -> None:
     repo = names.repo()
     pushed = await image("untagged").push(registry, repo, "gone", "stays")
+    await assert_served(registry, repo, "gone", pushed)  # a cache keeps what was read
     await registry.delete_tag(repo, "gone")
     await assert_unknown(registry, repo, "gone")
     await assert_served(registry, repo, "stays", pushed)
@@ -125,6 +126,8 @@ async def test_delete_manifest_and_its_tags(registry: Registry, names: Names) ->
     repo = names.repo()
     doomed = await image("doomed").push(registry, repo, "a", "b")
     other = await image("other").push(registry, repo, "c")
+    for reference in ("a", "b", str(doomed.digest)):  # a cache keeps what was read
+        await assert_served(registry, repo, reference, doomed)
     await registry.delete_manifest(repo, doomed.digest)
     for reference in ("a", "b", str(doomed.digest)):
         await assert_unknown(registry, repo, reference)
@@ -148,3 +151,39 @@ async def test_unknown_manifest(registry: Registry, names: Names) -> None:
     # A blob's digest names no manifest.
     config = pushed.manifest.blobs[0].digest
     await assert_unknown(registry, repo, str(config))
+
+
+async def test_docker_manifest_keeps_its_media_type(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    pushed = await image("docker", docker=True).push(registry, repo, "v1")
+    assert pushed.manifest.media_type == DOCKER_MANIFEST
+    await assert_served(registry, repo, "v1", pushed)
+
+
+async def test_the_same_manifest_pushed_again(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    pushed = await image("again").push(registry, repo, "one")
+    await pushed.push(registry, repo, "one")
+    await pushed.push(registry, repo, "two")
+    await assert_served(registry, repo, "one", pushed)
+    await assert_served(registry, repo, "two", pushed)
+    assert (await registry.list_tags(repo, None, None)).items == ["one", "two"]
+
+
+async def test_repositories_are_apart(registry: Registry, names: Names) -> None:
+    mine, theirs = names.repo("mine"), names.repo("theirs")
+    pushed = await image("apart").push(registry, mine, "v1")
+    await assert_unknown(registry, theirs, "v1")
+    await assert_unknown(registry, theirs, str(pushed.digest))
+    # Blobs held by another repository do not satisfy a manifest's references either.
+    with pytest.raises(ManifestBlobUnknown):
+        await registry.put_manifest(theirs, pushed.manifest, pushed.data, ["v1"])
+    await pushed.push(registry, theirs, "v1")
+    await registry.delete_manifest(theirs, pushed.digest)
+    await assert_served(registry, mine, "v1", pushed)
+
+
+async def test_untagged_repository_lists_no_tags(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    await push_blob(registry, repo, b"a blob and nothing else")
+    assert (await registry.list_tags(repo, None, None)).items == []

@@ -6,10 +6,11 @@ import pytest
 
 from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
+from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from ocigate.registry import Registry
 
 from .conftest import Names
-from .content import Pushable, image
+from .content import CONFIG_TYPE, Pushable, image, index
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +58,36 @@ async def test_referrer_pushed_before_its_subject(registry: Registry, names: Nam
     assert await registry.list_referrers(repo, subject.digest, None) == [listed(early)]
     await subject.push(registry, repo, "v1")
     assert await registry.list_referrers(repo, subject.digest, None) == [listed(early)]
+
+
+async def test_referrer_descriptor_carries_type_and_annotations(
+    registry: Registry, names: Names
+) -> None:
+    repo = names.repo()
+    subject = await image("subject").push(registry, repo, "v1")
+    notes = {"org.example.note": "signed by the test"}
+    # No artifactType: the config's media type stands for it.
+    plain = await image("plain", subject=subject, annotations=notes).push(registry, repo)
+    expected = Descriptor(
+        OCI_MANIFEST, plain.digest, len(plain.data), CONFIG_TYPE, annotations=notes
+    )
+    assert await registry.list_referrers(repo, subject.digest, None) == [expected]
+    assert await registry.list_referrers(repo, subject.digest, CONFIG_TYPE) == [expected]
+
+
+async def test_an_index_as_referrer(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    subject = await image("subject").push(registry, repo, "v1")
+    child = await image("child").push(registry, repo)
+    referrer = await index([child], subject=subject, artifact_type=SBOM).push(registry, repo)
+    expected = Descriptor(OCI_INDEX, referrer.digest, len(referrer.data), SBOM)
+    assert await registry.list_referrers(repo, subject.digest, None) == [expected]
+
+
+async def test_referrers_are_per_repository(registry: Registry, names: Names) -> None:
+    mine, theirs = names.repo("mine"), names.repo("theirs")
+    subject = await image("subject").push(registry, mine, "v1")
+    await subject.push(registry, theirs, "v1")
+    signature = await image("sig", subject=subject, artifact_type=SIGNATURE).push(registry, mine)
+    assert await registry.list_referrers(mine, subject.digest, None) == [listed(signature)]
+    assert await registry.list_referrers(theirs, subject.digest, None) == []
