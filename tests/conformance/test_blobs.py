@@ -57,6 +57,7 @@ async def test_mount_from_another_repository(registry: Registry, names: Names) -
         await registry.stat_blob(target, digest)
     assert await registry.mount_blob(target, source, digest) == len(DATA)
     assert await registry.stat_blob(target, digest) == len(DATA)
+    assert await registry.mount_blob(target, source, digest) == len(DATA)  # again: a no-op
     assert await read(await registry.get_blob(target, digest, None)) == DATA
 
 
@@ -68,6 +69,8 @@ async def test_unknown_mount(registry: Registry, names: Names) -> None:
         await registry.mount_blob(target, source, nowhere)
     with pytest.raises(BlobUnknown):  # the source does not hold it
         await registry.mount_blob(target, names.repo("empty"), held)
+    with pytest.raises(BlobUnknown):  # no source named (and no automatic mounting)
+        await registry.mount_blob(target, None, held)
     for digest in (nowhere, held):
         with pytest.raises(BlobUnknown):
             await registry.stat_blob(target, digest)

@@ -195,3 +195,33 @@ async def test_concurrent_uploads_to_one_repository(registry: Registry, names: N
         await registry.commit_upload(repo, state.id, Digest.of(blob), chunks(rest), 500, len(rest))
     for blob in blobs:
         assert await read(await registry.get_blob(repo, Digest.of(blob), None)) == blob
+
+
+async def test_chunks_of_many_pieces_and_of_unknown_length(
+    registry: Registry, names: Names
+) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    pieces = [DATA[start : start + 7] for start in range(0, 399, 7)]  # 399 bytes in 57 pieces
+    state = await registry.start_upload(repo)
+    state = await registry.write_upload(repo, state.id, chunks(*pieces), 0, 399)
+    assert state.offset == 399
+    # No Content-Length: the chunk is as long as its body.
+    state = await registry.write_upload(repo, state.id, chunks(DATA[399:700], b""), 399, None)
+    assert state.offset == 700
+    rest = [DATA[700:800], DATA[800:]]
+    assert await registry.commit_upload(repo, state.id, digest, chunks(*rest), 700, None) == (
+        len(DATA)
+    )
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA
+
+
+async def test_sha512_blob(registry: Registry, names: Names) -> None:
+    repo, digest = names.repo(), Digest.of(DATA, "sha512")
+    state = await registry.start_upload(repo)
+    assert await registry.commit_upload(repo, state.id, digest, chunks(DATA), None, len(DATA)) == (
+        len(DATA)
+    )
+    assert await registry.stat_blob(repo, digest) == len(DATA)
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA
+    with pytest.raises(BlobUnknown):  # the same bytes, but not pushed under sha256
+        await registry.stat_blob(repo, Digest.of(DATA))
