@@ -102,6 +102,8 @@ async def test_unknown_blob(registry: Registry, names: Names) -> None:
             await registry.get_blob(where, digest, None)
         with pytest.raises(BlobUnknown):
             await registry.get_blob(where, digest, ByteRange(0, 1))
+        with pytest.raises(BlobUnknown):
+            await registry.delete_blob(where, digest)
 
 
 async def test_ranged_read_of_a_blob_read_before(registry: Registry, names: Names) -> None:

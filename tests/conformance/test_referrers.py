@@ -48,7 +48,8 @@ async def test_referrers_listed_filtered_and_deleted(registry: Registry, names: 
 async def test_referrers_of_an_unknown_subject(registry: Registry, names: Names) -> None:
     repo = names.repo()
     await image("unrelated").push(registry, repo, "v1")
-    assert await registry.list_referrers(repo, Digest.of(b"no such manifest"), None) == []
+    for where in (repo, names.repo("nowhere")):
+        assert await registry.list_referrers(where, Digest.of(b"no such manifest"), None) == []
 
 
 async def test_referrer_pushed_before_its_subject(registry: Registry, names: Names) -> None:

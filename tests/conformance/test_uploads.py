@@ -92,6 +92,8 @@ async def test_cancel_upload(registry: Registry, names: Names) -> None:
     with pytest.raises(BlobUploadUnknown):
         await registry.upload_status(repo, state.id)
     with pytest.raises(BlobUploadUnknown):
+        await registry.cancel_upload(repo, state.id)
+    with pytest.raises(BlobUploadUnknown):
         await registry.write_upload(repo, state.id, chunks(DATA[10:20]), 10, 10)
     with pytest.raises(BlobUploadUnknown):
         await registry.commit_upload(repo, state.id, Digest.of(DATA[:10]), None, None, None)
