@@ -64,10 +64,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
     """A real ``ocigate serve`` on the embedded store: the upstream of the gateway backends."""
     root = tmp_path_factory.mktemp("upstream")
     server = ocigate_server(root / "data", root / "server.log", workers=1).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield server  # pytest runs the rest at the session's end, whatever the tests did
+    server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,7 +12,7 @@ from ocigate.oci.errors import (
     RangeInvalid,
     SizeInvalid,
 )
-from ocigate.registry import Registry
+from ocigate.registry import Registry, UploadState
 
 from .conftest import Names
 from .content import chunks, read
@@ -20,6 +20,12 @@ from .content import chunks, read
 pytestmark = pytest.mark.anyio
 
 DATA = b"conformance blob bytes, " * 40  # 960 bytes: small, but more than one chunk
+
+
+async def holding(registry: Registry, repo: str, first: bytes) -> UploadState:
+    """An upload started in ``repo`` that has received ``first``."""
+    state = await registry.start_upload(repo)
+    return await registry.write_upload(repo, state.id, chunks(first), 0, len(first))
 
 
 async def test_upload_in_one_chunk(registry: Registry, names: Names) -> None:
@@ -48,8 +54,7 @@ async def test_upload_in_several_chunks(registry: Registry, names: Names) -> Non
 
 async def test_commit_without_a_last_chunk(registry: Registry, names: Names) -> None:
     repo, digest = names.repo(), Digest.of(DATA)
-    state = await registry.start_upload(repo)
-    state = await registry.write_upload(repo, state.id, chunks(DATA), 0, len(DATA))
+    state = await holding(registry, repo, DATA)
     assert await registry.commit_upload(repo, state.id, digest, None, None, None) == len(DATA)
     assert await registry.stat_blob(repo, digest) == len(DATA)
 
@@ -58,8 +63,7 @@ async def test_out_of_order_chunk_is_refused_and_changes_nothing(
     registry: Registry, names: Names
 ) -> None:
     repo, digest = names.repo(), Digest.of(DATA)
-    state = await registry.start_upload(repo)
-    state = await registry.write_upload(repo, state.id, chunks(DATA[:100]), 0, 100)
+    state = await holding(registry, repo, DATA[:100])
     for wrong in (0, 50, 200):
         with pytest.raises(RangeInvalid):
             await registry.write_upload(repo, state.id, chunks(DATA[wrong:]), wrong, None)
@@ -86,8 +90,7 @@ async def test_status_resumes_an_upload(registry: Registry, names: Names) -> Non
 
 async def test_cancel_upload(registry: Registry, names: Names) -> None:
     repo = names.repo()
-    state = await registry.start_upload(repo)
-    state = await registry.write_upload(repo, state.id, chunks(DATA[:10]), 0, 10)
+    state = await holding(registry, repo, DATA[:10])
     await registry.cancel_upload(repo, state.id)
     with pytest.raises(BlobUploadUnknown):
         await registry.upload_status(repo, state.id)
@@ -131,8 +134,7 @@ async def test_chunk_shorter_or_longer_than_its_length_changes_nothing(
     registry: Registry, names: Names
 ) -> None:
     repo, digest = names.repo(), Digest.of(DATA)
-    state = await registry.start_upload(repo)
-    state = await registry.write_upload(repo, state.id, chunks(DATA[:100]), 0, 100)
+    state = await holding(registry, repo, DATA[:100])
     for declared in (50, 150):
         with pytest.raises(SizeInvalid):
             await registry.write_upload(repo, state.id, chunks(DATA[100:200]), 100, declared)
@@ -144,8 +146,7 @@ async def test_chunk_shorter_or_longer_than_its_length_changes_nothing(
 
 async def test_commit_at_a_wrong_offset_is_refused(registry: Registry, names: Names) -> None:
     repo, digest = names.repo(), Digest.of(DATA)
-    state = await registry.start_upload(repo)
-    state = await registry.write_upload(repo, state.id, chunks(DATA[:100]), 0, 100)
+    state = await holding(registry, repo, DATA[:100])
     rest = DATA[100:]
     with pytest.raises(RangeInvalid):
         await registry.commit_upload(repo, state.id, digest, chunks(rest), 90, len(rest))
