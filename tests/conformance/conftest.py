@@ -96,13 +96,12 @@ async def registry(
         if backend == "router":
             gateway = _gateway(tmp_path / "gateway", url, cache=False)
             embedded = EmbeddedStore(tmp_path / "embedded")
-            store = RouterStore(list(zip(ROUTER_PREFIXES, [embedded, gateway], strict=True)))
+            to_embedded, to_gateway = ROUTER_PREFIXES
+            store = RouterStore([(to_embedded, embedded), (to_gateway, gateway)])
         else:
             store = _gateway(tmp_path / "gateway", url, cache=backend == "cache-embedded")
-    try:
-        yield store
-    finally:
-        await store.close()
+    yield store
+    await store.close()
 
 
 class Names:
