@@ -144,6 +144,22 @@ async def test_chunk_shorter_or_longer_than_its_length_changes_nothing(
     assert await read(await registry.get_blob(repo, digest, None)) == DATA
 
 
+async def test_last_chunk_shorter_or_longer_than_its_length_commits_nothing(
+    registry: Registry, names: Names
+) -> None:
+    repo, digest = names.repo(), Digest.of(DATA)
+    state = await holding(registry, repo, DATA[:100])
+    rest = DATA[100:]
+    for declared in (0, 10, len(rest) + 1):
+        with pytest.raises(SizeInvalid):
+            await registry.commit_upload(repo, state.id, digest, chunks(rest), 100, declared)
+        with pytest.raises(BlobUnknown):
+            await registry.stat_blob(repo, digest)
+        assert (await registry.upload_status(repo, state.id)).offset == 100
+    await registry.commit_upload(repo, state.id, digest, chunks(rest), 100, len(rest))
+    assert await read(await registry.get_blob(repo, digest, None)) == DATA
+
+
 async def test_commit_at_a_wrong_offset_is_refused(registry: Registry, names: Names) -> None:
     repo, digest = names.repo(), Digest.of(DATA)
     state = await holding(registry, repo, DATA[:100])

@@ -470,7 +470,13 @@ class UpstreamStore:
         token = self._signer.open(repo, upload_id)
         current = await self._check_offset(repo, token, offset)
         headers = {"Content-Type": "application/octet-stream"}
-        body = _Counted(chunks, length) if chunks is not None and length != 0 else None
+        if chunks is not None and length == 0:
+            # Sent as b"" (a request that can be sent again on a fresh connection, which a
+            # stream cannot), once it is sure there is nothing to send.
+            async for _ in _Counted(chunks, length):
+                pass
+            chunks = None
+        body = _Counted(chunks, length) if chunks is not None else None
         if length is not None:
             headers["Content-Length"] = str(length)
         response = await self.client.request(
