@@ -163,6 +163,11 @@ class CacheIndex:
                 "DELETE FROM listings WHERE kind = ? AND repo = ? AND key = ?", (kind, repo, key)
             )
 
+    def drop_changed_listings(self, repo: str) -> None:
+        """Every listing a write to ``repo`` may change: its tags and referrers, the catalog."""
+        with self._lock:
+            self._db.execute("DELETE FROM listings WHERE repo = ? OR kind = 'catalog'", (repo,))
+
     # --- blobs -----------------------------------------------------------------------------
 
     def blob(self, repo: str, digest: Digest) -> int | None:
@@ -182,6 +187,15 @@ class CacheIndex:
     def unlink_blob(self, repo: str, digest: Digest) -> None:
         with self._lock:
             self._db.execute("DELETE FROM blobs WHERE repo = ? AND digest = ?", (repo, str(digest)))
+
+    def drop_blob(self, repo: str, digest: Digest) -> None:
+        """The blob was deleted from ``repo``: neither its link nor a cached manifest's
+        reference may vouch for it there any more."""
+        with self._lock:
+            for table in ("blobs", "refs"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE repo = ? AND digest = ?", (repo, str(digest))
+                )
 
     # --- blob files, for eviction -------------------------------------------------------------
 

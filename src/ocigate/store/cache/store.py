@@ -23,7 +23,9 @@ another repository once the upstream confirmed the blob there: a cached manifest
 repository references it, or a HEAD there finds it.
 
 Pushes are refused (405 UNSUPPORTED) unless ``push`` is ``"write-through"``: then they are
-forwarded to the upstream and the cached entries they change are dropped.
+forwarded to the upstream and the cached entries they change are dropped (the tags and manifests
+written, the repository's tag list and referrers, the catalog), so whoever pushed through the
+cache reads what it wrote at once, not after ``tag_ttl``.
 
 With ``max_size``, blob files beyond that many bytes are evicted least recently served first,
 after each download completes (manifests and tags are small and stay). A file removed under a
@@ -397,7 +399,7 @@ class CacheStore(Delegate):
     async def delete_blob(self, repo: str, digest: Digest) -> None:
         self._writable()
         await self.inner.delete_blob(repo, digest)
-        self._index.unlink_blob(repo, digest)
+        self._index.drop_blob(repo, digest)
 
     async def start_upload(self, repo: str) -> UploadState:
         self._writable()
@@ -423,7 +425,9 @@ class CacheStore(Delegate):
         length: int | None,
     ) -> int:
         self._writable()
-        return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        size = await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        self._index.drop_changed_listings(repo)  # the repository may be new to the catalog
+        return size
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         self._writable()
@@ -431,7 +435,9 @@ class CacheStore(Delegate):
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
         self._writable()
-        return await self.inner.mount_blob(repo, source, digest)
+        size = await self.inner.mount_blob(repo, source, digest)
+        self._index.drop_changed_listings(repo)
+        return size
 
     async def put_manifest(
         self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
@@ -440,16 +446,19 @@ class CacheStore(Delegate):
         await self.inner.put_manifest(repo, manifest, data, tags)
         for tag in tags:  # the next pull asks the upstream again
             self._index.drop_tag(repo, tag)
+        self._index.drop_changed_listings(repo)
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         self._writable()
         await self.inner.delete_manifest(repo, digest)
         self._index.drop_manifest(repo, digest)
+        self._index.drop_changed_listings(repo)
 
     async def delete_tag(self, repo: str, tag: str) -> None:
         self._writable()
         await self.inner.delete_tag(repo, tag)
         self._index.drop_tag(repo, tag)
+        self._index.drop_changed_listings(repo)
 
     async def close(self) -> None:
         await self._breaker.close()

@@ -23,6 +23,7 @@ from ...oci.errors import (
     DigestInvalid,
     NameUnknown,
     RangeInvalid,
+    SizeInvalid,
 )
 from ...oci.numbers import parse_decimal
 from ...registry import Chunks, UploadState
@@ -48,16 +49,34 @@ def _mount_scope(repo: str, source: str | None) -> str:
 
 
 class _Counted:
-    """A request body that counts the bytes it passes on."""
+    """A request body that counts the bytes it passes on and, when the request declares its
+    ``length``, holds exactly that many: else SizeInvalid, raised before the upstream has the
+    whole declared body (the piece completing it waits for the source to end), so the upstream
+    never takes a wrong chunk for a complete one, and no byte beyond the declared length is
+    written on the connection (the upstream would read it as the next request)."""
 
-    def __init__(self, chunks: Chunks) -> None:
+    def __init__(self, chunks: Chunks, length: int | None = None) -> None:
         self._chunks = chunks
+        self._length = length
         self.sent = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        completing = b""
         async for piece in self._chunks:
+            received += len(piece)
+            if self._length is not None and received >= self._length:
+                if received > self._length:
+                    raise SizeInvalid({"length": self._length}, "body longer than Content-Length")
+                completing += piece
+                continue
             self.sent += len(piece)
             yield piece
+        if self._length is not None and received < self._length:
+            raise SizeInvalid({"length": self._length}, "body shorter than Content-Length")
+        if completing:
+            self.sent += len(completing)
+            yield completing
 
 
 class UpstreamUploads:
@@ -114,7 +133,7 @@ class UpstreamUploads:
     ) -> UploadState:
         token = self._signer.open(repo, upload_id)
         current = await self._check_offset(repo, token, offset)
-        body = _Counted(chunks)
+        body = _Counted(chunks, length)
         headers = {"Content-Type": "application/octet-stream"}
         if length is not None:
             headers["Content-Length"] = str(length)
@@ -141,7 +160,13 @@ class UpstreamUploads:
         token = self._signer.open(repo, upload_id)
         current = await self._check_offset(repo, token, offset)
         headers = {"Content-Type": "application/octet-stream"}
-        body = _Counted(chunks) if chunks is not None and length != 0 else None
+        if chunks is not None and length == 0:
+            # Sent as b"" (a request that can be sent again on a fresh connection, which a
+            # stream cannot), once it is sure there is nothing to send.
+            async for _ in _Counted(chunks, length):
+                pass
+            chunks = None
+        body = _Counted(chunks, length) if chunks is not None else None
         if length is not None:
             headers["Content-Length"] = str(length)
         client = self._core.client

@@ -1,0 +1,79 @@
+"""Tag lists and the catalog: sorted, paged with ``last`` and ``n``; unknown repositories."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocigate.oci.errors import NameUnknown
+from ocigate.registry import Page, Registry
+
+from .conftest import Names
+from .content import image
+
+pytestmark = pytest.mark.anyio
+
+TAGS = ["v2", "latest", "v10", "a", "v1"]
+
+
+# (last, n) -> the page
+PAGES = {
+    (None, None): Page(["a", "latest", "v1", "v10", "v2"], False),
+    (None, 2): Page(["a", "latest"], True),
+    ("latest", 2): Page(["v1", "v10"], True),
+    ("v1", 2): Page(["v10", "v2"], False),
+    ("v10", 10): Page(["v2"], False),
+    ("v2", None): Page([], False),
+    ("b", None): Page(["latest", "v1", "v10", "v2"], False),  # last need not be a tag
+    (None, 5): Page(["a", "latest", "v1", "v10", "v2"], False),
+}
+
+
+async def test_tag_list_pages(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    await image("tagged").push(registry, repo, *TAGS)
+    for (last, n), page in PAGES.items():
+        assert await registry.list_tags(repo, last, n) == page, (last, n)
+
+
+async def test_tag_list_follows_changes(registry: Registry, names: Names) -> None:
+    repo = names.repo()
+    first = await image("first").push(registry, repo, "one")
+    assert (await registry.list_tags(repo, None, None)).items == ["one"]
+    await image("second").push(registry, repo, "two")
+    assert (await registry.list_tags(repo, None, None)).items == ["one", "two"]
+    await registry.delete_tag(repo, "two")
+    assert (await registry.list_tags(repo, None, None)).items == ["one"]
+    await registry.delete_manifest(repo, first.digest)
+    assert (await registry.list_tags(repo, None, None)).items == []
+
+
+async def test_unknown_repository_has_no_tags(registry: Registry, names: Names) -> None:
+    with pytest.raises(NameUnknown):
+        await registry.list_tags(names.repo("never-used"), None, None)
+
+
+async def test_catalog_pages(registry: Registry, names: Names) -> None:
+    repos = [names.repo(label) for label in ("r1", "r2", "r3")]
+    for repo in reversed(repos):
+        await image(repo).push(registry, repo, "v1")
+
+    # Other tests' repositories may share the backend: look only at this test's own.
+    def own(page: Page) -> list[str]:
+        return [name for name in page.items if name.startswith(names.base + "/")]
+
+    everything = await registry.list_repositories(None, None)
+    assert own(everything) == repos
+    assert everything.items == sorted(everything.items)
+    first = await registry.list_repositories(names.base, 2)
+    assert (first.items, first.more) == (repos[:2], True)
+    rest = await registry.list_repositories(repos[1], 1)
+    assert rest.items == repos[2:]
+    assert own(await registry.list_repositories(repos[2], None)) == []
+
+
+async def test_catalog_follows_pushes(registry: Registry, names: Names) -> None:
+    early, late = names.repo("early"), names.repo("late")
+    await image("early").push(registry, early, "v1")
+    assert early in (await registry.list_repositories(names.base, None)).items
+    await image("late").push(registry, late, "v1")
+    assert {early, late} <= set((await registry.list_repositories(names.base, None)).items)
