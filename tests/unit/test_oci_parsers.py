@@ -27,8 +27,9 @@ from ocigate.oci.errors import (
 )
 from ocigate.oci.manifests import parse_manifest
 from ocigate.oci.mediatypes import is_media_type
-from ocigate.oci.names import check_name, check_tag, referrers_tag
+from ocigate.oci.names import check_name, referrers_tag
 from ocigate.oci.numbers import MAX_VALUE, parse_decimal
+from ocigate.oci.reference import Tag
 from ocigate.registry import ByteRange
 from ocigate.store.embedded.uploads import Uploads
 
@@ -55,7 +56,7 @@ def test_names_follow_the_spec_regex(name: str) -> None:
 def test_tags_follow_the_spec_regex(tag: str) -> None:
     expected = bool(SPEC_TAG.fullmatch(tag))
     try:
-        check_tag(tag)
+        Tag.parse(tag)
         accepted = True
     except TagInvalid:
         accepted = False
@@ -104,7 +105,7 @@ def test_a_trailing_newline_is_never_part_of_a_valid_token(newline: str, tmp_pat
     with pytest.raises(NameInvalid):
         check_name("lib/app" + newline)
     with pytest.raises(TagInvalid):
-        check_tag("v1" + newline)
+        Tag.parse("v1" + newline)
     for digest in (good_digest + newline, "sha256" + newline + ":" + good_digest[7:]):
         with pytest.raises(DigestInvalid):
             Digest.parse(digest)
@@ -141,8 +142,8 @@ def test_decimal_limits() -> None:
 
 
 def test_referrers_tag_schema_examples_from_the_spec() -> None:
-    assert referrers_tag(Digest("sha256", "a" * 64)) == "sha256-" + "a" * 64
-    assert referrers_tag(Digest("sha512", "a" * 128)) == "sha512-" + "a" * 64
+    assert referrers_tag(Digest("sha256", "a" * 64)) == Tag("sha256-" + "a" * 64)
+    assert referrers_tag(Digest("sha512", "a" * 128)) == Tag("sha512-" + "a" * 64)
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 10**6))

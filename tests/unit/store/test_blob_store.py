@@ -10,7 +10,7 @@ import pytest
 
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
-from ocigate.registry import BlobBody
+from ocigate.registry import BlobBody, FileRange, Redirect, Stream
 from ocigate.store.ports import BlobStore
 
 from .conftest import BlobStores
@@ -31,10 +31,13 @@ async def failing(*parts: bytes) -> AsyncIterator[bytes]:
 
 async def read(body: BlobBody) -> bytes:
     try:
-        if body.fd is not None:
-            return os.pread(body.fd, body.length, body.start)
-        assert body.stream is not None
-        return b"".join([chunk async for chunk in body.stream])
+        match body:
+            case FileRange():
+                return os.pread(body.fd, body.length, body.start)
+            case Stream():
+                return b"".join([chunk async for chunk in body.chunks])
+            case Redirect():
+                raise AssertionError(f"a redirect, no bytes: {body}")
     finally:
         await body.close()
 
