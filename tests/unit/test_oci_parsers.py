@@ -29,7 +29,7 @@ from ocigate.oci.manifests import parse_manifest
 from ocigate.oci.mediatypes import is_media_type
 from ocigate.oci.names import check_name, referrers_tag
 from ocigate.oci.numbers import MAX_VALUE, parse_decimal
-from ocigate.oci.reference import Tag
+from ocigate.oci.reference import Tag, parse_reference
 from ocigate.registry import ByteRange
 from ocigate.store.embedded.uploads import Uploads
 
@@ -347,3 +347,14 @@ def test_data_field_must_match_descriptor() -> None:
         else:
             with pytest.raises(ManifestInvalid):
                 parse_manifest(data, None, Digest.of(data))
+
+
+def test_a_reference_is_told_apart_once_by_its_colon() -> None:
+    digest = str(Digest.of(b"x"))
+    assert parse_reference(digest) == Digest.parse(digest)
+    assert parse_reference("v1.0_rc-2") == Tag("v1.0_rc-2")
+    assert str(Tag("v1")) == "v1" and Tag("v1") != "v1"  # a tag is no string
+    with pytest.raises(DigestInvalid):
+        parse_reference("sha256:short")
+    with pytest.raises(TagInvalid):
+        parse_reference("-starts-with-a-dash")
