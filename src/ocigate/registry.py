@@ -15,6 +15,7 @@ from .oci.descriptors import Descriptor
 from .oci.digest import Digest
 from .oci.errors import RangeNotSatisfiable
 from .oci.manifests import Manifest
+from .oci.reference import Reference, Tag
 
 Chunks = AsyncIterable[bytes]
 
@@ -40,42 +41,67 @@ class ByteRange:
 
 
 class Detached(NamedTuple):
-    """A socket body handed over for the kernel to copy (see ``BlobBody.detach``)."""
+    """A socket body handed over for the kernel to copy (see ``Stream.detach``)."""
 
     received: bytes  # already read from the socket
     socket: int  # the descriptor the rest is read from; it stays the body's (``close``)
     read_timeout: float  # seconds the socket may stay silent before the copy fails
 
 
-@dataclass(slots=True)
-class BlobBody:
-    """Bytes of a blob being served: an open file range (zero-copy capable) or a stream.
+class Chunked(Protocol):
+    """A stream of a blob's bytes that releases what it holds on ``aclose``, also unread."""
 
-    The reader owns it and must call :meth:`close`.
-    """
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# The variants of a blob being served. The reader owns the body and calls ``close`` once.
+
+
+@dataclass(frozen=True, slots=True)
+class FileRange:
+    """``length`` bytes from ``start`` of an open file holding the blob (zero-copy capable)."""
 
     digest: Digest
     size: int  # the whole blob's size
     start: int  # first byte served
     length: int  # bytes served
-    fd: int | None = None
-    stream: AsyncIterator[bytes] | None = None
-    # Instead of bytes: answer the client with this redirect (status, absolute URL); the
-    # sizes are then unknown (0).
-    redirect: tuple[int, str] | None = None
+    fd: int
+
+    async def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """``length`` bytes from ``start`` of the blob, as they arrive."""
+
+    digest: Digest
+    size: int
+    start: int
+    length: int
+    chunks: Chunked
     # For a stream read from a socket (the gateway's upstream): hands over the bytes already
     # received and the socket, so the kernel can copy the rest; None if it cannot.
     detach: Callable[[], Detached | None] | None = None
 
     async def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.stream is not None:
-            aclose = getattr(self.stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self.stream = None
+        await self.chunks.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """No bytes: the client is sent to ``url`` (absolute) with this 3xx ``status``."""
+
+    status: int
+    url: str
+
+    async def close(self) -> None:
+        pass
+
+
+BlobBody = FileRange | Stream | Redirect
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,20 +183,20 @@ class Registry(Protocol):
         ...
 
     # manifests and tags
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest: ...
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest: ...
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         """``get_manifest`` without the bytes (a HEAD): a gateway asks its upstream with a
         HEAD too, which saves a round of waiting for the body."""
         ...
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None: ...
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None: ...
 
-    async def delete_tag(self, repo: str, tag: str) -> None: ...
+    async def delete_tag(self, repo: str, tag: Tag) -> None: ...
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page: ...
 

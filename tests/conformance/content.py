@@ -12,7 +12,8 @@ from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from ocigate.registry import BlobBody, Registry
+from ocigate.oci.reference import Tag
+from ocigate.registry import BlobBody, FileRange, Redirect, Registry, Stream
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 # (manifest, config, layer) media types
@@ -33,10 +34,13 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 async def read(body: BlobBody) -> bytes:
     """What serving ``body`` sends: its file range or its stream, then it is closed."""
     try:
-        if body.fd is not None:
-            return os.pread(body.fd, body.length, body.start)
-        assert body.stream is not None, f"neither file nor stream: {body}"
-        return b"".join([piece async for piece in body.stream])
+        match body:
+            case FileRange():
+                return os.pread(body.fd, body.length, body.start)
+            case Stream():
+                return b"".join([piece async for piece in body.chunks])
+            case Redirect():
+                raise AssertionError(f"a redirect, no bytes: {body}")
     finally:
         await body.close()
 
@@ -77,7 +81,7 @@ class Pushable:
         """Its blobs, then the manifest under ``tags`` (by digest alone when none)."""
         for blob in self.blobs:
             await push_blob(registry, repo, blob)
-        await registry.put_manifest(repo, self.manifest, self.data, tags)
+        await registry.put_manifest(repo, self.manifest, self.data, [Tag(t) for t in tags])
         return self
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown, RangeNotSatisfiable
+from ocigate.oci.reference import Tag
 from ocigate.registry import ByteRange, Registry
 
 from .conftest import Names
@@ -121,7 +122,7 @@ async def test_delete_a_layer_of_an_image_read_before(registry: Registry, names:
     repo = names.repo()
     pushed = await image("layered").push(registry, repo, "v1")
     layer = pushed.manifest.blobs[-1].digest
-    await registry.get_manifest(repo, "v1")
+    await registry.get_manifest(repo, Tag("v1"))
     assert await read(await registry.get_blob(repo, layer, None)) == pushed.blobs[-1]
     await registry.delete_blob(repo, layer)
     with pytest.raises(BlobUnknown):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocigate.oci.errors import NameUnknown
+from ocigate.oci.reference import Tag
 from ocigate.registry import Page, Registry
 
 from .conftest import Names
@@ -41,7 +42,7 @@ async def test_tag_list_follows_changes(registry: Registry, names: Names) -> Non
     assert (await registry.list_tags(repo, None, None)).items == ["one"]
     await image("second").push(registry, repo, "two")
     assert (await registry.list_tags(repo, None, None)).items == ["one", "two"]
-    await registry.delete_tag(repo, "two")
+    await registry.delete_tag(repo, Tag("two"))
     assert (await registry.list_tags(repo, None, None)).items == ["one"]
     await registry.delete_manifest(repo, first.digest)
     assert (await registry.list_tags(repo, None, None)).items == []

@@ -10,6 +10,7 @@ from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -81,5 +82,5 @@ async def push_image(
     for blob in (config, *layers):
         await push_blob(store, repo, blob)
     manifest, data = image(config, layers, **kwargs)
-    await store.put_manifest(repo, manifest, data, tags)
+    await store.put_manifest(repo, manifest, data, [Tag(t) for t in tags])
     return manifest

@@ -18,6 +18,7 @@ from ocigate.oci.errors import (
     ManifestUnknown,
     NameUnknown,
 )
+from ocigate.oci.reference import Tag, parse_reference
 from ocigate.store.embedded import EmbeddedStore
 
 from .embedded_helpers import body, image, index, push_blob, push_image
@@ -29,7 +30,7 @@ async def test_put_and_get_by_tag_and_digest(store: EmbeddedStore) -> None:
     manifest = await push_image(store, "r", b"{}", [b"layer"], tags=["v1", "latest"])
     _, data = image(b"{}", [b"layer"])
     for reference in ("v1", "latest", str(manifest.digest)):
-        got = await store.get_manifest("r", reference)
+        got = await store.get_manifest("r", parse_reference(reference))
         assert (got.digest, got.media_type, got.data) == (
             manifest.digest,
             manifest.media_type,
@@ -39,11 +40,11 @@ async def test_put_and_get_by_tag_and_digest(store: EmbeddedStore) -> None:
     assert await store.stat_blob("r", manifest.digest) == len(data)
     for missing in ("v2", str(Digest.of(b"nope"))):
         with pytest.raises(ManifestUnknown):
-            await store.get_manifest("r", missing)
+            await store.get_manifest("r", parse_reference(missing))
         with pytest.raises(ManifestUnknown):
-            await store.get_manifest("no-such-repo", missing)
+            await store.get_manifest("no-such-repo", parse_reference(missing))
     with pytest.raises(DigestInvalid):
-        await store.get_manifest("r", "sha256:short")
+        await store.get_manifest("r", parse_reference("sha256:short"))
 
 
 async def test_repush_is_idempotent_and_tags_move(store: EmbeddedStore) -> None:
@@ -51,8 +52,8 @@ async def test_repush_is_idempotent_and_tags_move(store: EmbeddedStore) -> None:
     again = await push_image(store, "r", b"{}", [b"one"], tags=["latest", "stable"])
     assert first.digest == again.digest
     second = await push_image(store, "r", b"{}", [b"two"], tags=["latest"])
-    assert (await store.get_manifest("r", "latest")).digest == second.digest
-    assert (await store.get_manifest("r", "stable")).digest == first.digest
+    assert (await store.get_manifest("r", Tag("latest"))).digest == second.digest
+    assert (await store.get_manifest("r", Tag("stable"))).digest == first.digest
     assert (await store.list_tags("r", None, None)).items == ["latest", "stable"]
 
 
@@ -61,14 +62,14 @@ async def test_missing_blob_or_child_is_manifest_blob_unknown(tmp_path: Path) ->
     await push_blob(store, "r", b"{}")
     manifest, data = image(b"{}", [b"never pushed"])
     with pytest.raises(ManifestBlobUnknown) as info:
-        await store.put_manifest("r", manifest, data, ["t"])
+        await store.put_manifest("r", manifest, data, [Tag("t")])
     assert info.value.detail == {"digest": str(Digest.of(b"never pushed"))}
     # A blob of another repository does not count.
     await push_blob(store, "elsewhere", b"never pushed")
     with pytest.raises(ManifestBlobUnknown):
-        await store.put_manifest("r", manifest, data, ["t"])
+        await store.put_manifest("r", manifest, data, [Tag("t")])
     with pytest.raises(ManifestUnknown):
-        await store.get_manifest("r", "t")
+        await store.get_manifest("r", Tag("t"))
     with pytest.raises(BlobUnknown):  # nothing of the failed push is visible
         await store.stat_blob("r", manifest.digest)
 
@@ -77,10 +78,10 @@ async def test_missing_blob_or_child_is_manifest_blob_unknown(tmp_path: Path) ->
     with pytest.raises(ManifestBlobUnknown):
         await store.put_manifest("r", idx, idx_data, [])
     sparse = EmbeddedStore(tmp_path, sparse_index=True)
-    await sparse.put_manifest("r", idx, idx_data, ["multi"])
-    assert (await sparse.get_manifest("r", "multi")).data == idx_data
+    await sparse.put_manifest("r", idx, idx_data, [Tag("multi")])
+    assert (await sparse.get_manifest("r", Tag("multi"))).data == idx_data
     await push_image(store, "r2", b"{}", tags=[])
-    await store.put_manifest("r2", idx, idx_data, ["multi"])  # the child exists in r2
+    await store.put_manifest("r2", idx, idx_data, [Tag("multi")])  # the child exists in r2
     await store.close()
     await sparse.close()
 
@@ -150,22 +151,22 @@ async def test_delete_manifest_removes_its_tags(store: EmbeddedStore) -> None:
     await store.delete_manifest("r", gone.digest)
     for ref in ("v1", "v2", str(gone.digest)):
         with pytest.raises(ManifestUnknown):
-            await store.get_manifest("r", ref)
+            await store.get_manifest("r", parse_reference(ref))
     with pytest.raises(BlobUnknown):
         await store.stat_blob("r", gone.digest)
     with pytest.raises(ManifestUnknown):
         await store.delete_manifest("r", gone.digest)
     assert (await store.list_tags("r", None, None)).items == ["keep"]
-    assert (await store.get_manifest("r", "keep")).digest == keep.digest
+    assert (await store.get_manifest("r", Tag("keep"))).digest == keep.digest
 
 
 async def test_delete_tag_keeps_the_manifest(store: EmbeddedStore) -> None:
     manifest = await push_image(store, "r", b"{}", tags=["a", "b"])
-    await store.delete_tag("r", "a")
+    await store.delete_tag("r", Tag("a"))
     with pytest.raises(ManifestUnknown):
-        await store.delete_tag("r", "a")
-    assert (await store.get_manifest("r", "b")).digest == manifest.digest
-    assert (await store.get_manifest("r", str(manifest.digest))).digest == manifest.digest
+        await store.delete_tag("r", Tag("a"))
+    assert (await store.get_manifest("r", Tag("b"))).digest == manifest.digest
+    assert (await store.get_manifest("r", manifest.digest)).digest == manifest.digest
 
 
 async def test_deleting_in_one_repository_keeps_another_working(store: EmbeddedStore) -> None:
@@ -176,12 +177,12 @@ async def test_deleting_in_one_repository_keeps_another_working(store: EmbeddedS
     await store.delete_blob("a", Digest.of(b"shared"))
     await store.delete_blob("a", Digest.of(b"{}"))
     await store.collect_garbage(0)
-    assert (await store.get_manifest("b", "t")).digest == two.digest
+    assert (await store.get_manifest("b", Tag("t"))).digest == two.digest
     blob = await store.get_blob("b", Digest.of(b"shared"), None)
     assert blob.fd is not None and os.pread(blob.fd, 100, 0) == b"shared"
     await blob.close()
     with pytest.raises(ManifestUnknown):
-        await store.get_manifest("a", "t")
+        await store.get_manifest("a", Tag("t"))
 
 
 async def test_gc_keeps_referenced_blobs_and_removes_orphans(
@@ -269,7 +270,7 @@ async def test_reads_kept_in_memory_follow_changes_made_by_another_worker(tmp_pa
     about = Descriptor(subject.media_type, subject.digest, subject.size)
     sig = await push_image(writer, "r", b"{}", [b"sig"], subject=about, artifact_type="a/sig")
     for _ in range(2):  # the second round is answered from memory
-        assert (await reader.get_manifest("r", "latest")).digest == subject.digest
+        assert (await reader.get_manifest("r", Tag("latest"))).digest == subject.digest
         assert (await reader.list_tags("r", None, None)).items == ["latest"]
         assert (await reader.list_repositories(None, None)).items == ["r"]
         assert [d.digest for d in await reader.list_referrers("r", subject.digest, None)] == [
@@ -279,14 +280,14 @@ async def test_reads_kept_in_memory_follow_changes_made_by_another_worker(tmp_pa
     sbom = await push_image(writer, "r", b"{}", [b"sbom"], subject=about, artifact_type="a/sbom")
     await push_image(writer, "s", b"{}", tags=["x"])
     assert (await reader.list_repositories(None, None)).items == ["r", "s"]
-    assert (await reader.get_manifest("r", "latest")).digest == moved.digest
+    assert (await reader.get_manifest("r", Tag("latest"))).digest == moved.digest
     assert (await reader.list_tags("r", None, None)).items == ["latest", "v2"]
     referrers = await reader.list_referrers("r", subject.digest, None)
     assert [d.digest for d in referrers] == [sig.digest, sbom.digest]
-    await writer.delete_tag("r", "v2")
+    await writer.delete_tag("r", Tag("v2"))
     assert (await reader.list_tags("r", None, None)).items == ["latest"]
     with pytest.raises(ManifestUnknown):
-        await reader.get_manifest("r", "v2")
+        await reader.get_manifest("r", Tag("v2"))
     # What a caller does with an answer does not change the next one.
     (await reader.list_tags("r", None, None)).items.append("mine")
     referrers = await reader.list_referrers("r", subject.digest, None)

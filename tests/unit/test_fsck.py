@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocigate.oci.digest import Digest
+from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import check, fsck
 
@@ -69,7 +70,7 @@ async def test_detects_missing_files_and_dangling_rows(tmp_path: Path) -> None:
 
 async def test_detects_tampered_manifest_rows(tmp_path: Path) -> None:
     store = await healthy(tmp_path)
-    digest = (await store.get_manifest("other", "v1")).digest
+    digest = (await store.get_manifest("other", Tag("v1"))).digest
     sql(tmp_path, "UPDATE manifests SET data = ? WHERE digest = ?", b"{}", str(digest))
     problems = fsck(tmp_path)
     assert problems == [f"manifest other@{digest}: stored bytes do not match"]

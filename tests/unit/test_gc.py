@@ -17,6 +17,7 @@ from ocigate.config import Settings
 from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown, ManifestBlobUnknown
+from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import fsck
 
@@ -130,7 +131,7 @@ async def test_pushes_racing_a_collection_with_no_grace_are_whole_or_refused(
             await anyio.lowlevel.checkpoint()
         manifest, data = image(config, layers)
         try:
-            await store.put_manifest(f"r{number % 3}", manifest, data, [f"t{number}"])
+            await store.put_manifest(f"r{number % 3}", manifest, data, [Tag(f"t{number}")])
             stored.append(number)
         except ManifestBlobUnknown:
             refused.append(number)
@@ -150,7 +151,7 @@ async def test_pushes_racing_a_collection_with_no_grace_are_whole_or_refused(
         done.set()
     assert len(stored) + len(refused) == 20
     for number in stored:
-        found = await store.get_manifest(f"r{number % 3}", f"t{number}")
+        found = await store.get_manifest(f"r{number % 3}", Tag(f"t{number}"))
         assert str(found.digest) in files(store)
     assert fsck(store.data_dir) == []
 

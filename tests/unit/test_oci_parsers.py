@@ -27,8 +27,9 @@ from ocigate.oci.errors import (
 )
 from ocigate.oci.manifests import parse_manifest
 from ocigate.oci.mediatypes import is_media_type
-from ocigate.oci.names import check_name, check_tag, referrers_tag
+from ocigate.oci.names import check_name, referrers_tag
 from ocigate.oci.numbers import MAX_VALUE, parse_decimal
+from ocigate.oci.reference import Tag, parse_reference
 from ocigate.registry import ByteRange
 from ocigate.store.embedded.uploads import Uploads
 
@@ -55,7 +56,7 @@ def test_names_follow_the_spec_regex(name: str) -> None:
 def test_tags_follow_the_spec_regex(tag: str) -> None:
     expected = bool(SPEC_TAG.fullmatch(tag))
     try:
-        check_tag(tag)
+        Tag.parse(tag)
         accepted = True
     except TagInvalid:
         accepted = False
@@ -104,7 +105,7 @@ def test_a_trailing_newline_is_never_part_of_a_valid_token(newline: str, tmp_pat
     with pytest.raises(NameInvalid):
         check_name("lib/app" + newline)
     with pytest.raises(TagInvalid):
-        check_tag("v1" + newline)
+        Tag.parse("v1" + newline)
     for digest in (good_digest + newline, "sha256" + newline + ":" + good_digest[7:]):
         with pytest.raises(DigestInvalid):
             Digest.parse(digest)
@@ -141,8 +142,8 @@ def test_decimal_limits() -> None:
 
 
 def test_referrers_tag_schema_examples_from_the_spec() -> None:
-    assert referrers_tag(Digest("sha256", "a" * 64)) == "sha256-" + "a" * 64
-    assert referrers_tag(Digest("sha512", "a" * 128)) == "sha512-" + "a" * 64
+    assert referrers_tag(Digest("sha256", "a" * 64)) == Tag("sha256-" + "a" * 64)
+    assert referrers_tag(Digest("sha512", "a" * 128)) == Tag("sha512-" + "a" * 64)
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 10**6))
@@ -346,3 +347,14 @@ def test_data_field_must_match_descriptor() -> None:
         else:
             with pytest.raises(ManifestInvalid):
                 parse_manifest(data, None, Digest.of(data))
+
+
+def test_a_reference_is_told_apart_once_by_its_colon() -> None:
+    digest = str(Digest.of(b"x"))
+    assert parse_reference(digest) == Digest.parse(digest)
+    assert parse_reference("v1.0_rc-2") == Tag("v1.0_rc-2")
+    assert str(Tag("v1")) == "v1" and Tag("v1") != "v1"  # a tag is no string
+    with pytest.raises(DigestInvalid):
+        parse_reference("sha256:short")
+    with pytest.raises(TagInvalid):
+        parse_reference("-starts-with-a-dash")

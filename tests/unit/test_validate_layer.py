@@ -18,6 +18,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import OCI_EMPTY, OCI_MANIFEST
+from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 
 from .embedded_helpers import CONFIG, descriptor, index, push_blob, push_image
@@ -68,7 +69,7 @@ async def push_artifact(
     for data in (config[0], *(p for p, _ in payloads)):
         await push_blob(store, repo, data)
     manifest, data = artifact(payloads, **kwargs)
-    await registry.put_manifest(repo, manifest, data, tags)
+    await registry.put_manifest(repo, manifest, data, [Tag(t) for t in tags])
     return manifest
 
 
@@ -140,7 +141,7 @@ def test_classify_by_artifact_type_config_and_layers() -> None:
 async def test_valid_record_is_stored_and_tagged(store: EmbeddedStore) -> None:
     layer = ValidatingRegistry(store, types(), [])
     manifest = await push_artifact(layer, store, "agents/a", [(payload(GOOD_RECORD), RECORD)])
-    got = await layer.get_manifest("agents/a", "v1")
+    got = await layer.get_manifest("agents/a", Tag("v1"))
     assert got.digest == manifest.digest
 
 
@@ -157,7 +158,7 @@ async def test_invalid_record_names_digest_pointer_and_message(store: EmbeddedSt
     assert str(Digest.of(bad)) in caught.value.message and "/version" in caught.value.message
     # nothing stored, nothing tagged
     with pytest.raises(ManifestUnknown):
-        await store.get_manifest("agents/a", "v1")
+        await store.get_manifest("agents/a", Tag("v1"))
     assert (await store.list_tags("agents/a", None, None)).items == []
 
 
@@ -206,7 +207,7 @@ async def test_missing_payload_blob_is_manifest_blob_unknown(store: EmbeddedStor
     await push_blob(store, "agents/a", b"{}")
     manifest, data = artifact([(payload(GOOD_RECORD), RECORD)])
     with pytest.raises(ManifestBlobUnknown):
-        await layer.put_manifest("agents/a", manifest, data, ["v1"])
+        await layer.put_manifest("agents/a", manifest, data, [Tag("v1")])
 
 
 async def test_custom_schema_from_file(store: EmbeddedStore, tmp_path: Path) -> None:
@@ -295,7 +296,7 @@ async def test_index_counts_as_image(store: EmbeddedStore) -> None:
     layer = ValidatingRegistry(store, types(), rules({"repository": "**", "images": True}))
     child = await push_image(store, "r", b"{}", [b"layer"])
     manifest, data = index([child])
-    await layer.put_manifest("r", manifest, data, ["multi"])
+    await layer.put_manifest("r", manifest, data, [Tag("multi")])
     strict = ValidatingRegistry(store, types(), rules({"repository": "**", "images": False}))
     with pytest.raises(ManifestInvalid):
-        await strict.put_manifest("r", manifest, data, ["multi2"])
+        await strict.put_manifest("r", manifest, data, [Tag("multi2")])

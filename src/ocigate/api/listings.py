@@ -8,8 +8,9 @@ from urllib.parse import urlencode
 from ..oci.digest import Digest
 from ..oci.errors import PaginationInvalid
 from ..oci.mediatypes import OCI_INDEX
-from ..oci.names import check_name, check_tag
+from ..oci.names import check_name
 from ..oci.numbers import parse_decimal
+from ..oci.reference import Tag
 from .context import Call
 from .http import Headers, respond_json
 
@@ -24,11 +25,14 @@ def _page_size(call: Call) -> int | None:
     return n
 
 
-def _last(call: Call, check: Callable[[str], str]) -> str | None:
+def _last(call: Call, check: Callable[[str], object]) -> str | None:
     """The ``last`` cursor, held to the grammar of what is listed (so at most 128 characters for
     a tag, 255 for a repository): nothing else can follow a listed item."""
     last = call.request.param("last")
-    return check(last) if last else None
+    if not last:
+        return None
+    check(last)  # raises on a malformed cursor
+    return last
 
 
 def _next_link(path: str, params: dict[str, str]) -> Headers:
@@ -55,7 +59,7 @@ async def _page(call: Call, path: str, key: str, last: str | None, *, repo: str 
 
 async def tags(call: Call) -> None:
     path = f"/v2/{call.repo}/tags/list"
-    await _page(call, path, "tags", _last(call, check_tag), repo=call.repo)
+    await _page(call, path, "tags", _last(call, Tag.parse), repo=call.repo)
 
 
 async def catalog(call: Call) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..oci.digest import Digest, is_digest
+from ..oci.digest import Digest
 from ..oci.errors import DigestInvalid, ManifestInvalid, ManifestUnknown, TagInvalid
 from ..oci.manifests import parse_manifest
-from ..oci.names import check_tag
+from ..oci.reference import Reference, Tag, parse_reference
 from ..registry import ManifestInfo, StoredManifest
 from .context import Call
 from .http import Headers, respond
@@ -13,16 +13,11 @@ from .http import Headers, respond
 MAX_TAGS_PER_PUSH = 100
 
 
-def _reference(arg: str) -> Digest | str:
-    """A manifest reference must be a digest or a valid tag (spec: no other format)."""
-    return Digest.parse(arg) if is_digest(arg) else check_tag(arg)
-
-
-def _read_reference(arg: str) -> str:
+def _read_reference(arg: str) -> Reference:
     """GET and HEAD: no manifest is known by an invalid reference, so 404 MANIFEST_UNKNOWN, as
     the v1.1.1 conformance suite expects and distribution and zot answer; writes keep the 400."""
     try:
-        return str(_reference(arg))
+        return parse_reference(arg)
     except (DigestInvalid, TagInvalid) as exc:
         raise ManifestUnknown({"reference": arg[:200], "reason": exc.message}) from exc
 
@@ -53,8 +48,8 @@ async def head(call: Call) -> None:
 
 
 async def put(call: Call) -> None:
-    reference = _reference(call.arg)
-    extra_tags = list(dict.fromkeys(check_tag(tag) for tag in call.request.query.get("tag", [])))
+    reference = parse_reference(call.arg)
+    extra_tags = list(dict.fromkeys(Tag.parse(tag) for tag in call.request.query.get("tag", [])))
     if len(extra_tags) > MAX_TAGS_PER_PUSH:
         raise ManifestInvalid(f"at most {MAX_TAGS_PER_PUSH} tags per push")
     data = await call.request.read(call.options.max_manifest_size)
@@ -75,12 +70,12 @@ async def put(call: Call) -> None:
     if manifest.subject is not None:
         headers.append((b"oci-subject", str(manifest.subject.digest).encode()))
     if extra_tags:
-        headers.append((b"oci-tag", ", ".join(extra_tags).encode()))
+        headers.append((b"oci-tag", ", ".join(map(str, extra_tags)).encode()))
     await respond(call.send, 201, headers)
 
 
 async def delete(call: Call) -> None:
-    reference = _reference(call.arg)
+    reference = parse_reference(call.arg)
     if isinstance(reference, Digest):
         await call.registry.delete_manifest(call.repo, reference)
     else:

@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import anyio.to_thread
 
@@ -27,7 +27,18 @@ from ..layers.delegate import Delegate
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
-from ..registry import BlobBody, ByteRange, Chunks, ManifestInfo, Registry, StoredManifest
+from ..oci.reference import Reference, Tag
+from ..registry import (
+    BlobBody,
+    ByteRange,
+    Chunks,
+    FileRange,
+    ManifestInfo,
+    Redirect,
+    Registry,
+    StoredManifest,
+    Stream,
+)
 from ..tracing import current_request_id, internal_read
 from .config import EVENT_TYPE_PREFIX, EventsConfig
 from .outbox import Event, Outbox
@@ -43,7 +54,7 @@ def make_event(
     repo: str,
     *,
     digest: Digest | str | None = None,
-    tag: str | None = None,
+    tag: Tag | None = None,
     **data: Any,
 ) -> Event:
     """One CloudEvents 1.0 event (structured mode) with ocigate's data fields."""
@@ -51,7 +62,7 @@ def make_event(
     body = {
         "repository": repo,
         "digest": str(digest) if digest is not None else None,
-        "tag": tag,
+        "tag": None if tag is None else tag.name,
         "mediaType": data.pop("media_type", None),
         "artifactType": data.pop("artifact_type", None),
         "subject": data.pop("subject", None),
@@ -105,7 +116,7 @@ class EventsLayer(Delegate):
         decide: Decide,
         call: Callable[[], Awaitable[T]],
         repo: str,
-        tags: Sequence[str] = (),
+        tags: Sequence[Tag] = (),
     ) -> T:
         """Run the change ``call`` with its events decided by ``decide``, which reads whether
         ``repo`` exists and where ``tags`` point."""
@@ -118,7 +129,7 @@ class EventsLayer(Delegate):
             await run(self.outbox.append, events)
         return result
 
-    async def _snapshot(self, repo: str, tags: Sequence[str]) -> _Snapshot:
+    async def _snapshot(self, repo: str, tags: Sequence[Tag]) -> _Snapshot:
         """The state a change will apply to, read just before it (unstaged stores)."""
         try:
             await self.inner.list_tags(repo, None, 1)
@@ -128,9 +139,9 @@ class EventsLayer(Delegate):
         pointing: dict[str, str | None] = {}
         for tag in tags:
             try:
-                pointing[tag] = str((await self.inner.get_manifest(repo, tag)).digest)
+                pointing[tag.name] = str((await self.inner.get_manifest(repo, tag)).digest)
             except (ManifestUnknown, NameUnknown):
-                pointing[tag] = None
+                pointing[tag.name] = None
         return _Snapshot(exists, pointing)
 
     def _created(self, view: StoreView, repo: str) -> list[Event]:
@@ -140,7 +151,7 @@ class EventsLayer(Delegate):
     # -- changes -----------------------------------------------------------------------------
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         def decide(view: StoreView) -> list[Event]:
             events = self._created(view, repo)
@@ -150,7 +161,7 @@ class EventsLayer(Delegate):
                     repo,
                     digest=manifest.digest,
                     tag=tags[0] if tags else None,
-                    tags=list(tags),
+                    tags=[tag.name for tag in tags],
                     media_type=manifest.media_type,
                     artifact_type=manifest.artifact_type,
                     subject=str(manifest.subject.digest) if manifest.subject else None,
@@ -158,7 +169,7 @@ class EventsLayer(Delegate):
                 )
             )
             for tag in tags:
-                previous = view.tag_digest(repo, tag)
+                previous = view.tag_digest(repo, tag.name)
                 if previous is not None and previous != str(manifest.digest):
                     events.append(
                         self._event(
@@ -180,14 +191,14 @@ class EventsLayer(Delegate):
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         fields: dict[str, Any] = {}
         try:
-            stored = await self.inner.get_manifest(repo, str(digest))
+            stored = await self.inner.get_manifest(repo, digest)
             fields = _describe(stored)
         except OCIError:
             pass  # the delete itself reports what is wrong
         event = self._event("manifest.deleted", repo, digest=digest, **fields)
         await self._changing(_just(event), lambda: self.inner.delete_manifest(repo, digest), repo)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         fields: dict[str, Any] = {}
         try:
             stored = await self.inner.get_manifest(repo, tag)
@@ -228,17 +239,17 @@ class EventsLayer(Delegate):
 
     # -- pulls (optional) ------------------------------------------------------------------
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         stored = await self.inner.get_manifest(repo, reference)
         if self.config.pulls:
-            tag = None if ":" in reference else reference
+            tag = reference if isinstance(reference, Tag) else None
             event = self._event(
                 "manifest.pulled", repo, digest=stored.digest, tag=tag, **_describe(stored)
             )
             await run(self.outbox.append, [event])
         return stored
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         if self.config.pulls:  # a HEAD is a pull as well, described from the bytes
             return (await self.get_manifest(repo, reference)).info()
         return await self.inner.stat_manifest(repo, reference)
@@ -246,9 +257,17 @@ class EventsLayer(Delegate):
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
         body = await self.inner.get_blob(repo, digest, byte_range)
         # A download counts once (not per range), and a layer's own reads not at all.
-        if self.config.pulls and body.start == 0 and not internal_read.get():
-            event = self._event("blob.pulled", repo, digest=digest, size=body.size)
-            await run(self.outbox.append, [event])
+        if self.config.pulls and not internal_read.get():
+            match body:
+                case FileRange() | Stream():
+                    counted, size = body.start == 0, body.size
+                case Redirect():
+                    counted, size = True, 0  # the size is the redirect target's to tell
+                case _:
+                    assert_never(body)
+            if counted:
+                event = self._event("blob.pulled", repo, digest=digest, size=size)
+                await run(self.outbox.append, [event])
         return body
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.manifests import Manifest
+from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
@@ -62,21 +63,21 @@ class Delegate:
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
         return await self.inner.mount_blob(repo, source, digest)
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         return await self.inner.get_manifest(repo, reference)
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         return await self.inner.stat_manifest(repo, reference)
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         await self.inner.put_manifest(repo, manifest, data, tags)
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         await self.inner.delete_manifest(repo, digest)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         await self.inner.delete_tag(repo, tag)
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:

@@ -14,6 +14,7 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, ManifestUnknown
 from ..oci.manifests import Manifest
+from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
@@ -54,7 +55,13 @@ class PolicyLayer(Delegate):
         return decision
 
     def _decide(
-        self, identity: Identity, repo: str, action: Action, reference: str, *, audit: bool = True
+        self,
+        identity: Identity,
+        repo: str,
+        action: Action,
+        reference: Reference | None,
+        *,
+        audit: bool = True,
     ) -> Decision:
         decision = self._permitted(identity, repo, action)
         if (audit or not decision.allowed) and audit_log.isEnabledFor(logging.INFO):
@@ -66,7 +73,7 @@ class PolicyLayer(Delegate):
                         "method": identity.method,
                         "action": action,
                         "repository": repo,
-                        "reference": reference,
+                        "reference": "" if reference is None else str(reference),
                         "allowed": decision.allowed,
                         "rule": decision.rule,
                     },
@@ -76,7 +83,7 @@ class PolicyLayer(Delegate):
         return decision
 
     def _require(
-        self, repo: str, action: Action, reference: str = "", *, audit: bool = True
+        self, repo: str, action: Action, reference: Reference | None = None, *, audit: bool = True
     ) -> Decision:
         decision = self._decide(current_identity.get(), repo, action, reference, audit=audit)
         if decision.rule == _TOKEN_SCOPE:
@@ -93,19 +100,19 @@ class PolicyLayer(Delegate):
         self._require(repo, action, audit=False)
 
     def _allows(self, repo: str, action: Action) -> bool:
-        return self._decide(current_identity.get(), repo, action, "").allowed
+        return self._decide(current_identity.get(), repo, action, None).allowed
 
     # blobs
     async def stat_blob(self, repo: str, digest: Digest) -> int:
-        self._require(repo, "pull", str(digest))
+        self._require(repo, "pull", digest)
         return await self.inner.stat_blob(repo, digest)
 
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
-        self._require(repo, "pull", str(digest))
+        self._require(repo, "pull", digest)
         return await self.inner.get_blob(repo, digest, byte_range)
 
     async def delete_blob(self, repo: str, digest: Digest) -> None:
-        self._require(repo, "delete", str(digest))
+        self._require(repo, "delete", digest)
         await self.inner.delete_blob(repo, digest)
 
     # uploads
@@ -132,7 +139,7 @@ class PolicyLayer(Delegate):
         offset: int | None,
         length: int | None,
     ) -> int:
-        self._require(repo, "push", str(digest))
+        self._require(repo, "push", digest)
         return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
@@ -140,7 +147,7 @@ class PolicyLayer(Delegate):
         await self.inner.cancel_upload(repo, upload_id)
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
-        self._require(repo, "push", str(digest))
+        self._require(repo, "push", digest)
         # Without read access to the source (or with no source named: that would search
         # repositories the caller may not see) it quietly becomes an ordinary upload.
         if source is None or not self._allows(source, "pull"):
@@ -148,18 +155,18 @@ class PolicyLayer(Delegate):
         return await self.inner.mount_blob(repo, source, digest)
 
     # manifests and tags
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         self._require(repo, "pull", reference)
         return await self.inner.get_manifest(repo, reference)
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         self._require(repo, "pull", reference)
         return await self.inner.stat_manifest(repo, reference)
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
-        push = self._require(repo, "push", str(manifest.digest))
+        push = self._require(repo, "push", manifest.digest)
         kind = manifest.artifact_type or manifest.media_type
         if push.artifact_types is not None and kind not in push.artifact_types:
             allowed = ", ".join(sorted(push.artifact_types))
@@ -172,27 +179,27 @@ class PolicyLayer(Delegate):
             if current is None or current == manifest.digest:
                 continue
             overwrite = self._require(repo, "overwrite", tag)
-            if overwrite.tag_is_immutable(tag) or push.tag_is_immutable(tag):
+            if overwrite.tag_is_immutable(tag.name) or push.tag_is_immutable(tag.name):
                 raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
         await self.inner.put_manifest(repo, manifest, data, tags)
 
-    async def _tagged(self, repo: str, tag: str) -> Digest | None:
+    async def _tagged(self, repo: str, tag: Tag) -> Digest | None:
         try:
             return (await self.inner.get_manifest(repo, tag)).digest
         except ManifestUnknown:
             return None
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
-        decision = self._require(repo, "delete", str(digest))
+        decision = self._require(repo, "delete", digest)
         if decision.immutable_tags:
             page = await self.inner.list_tags(repo, None, None)
             for tag in page.items:
-                if decision.tag_is_immutable(tag) and await self._tagged(repo, tag) == digest:
+                if decision.tag_is_immutable(tag) and await self._tagged(repo, Tag(tag)) == digest:
                     raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
         await self.inner.delete_manifest(repo, digest)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
-        if self._require(repo, "delete", tag).tag_is_immutable(tag):
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
+        if self._require(repo, "delete", tag).tag_is_immutable(tag.name):
             raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
         await self.inner.delete_tag(repo, tag)
 
@@ -203,7 +210,7 @@ class PolicyLayer(Delegate):
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None
     ) -> list[Descriptor]:
-        self._require(repo, "pull", str(digest))
+        self._require(repo, "pull", digest)
         return await self.inner.list_referrers(repo, digest, artifact_type)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:

@@ -32,6 +32,7 @@ from ..oci.errors import ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest
 from ..oci.mediatypes import OCI_INDEX
 from ..oci.names import referrers_tag
+from ..oci.reference import Tag
 from ..oci.referrers import listed_referrers
 from ..registry import Registry
 from .delegate import Delegate
@@ -60,7 +61,7 @@ class ReferrersTags(Delegate):
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         # Asked before pushing, so a failing probe leaves no half-done push behind.
         subject = manifest.subject
@@ -73,7 +74,7 @@ class ReferrersTags(Delegate):
         subject: Digest | None = None
         if not await self.inner.has_referrers_api(repo):
             try:
-                stored = await self.inner.get_manifest(repo, str(digest))
+                stored = await self.inner.get_manifest(repo, digest)
             except ManifestUnknown:
                 pass  # the delete below reports it
             else:
@@ -130,7 +131,7 @@ class ReferrersTags(Delegate):
             await self.inner.put_manifest(repo, parsed, data, [tag])
 
     @asynccontextmanager
-    async def _lock(self, repo: str, tag: str) -> AsyncIterator[None]:
+    async def _lock(self, repo: str, tag: Tag) -> AsyncIterator[None]:
         """Exclusive use of one referrers index, within the process and (with a lock
         directory) across the processes sharing it."""
         key = f"{self._scope}\n{repo}\n{tag}"

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import assert_never
 
 import anyio.to_thread
 
 from ..oci.descriptors import Descriptor
 from ..oci.errors import BlobUnknown, ManifestBlobUnknown, ManifestInvalid
 from ..oci.manifests import Manifest
-from ..registry import BlobBody, Registry
+from ..oci.reference import Tag
+from ..registry import FileRange, Redirect, Registry, Stream
 from ..tracing import internal_read
 from .artifacts import (
     ArtifactRule,
@@ -41,7 +43,7 @@ class ValidatingRegistry(Delegate):
         self._checkers = {t.name: PayloadChecker(t) for t in types}
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         kind = classify(manifest, self.types)
         why = refusal(repo, kind, self.rules)
@@ -94,9 +96,17 @@ class ValidatingRegistry(Delegate):
         finally:
             internal_read.reset(token)
         try:
-            if body.size > artifact_type.payload_limit:
-                raise _too_large(artifact_type, desc, body.size)
-            return await _read_all(body)
+            match body:
+                case Redirect():
+                    return b""  # bytes the backend hands out elsewhere: checked as none
+                case FileRange() | Stream() if body.size > artifact_type.payload_limit:
+                    raise _too_large(artifact_type, desc, body.size)
+                case FileRange():
+                    return await _read_file(body)
+                case Stream():
+                    return await _read_stream(body)
+                case _:
+                    assert_never(body)
         finally:
             await body.close()
 
@@ -115,27 +125,28 @@ def _too_large(artifact_type: ArtifactType, desc: Descriptor, size: int) -> Mani
     )
 
 
-async def _read_all(body: BlobBody) -> bytes:
-    if body.fd is not None:
-        fd, start, length = body.fd, body.start, body.length
+async def _read_file(body: FileRange) -> bytes:
+    fd, start, length = body.fd, body.start, body.length
 
-        def pread_all() -> bytes:
-            parts, offset = [], start
-            while offset < start + length:
-                part = os.pread(fd, min(READ_SIZE, start + length - offset), offset)
-                if not part:
-                    break
-                parts.append(part)
-                offset += len(part)
-            return b"".join(parts)
-
-        return await anyio.to_thread.run_sync(pread_all)
-    parts: list[bytes] = []
-    if body.stream is not None:
-        received = 0
-        async for part in body.stream:
-            received += len(part)
-            if received > body.length:  # a stream longer than announced: stop reading
+    def pread_all() -> bytes:
+        parts, offset = [], start
+        while offset < start + length:
+            part = os.pread(fd, min(READ_SIZE, start + length - offset), offset)
+            if not part:
                 break
             parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
+    return await anyio.to_thread.run_sync(pread_all)
+
+
+async def _read_stream(body: Stream) -> bytes:
+    parts: list[bytes] = []
+    received = 0
+    async for part in body.chunks:
+        received += len(part)
+        if received > body.length:  # a stream longer than announced: stop reading
+            break
+        parts.append(part)
     return b"".join(parts)

@@ -53,11 +53,6 @@ class Digest:
         return f"{self.algorithm}:{self.encoded}"
 
 
-def is_digest(text: str) -> bool:
-    """True when ``text`` looks like a digest reference rather than a tag (it has a colon)."""
-    return ":" in text
-
-
 def new_hasher(algorithm: str) -> Hasher:
     if algorithm not in _ENCODED:
         raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}", "invalid digest")

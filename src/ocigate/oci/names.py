@@ -6,12 +6,12 @@ import re
 from functools import lru_cache
 
 from .digest import Digest
-from .errors import NameInvalid, TagInvalid
+from .errors import NameInvalid
+from .reference import Tag
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 # Used with fullmatch only: ``$`` would also match before a final "\n" (tag "v1\n").
 _NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_NAME_LENGTH = 255
 
 
@@ -22,13 +22,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_tag(tag: str) -> str:
-    if not _TAG.fullmatch(tag):
-        raise TagInvalid(f"invalid tag {tag[:200]!r}", "invalid tag")
-    return tag
-
-
-def referrers_tag(digest: Digest) -> str:
+def referrers_tag(digest: Digest) -> Tag:
     """The referrers tag schema: ``<alg[:32]>-<encoded[:64]>`` with illegal characters as '-'."""
     raw = f"{digest.algorithm[:32]}-{digest.encoded[:64]}"
-    return re.sub(r"[^a-zA-Z0-9._-]", "-", raw)
+    return Tag(re.sub(r"[^a-zA-Z0-9._-]", "-", raw))

@@ -32,6 +32,7 @@ from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
+from ..oci.reference import Tag
 from ..registry import BlobBody, Chunks, Page, StoredManifest
 
 
@@ -190,7 +191,7 @@ class MetadataStore(Protocol):
         ...
 
     # manifests and tags
-    async def manifest_by_tag(self, repo: str, tag: str) -> StoredManifest | None: ...
+    async def manifest_by_tag(self, repo: str, tag: Tag) -> StoredManifest | None: ...
 
     async def manifest_by_digest(self, repo: str, digest: Digest) -> StoredManifest | None: ...
 
@@ -203,7 +204,7 @@ class MetadataStore(Protocol):
         repo: str,
         manifest: Manifest,
         data: bytes,
-        tags: Sequence[str],
+        tags: Sequence[Tag],
         required: Sequence[Required],
     ) -> None:
         """In one transaction: check ``required`` (raising ``Required.unknown()`` for the first
@@ -215,7 +216,7 @@ class MetadataStore(Protocol):
         """Remove a manifest with its tags, references and link; whether it was there."""
         ...
 
-    async def delete_tag(self, repo: str, tag: str) -> bool:
+    async def delete_tag(self, repo: str, tag: Tag) -> bool:
         """Remove a tag; whether it was there."""
         ...
 

@@ -23,6 +23,7 @@ from ocigate.layers.validate import ValidatingRegistry
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
+from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.memory import MemoryStore
 
@@ -55,7 +56,7 @@ async def push(registry: EventsLayer, repo: str, config: bytes, tags: list[str])
     upload = await registry.start_upload(repo)
     await registry.commit_upload(repo, upload.id, Digest.of(config), body(config), None, None)
     manifest, data = image(config)
-    await registry.put_manifest(repo, manifest, data, tags)
+    await registry.put_manifest(repo, manifest, data, [Tag(t) for t in tags])
     return str(manifest.digest)
 
 
@@ -63,7 +64,7 @@ async def test_each_change_records_its_event(store: EmbeddedStore, outbox: Outbo
     registry = layer(store, outbox)
     first = await push(registry, "team/app", b'{"a":1}', ["v1", "latest"])
     second = await push(registry, "team/app", b'{"a":2}', ["latest"])
-    await registry.delete_tag("team/app", "v1")
+    await registry.delete_tag("team/app", Tag("v1"))
     await registry.delete_manifest("team/app", Digest.parse(second))
     await registry.delete_blob("team/app", Digest.of(b'{"a":1}'))
     events = recorded(store)
@@ -99,15 +100,15 @@ async def test_failed_changes_record_nothing(store: EmbeddedStore, outbox: Outbo
     await push(registry, "r", b"{}", ["v1"])
     before = len(recorded(store))
     with pytest.raises(ManifestUnknown):
-        await registry.delete_tag("r", "nope")
+        await registry.delete_tag("r", Tag("nope"))
     manifest, data = image(b"missing-config")
     with pytest.raises(ManifestBlobUnknown):
-        await registry.put_manifest("r", manifest, data, ["v2"])
+        await registry.put_manifest("r", manifest, data, [Tag("v2")])
     assert len(recorded(store)) == before
 
 
 async def test_events_commit_and_roll_back_with_the_change(store: EmbeddedStore) -> None:
-    event = make_event("/test", "tag.deleted", "r", tag="t")
+    event = make_event("/test", "tag.deleted", "r", tag=Tag("t"))
     with staging(lambda view: [event]), pytest.raises(RuntimeError), store.meta.changing() as conn:
         conn.execute("INSERT INTO repositories (name) VALUES ('r')")
         raise RuntimeError("the change fails")
@@ -121,11 +122,11 @@ async def test_events_commit_and_roll_back_with_the_change(store: EmbeddedStore)
 async def test_pulls_are_optional(store: EmbeddedStore, outbox: Outbox) -> None:
     await push_blob(store, "r", b"{}")
     manifest, data = image(b"{}")
-    await store.put_manifest("r", manifest, data, ["v1"])
-    await layer(store, outbox).get_manifest("r", "v1")
+    await store.put_manifest("r", manifest, data, [Tag("v1")])
+    await layer(store, outbox).get_manifest("r", Tag("v1"))
     assert recorded(store) == []
     pulls = layer(store, outbox, pulls=True)
-    await pulls.get_manifest("r", "v1")
+    await pulls.get_manifest("r", Tag("v1"))
     body = await pulls.get_blob("r", manifest.blobs[0].digest, None)
     await body.close()
     assert types_of(recorded(store)) == ["manifest.pulled", "blob.pulled"]
@@ -189,15 +190,17 @@ async def test_refused_push_records_nothing_and_validation_reads_are_not_pulls(
     for payload in (b"{}", good, bad):
         await push_blob(store, "r", payload)
     with pytest.raises(ManifestInvalid):
-        await registry.put_manifest("r", *record_manifest(bad), ["bad"])
+        await registry.put_manifest("r", *record_manifest(bad), [Tag("bad")])
     assert recorded(store) == []
-    await registry.put_manifest("r", *record_manifest(good), ["good"])
+    await registry.put_manifest("r", *record_manifest(good), [Tag("good")])
     assert types_of(recorded(store)) == ["manifest.pushed"]
 
 
 async def test_concurrent_workers_never_claim_the_same_delivery(store: EmbeddedStore) -> None:
     writer = connect_outbox(store.meta.path)
-    events = [make_event("/t", "tag.deleted", f"repo-{i % 20}", tag=str(i)) for i in range(200)]
+    events = [
+        make_event("/t", "tag.deleted", f"repo-{i % 20}", tag=Tag(str(i))) for i in range(200)
+    ]
     writer.append(events)
     writer.fan_out("hook", lambda repo, kind, art: True)
     workers = [connect_outbox(store.meta.path) for _ in range(4)]
@@ -242,7 +245,7 @@ async def test_racing_pushes_record_exact_events(store: EmbeddedStore, outbox: O
     ]
     assert len(pushed) == 8
     assert moves == list(itertools.pairwise(pushed))  # outbox order is commit order
-    assert str((await store.get_manifest("race/app", "latest")).digest) == pushed[-1]
+    assert str((await store.get_manifest("race/app", Tag("latest"))).digest) == pushed[-1]
 
 
 async def test_a_store_without_the_hook_gets_events_decided_just_before(tmp_path: Path) -> None:

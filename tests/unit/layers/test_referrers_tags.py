@@ -20,6 +20,7 @@ from ocigate.oci.errors import ManifestUnknown, Unsupported
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import OCI_EMPTY, OCI_MANIFEST
 from ocigate.oci.names import referrers_tag
+from ocigate.oci.reference import Tag
 from ocigate.registry import Registry
 from ocigate.store.memory import MemoryStore
 from ocigate.store.upstream import UpstreamStore
@@ -74,7 +75,7 @@ async def _push_image(registry: Registry, artifact_type: str, subject: Manifest 
     if subject is not None:
         doc["subject"] = subject.as_referrer().to_json()
     manifest, data = _manifest(doc)
-    await registry.put_manifest(REPO, manifest, data, [] if subject else ["v1"])
+    await registry.put_manifest(REPO, manifest, data, [] if subject else [Tag("v1")])
     return manifest
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 
+from conformance.content import read  # what serving a body sends
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
-from ocigate.registry import BlobBody
 from ocigate.store.ports import BlobStore
 
 from .conftest import BlobStores
@@ -27,16 +26,6 @@ async def failing(*parts: bytes) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
     raise OSError("client went away")
-
-
-async def read(body: BlobBody) -> bytes:
-    try:
-        if body.fd is not None:
-            return os.pread(body.fd, body.length, body.start)
-        assert body.stream is not None
-        return b"".join([chunk async for chunk in body.stream])
-    finally:
-        await body.close()
 
 
 async def listed(store: BlobStore) -> dict[Digest, int]:

@@ -8,6 +8,7 @@ import pytest
 from ocigate.oci.descriptors import Descriptor
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown
+from ocigate.oci.reference import Tag
 from ocigate.registry import Page
 from ocigate.store.ports import MetadataStore, Required
 
@@ -44,10 +45,10 @@ async def test_a_manifest_missing_a_requirement_changes_nothing(metadata: Metada
     assert await metadata.first_missing("r", required) == required[1]
     before = metadata.changes.read()
     with pytest.raises(ManifestBlobUnknown, match="blob unknown to registry"):
-        await metadata.put_manifest("r", manifest, data, ["t"], required)
+        await metadata.put_manifest("r", manifest, data, [Tag("t")], required)
     assert metadata.changes.read() == before
     assert await metadata.manifest_by_digest("r", manifest.digest) is None
-    assert await metadata.manifest_by_tag("r", "t") is None
+    assert await metadata.manifest_by_tag("r", Tag("t")) is None
     assert await metadata.blob_size("r", manifest.digest) is None
 
 
@@ -55,8 +56,8 @@ async def test_manifests_tags_and_children(metadata: MetadataStore) -> None:
     await link_image(metadata, "r", b"{}", b"layer")
     manifest, data = image(b"{}", [b"layer"])
     required = [Required(d.digest, "blob") for d in manifest.blobs]
-    await metadata.put_manifest("r", manifest, data, ["a", "b"], required)
-    found = await metadata.manifest_by_tag("r", "a")
+    await metadata.put_manifest("r", manifest, data, [Tag("a"), Tag("b")], required)
+    found = await metadata.manifest_by_tag("r", Tag("a"))
     assert found is not None and (found.digest, found.data) == (manifest.digest, data)
     assert await metadata.blob_size("r", manifest.digest) == len(data)
     assert await metadata.list_tags("r", "a", 5) == Page(["b"], False)
@@ -67,14 +68,14 @@ async def test_manifests_tags_and_children(metadata: MetadataStore) -> None:
     assert await metadata.first_missing("s", child) == child[0]
     with pytest.raises(ManifestBlobUnknown, match="manifest unknown to registry"):
         await metadata.put_manifest("s", parent, parent_data, [], child)
-    await metadata.put_manifest("r", parent, parent_data, ["a"], child)  # the tag moves
-    moved = await metadata.manifest_by_tag("r", "a")
+    await metadata.put_manifest("r", parent, parent_data, [Tag("a")], child)  # the tag moves
+    moved = await metadata.manifest_by_tag("r", Tag("a"))
     assert moved is not None and moved.digest == parent.digest
 
-    assert await metadata.delete_tag("r", "b") and not await metadata.delete_tag("r", "b")
+    assert await metadata.delete_tag("r", Tag("b")) and not await metadata.delete_tag("r", Tag("b"))
     assert await metadata.delete_manifest("r", parent.digest)
     assert not await metadata.delete_manifest("r", parent.digest)
-    assert await metadata.manifest_by_tag("r", "a") is None  # its tags went with it
+    assert await metadata.manifest_by_tag("r", Tag("a")) is None  # its tags went with it
 
 
 async def test_referrers_in_push_order_and_filtered(metadata: MetadataStore) -> None:
@@ -136,13 +137,13 @@ async def test_two_writers_racing_on_one_tag_leave_it_on_one_of_them(
     async def push(number: int) -> None:
         manifest, data = pushed[number]
         required = [Required(d.digest, "blob") for d in manifest.blobs]
-        await writers[number % 2].put_manifest("r", manifest, data, ["latest"], required)
+        await writers[number % 2].put_manifest("r", manifest, data, [Tag("latest")], required)
 
     async with anyio.create_task_group() as tg:
         for number in range(10):
             tg.start_soon(push, number)
     for writer in writers:
-        found = await writer.manifest_by_tag("r", "latest")
+        found = await writer.manifest_by_tag("r", Tag("latest"))
         assert found is not None and found.digest in {m.digest for m, _ in pushed}
         assert await writer.list_tags("r", None, None) == Page(["latest"], False)
         for manifest, _ in pushed:  # every push stored whole

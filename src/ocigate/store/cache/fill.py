@@ -22,11 +22,12 @@ import contextlib
 import functools
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import assert_never
 
 from ...oci.digest import Digest, Hasher, new_hasher
 from ...oci.errors import BadGateway, OCIError
-from ...registry import BlobBody
+from ...registry import BlobBody, Chunked, FileRange, Redirect, Stream
 from ..embedded.blobfiles import READ_SIZE, BlobFiles, start_writeback
 
 
@@ -54,13 +55,13 @@ class BlobFill:
         body: BlobBody | None = None
         try:
             body = await open_upstream()
+            stream = _stream(body)
             fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            self._fd, self.size = fd, body.size
+            self._fd, self.size = fd, stream.size
             await self._notify()
-            assert body.stream is not None
             hasher = new_hasher(self.digest.algorithm)
             loop = asyncio.get_running_loop()
-            async for piece in body.stream:
+            async for piece in stream.chunks:
                 # Writing and hashing release the GIL: in a thread they leave the event loop
                 # free for other requests (a large first pull would otherwise stall them).
                 write = loop.run_in_executor(None, _append, fd, piece, self.written, hasher)
@@ -72,14 +73,14 @@ class BlobFill:
                 self.written += len(piece)
                 await self._notify()
             got = Digest(self.digest.algorithm, hasher.hexdigest())
-            if self.written != body.size or got != self.digest:
+            if self.written != stream.size or got != self.digest:
                 raise BadGateway(
                     {"upstream_digest": str(got), "size": self.written},
                     f"upstream sent content that does not match {self.digest}; not cached",
                 )
             await asyncio.to_thread(os.fsync, fd)
             self._files.adopt(self._temp, self.digest)
-            self._on_stored(body.size)
+            self._on_stored(stream.size)
             self.done = True
         except OCIError as exc:
             self.error = exc
@@ -108,7 +109,7 @@ class BlobFill:
             raise self.error
         return self.size
 
-    def reader(self) -> AsyncIterator[bytes]:
+    def reader(self) -> Chunked:
         """The whole blob as it arrives. The descriptor is taken now, so it cannot be missed
         between the fill's rename and the first read."""
         if self._fd is not None:
@@ -173,6 +174,17 @@ class _Follower:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _stream(body: BlobBody) -> Stream:
+    """What a fill copies: the upstream's bytes as they come (an upstream always streams)."""
+    match body:
+        case Stream():
+            return body
+        case FileRange() | Redirect():
+            raise BadGateway({}, f"the upstream sent no stream but {type(body).__name__}")
+        case _:
+            assert_never(body)
 
 
 def _append(fd: int, piece: bytes, offset: int, hasher: Hasher) -> None:

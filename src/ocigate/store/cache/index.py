@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...oci.digest import Digest
+from ...oci.reference import Tag
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifests (
@@ -121,23 +122,23 @@ class CacheIndex:
 
     # --- tags ------------------------------------------------------------------------------
 
-    def tag(self, repo: str, tag: str) -> tuple[Digest, float] | None:
+    def tag(self, repo: str, tag: Tag) -> tuple[Digest, float] | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT digest, fetched FROM tags WHERE repo = ? AND tag = ?", (repo, tag)
+                "SELECT digest, fetched FROM tags WHERE repo = ? AND tag = ?", (repo, tag.name)
             ).fetchone()
         return None if row is None else (Digest.parse(str(row[0])), float(row[1]))
 
-    def put_tag(self, repo: str, tag: str, digest: Digest, fetched: float) -> None:
+    def put_tag(self, repo: str, tag: Tag, digest: Digest, fetched: float) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO tags (repo, tag, digest, fetched) VALUES (?, ?, ?, ?)",
-                (repo, tag, str(digest), fetched),
+                (repo, tag.name, str(digest), fetched),
             )
 
-    def drop_tag(self, repo: str, tag: str) -> None:
+    def drop_tag(self, repo: str, tag: Tag) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag))
+            self._db.execute("DELETE FROM tags WHERE repo = ? AND tag = ?", (repo, tag.name))
 
     # --- listings: tags, catalog, referrers ------------------------------------------------
 

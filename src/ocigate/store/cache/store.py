@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeVar
 from ...layers.delegate import Delegate
 from ...metrics import BLOB_HIT, BLOB_MISS, MANIFEST_HIT, MANIFEST_MISS
 from ...oci.descriptors import Descriptor, parse_descriptor
-from ...oci.digest import Digest, is_digest
+from ...oci.digest import Digest
 from ...oci.errors import (
     BadGateway,
     GatewayTimeout,
@@ -59,14 +59,17 @@ from ...oci.errors import (
     Unsupported,
 )
 from ...oci.manifests import Manifest, parse_manifest
+from ...oci.reference import Reference, Tag
 from ...registry import (
     BlobBody,
     ByteRange,
     Chunks,
+    FileRange,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    Stream,
     UploadState,
 )
 from ..embedded.blobfiles import BlobFiles
@@ -218,7 +221,7 @@ class CacheStore(Delegate):
             except BaseException:
                 os.close(fd)
                 raise
-            return BlobBody(digest=digest, size=size, start=start, length=end - start + 1, fd=fd)
+            return FileRange(digest, size, start, end - start + 1, fd)
         BLOB_MISS.inc()
         if byte_range is not None:
             ranged = byte_range
@@ -233,7 +236,7 @@ class CacheStore(Delegate):
             running = None
         fill = running[1] if running is not None else self._start_fill(repo, digest)
         size = await fill.wait_started()
-        return BlobBody(digest=digest, size=size, start=0, length=size, stream=fill.reader())
+        return Stream(digest, size, 0, size, fill.reader())
 
     def _start_fill(self, repo: str, digest: Digest) -> BlobFill:
 
@@ -276,7 +279,7 @@ class CacheStore(Delegate):
             return None
         return StoredManifest(digest, media_type, data)
 
-    async def _fetch_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def _fetch_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         MANIFEST_MISS.inc()
         stored = await self._breaker.call(lambda: self.inner.get_manifest(repo, reference))
         if Digest.of(stored.data, stored.digest.algorithm) != stored.digest:
@@ -292,18 +295,18 @@ class CacheStore(Delegate):
             stored.data,
             [(blob.digest, blob.size) for blob in blobs],
         )
-        if not is_digest(reference):
+        if isinstance(reference, Tag):
             self._index.put_tag(repo, reference, stored.digest, time.time())
         return stored
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         return (await self.get_manifest(repo, reference)).info()
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         """A cache hit is counted for every answer not fetched from the upstream (a
         revalidation with an unchanged digest included); ``_fetch_manifest`` counts misses."""
-        if is_digest(reference):
-            cached = self._cached_manifest(repo, Digest.parse(reference))
+        if isinstance(reference, Digest):
+            cached = self._cached_manifest(repo, reference)
             if cached is not None:
                 MANIFEST_HIT.inc()
                 return cached
@@ -326,7 +329,7 @@ class CacheStore(Delegate):
         return replace(cached, warnings=(*cached.warnings, note))
 
     async def _revalidate_tag(
-        self, repo: str, reference: str, cached: StoredManifest
+        self, repo: str, reference: Tag, cached: StoredManifest
     ) -> StoredManifest:
         try:
             # a HEAD, shared with concurrent revalidations of the tag (see ``upstream.collapse``)
@@ -440,7 +443,7 @@ class CacheStore(Delegate):
         return size
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         self._writable()
         await self.inner.put_manifest(repo, manifest, data, tags)
@@ -454,7 +457,7 @@ class CacheStore(Delegate):
         self._index.drop_manifest(repo, digest)
         self._index.drop_changed_listings(repo)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         self._writable()
         await self.inner.delete_tag(repo, tag)
         self._index.drop_tag(repo, tag)

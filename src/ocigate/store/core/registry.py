@@ -18,6 +18,7 @@ from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from ...oci.manifests import Manifest
+from ...oci.reference import Reference, Tag
 from ...registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
 from ..ports import BlobStore, MetadataStore, Required
 from . import gc
@@ -36,8 +37,8 @@ def _blob_unknown(digest: Digest) -> BlobUnknown:
     return BlobUnknown({"digest": str(digest)})
 
 
-def _manifest_unknown(reference: str) -> ManifestUnknown:
-    return ManifestUnknown({"reference": reference[:300]})
+def _manifest_unknown(reference: Reference) -> ManifestUnknown:
+    return ManifestUnknown({"reference": str(reference)[:300]})
 
 
 def _page_weight(page: Page) -> int:
@@ -66,7 +67,7 @@ class RegistryOverPorts:
         self.upload_expiry = upload_expiry
         self.gc_grace = gc_grace
         stamp = meta.changes
-        self._manifests: StampedCache[tuple[str, str], StoredManifest]
+        self._manifests: StampedCache[tuple[str, Reference], StoredManifest]
         self._manifests = StampedCache(stamp, CACHE_SECONDS, capacity=64 * 1024)  # KiB
         self._tags: StampedCache[tuple[str, str | None, int | None], Page]
         self._tags = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
@@ -153,16 +154,16 @@ class RegistryOverPorts:
 
     # -- manifests and tags ----------------------------------------------------------------
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         return (await self.get_manifest(repo, reference)).info()
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         # Pulls by tag are the hot path: a lookup in memory, a query only after a change.
         key = (repo, reference)
         found, stamp = self._manifests.lookup(key)
         if found is None:
-            if ":" in reference:
-                found = await self.meta.manifest_by_digest(repo, Digest.parse(reference))
+            if isinstance(reference, Digest):
+                found = await self.meta.manifest_by_digest(repo, reference)
             else:
                 found = await self.meta.manifest_by_tag(repo, reference)
             if found is None:
@@ -177,7 +178,7 @@ class RegistryOverPorts:
         return required
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         required = self._required(manifest)
         # Fail fast before writing anything; the metadata store checks again in its transaction.
@@ -190,9 +191,9 @@ class RegistryOverPorts:
 
     async def delete_manifest(self, repo: str, digest: Digest) -> None:
         if not await self.meta.delete_manifest(repo, digest):
-            raise _manifest_unknown(str(digest))
+            raise _manifest_unknown(digest)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         if not await self.meta.delete_tag(repo, tag):
             raise _manifest_unknown(tag)
 

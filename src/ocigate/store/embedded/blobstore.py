@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from ...oci.digest import Digest
 from ...oci.errors import DigestInvalid
-from ...registry import BlobBody, Chunks
+from ...registry import Chunks, FileRange
 from ..ports import BlobEntry, StagedUpload
 from .blobfiles import BlobFiles
 from .uploads import Session, Uploads
@@ -78,11 +78,11 @@ class LocalBlobStore:
     async def size(self, digest: Digest) -> int | None:
         return self.files.size(digest)
 
-    async def open(self, digest: Digest, size: int, start: int, length: int) -> BlobBody | None:
+    async def open(self, digest: Digest, size: int, start: int, length: int) -> FileRange | None:
         fd = self.files.open(digest)
         if fd is None:
             return None
-        return BlobBody(digest=digest, size=size, start=start, length=length, fd=fd)
+        return FileRange(digest, size, start, length, fd)
 
     async def write(self, digest: Digest, data: bytes) -> None:
         await run(self.files.write, digest, data)

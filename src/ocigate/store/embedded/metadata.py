@@ -43,6 +43,7 @@ from ...events.staging import resolve_staged
 from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.manifests import Manifest
+from ...oci.reference import Tag
 from ...registry import Page, StoredManifest
 from ..ports import ChangeStamp, Required
 from .gc_lock import FileLock
@@ -257,13 +258,13 @@ class SqliteMetadata:
 
     # -- manifests -------------------------------------------------------------------------
 
-    async def manifest_by_tag(self, repo: str, tag: str) -> StoredManifest | None:
+    async def manifest_by_tag(self, repo: str, tag: Tag) -> StoredManifest | None:
         row = (
             self.conn()
             .execute(
                 "SELECT m.digest, m.media_type, m.data FROM tags t JOIN manifests m"
                 " ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ? AND t.tag = ?",
-                (repo, tag),
+                (repo, tag.name),
             )
             .fetchone()
         )
@@ -307,7 +308,7 @@ class SqliteMetadata:
         repo: str,
         manifest: Manifest,
         data: bytes,
-        tags: Sequence[str],
+        tags: Sequence[Tag],
         required: Sequence[Required],
     ) -> None:
         def put() -> None:
@@ -341,7 +342,7 @@ class SqliteMetadata:
                 conn.executemany(
                     "INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?)"
                     " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
-                    [(repo, tag, digest) for tag in tags],
+                    [(repo, tag.name, digest) for tag in tags],
                 )
 
         await self._call(put)
@@ -361,9 +362,9 @@ class SqliteMetadata:
 
         return await self._call(delete)
 
-    async def delete_tag(self, repo: str, tag: str) -> bool:
+    async def delete_tag(self, repo: str, tag: Tag) -> bool:
         sql = "DELETE FROM tags WHERE repo = ? AND tag = ?"
-        return await self._call(self._change, sql, (repo, tag))
+        return await self._call(self._change, sql, (repo, tag.name))
 
     # -- listings --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
 from ...oci.manifests import Manifest
+from ...oci.reference import Reference, Tag
 from ...registry import (
     BlobBody,
     ByteRange,
@@ -121,16 +122,16 @@ class RouterStore:
                 raise BlobUnknown({"digest": str(digest)}, "source is on another upstream")
         return await registry.mount_blob(inner, inner_source, digest)
 
-    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+    async def get_manifest(self, repo: str, reference: Reference) -> StoredManifest:
         registry, _, inner = self.route(repo)
         return await registry.get_manifest(inner, reference)
 
-    async def stat_manifest(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat_manifest(self, repo: str, reference: Reference) -> ManifestInfo:
         registry, _, inner = self.route(repo)
         return await registry.stat_manifest(inner, reference)
 
     async def put_manifest(
-        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]
+        self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]
     ) -> None:
         registry, _, inner = self.route(repo)
         await registry.put_manifest(inner, manifest, data, tags)
@@ -139,7 +140,7 @@ class RouterStore:
         registry, _, inner = self.route(repo)
         await registry.delete_manifest(inner, digest)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         registry, _, inner = self.route(repo)
         await registry.delete_tag(inner, tag)
 

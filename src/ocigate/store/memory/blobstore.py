@@ -8,14 +8,14 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
 from ...oci.digest import Digest
 from ...oci.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
-from ...registry import BlobBody, Chunks
+from ...registry import Chunks, Stream
 from ..ports import BlobEntry, StagedUpload
 
 
@@ -27,7 +27,7 @@ class _Upload:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
-async def _stream(data: bytes) -> AsyncIterator[bytes]:
+async def _stream(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
@@ -89,12 +89,12 @@ class MemoryBlobStore:
         found = self.blobs.get(digest)
         return None if found is None else len(found[0])
 
-    async def open(self, digest: Digest, size: int, start: int, length: int) -> BlobBody | None:
+    async def open(self, digest: Digest, size: int, start: int, length: int) -> Stream | None:
         found = self.blobs.get(digest)
         if found is None:
             return None
         data = found[0][start : start + length]
-        return BlobBody(digest, size, start, len(data), stream=_stream(data))
+        return Stream(digest, size, start, len(data), _stream(data))
 
     async def write(self, digest: Digest, data: bytes) -> None:
         self.blobs.setdefault(digest, (data, time.time()))

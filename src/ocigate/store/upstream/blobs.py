@@ -16,7 +16,7 @@ from ...client import Response
 from ...oci.digest import Digest, new_hasher
 from ...oci.errors import BadGateway, BlobUnknown, RangeNotSatisfiable
 from ...oci.numbers import parse_decimal
-from ...registry import BlobBody, ByteRange, Detached
+from ...registry import BlobBody, ByteRange, Detached, Redirect, Stream
 from .core import UpstreamCore, scope
 
 _RANGE = re.compile(r"^(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)$")
@@ -166,7 +166,7 @@ class UpstreamBlobs:
         if self._pass_redirects and status in _REDIRECTS and location:
             target = urljoin(response.url, location)
             await response.aclose()
-            return BlobBody(digest=digest, size=0, start=0, length=0, redirect=(status, target))
+            return Redirect(status, target)
         if status == 416:
             found = _UNSATISFIED.match(response.headers.get("content-range", ""))
             await response.aclose()
@@ -190,14 +190,7 @@ class UpstreamBlobs:
         stream = _ResponseStream(
             response, skip, length, client.options.read_timeout, digest if whole else None
         )
-        return BlobBody(
-            digest=digest,
-            size=size,
-            start=start,
-            length=length,
-            stream=stream,
-            detach=stream.detach,
-        )
+        return Stream(digest, size, start, length, stream, stream.detach)
 
     async def delete(self, repo: str, digest: Digest) -> None:
         await self._core.delete(f"/v2/{repo}/blobs/{digest}", repo, BlobUnknown)

@@ -9,18 +9,17 @@ with code UNAVAILABLE (the spec lists no server-side code; distribution uses UNA
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
 from ...client import ClientOptions, RegistryClient, Response
-from ...oci.digest import Digest
 from ...oci.errors import BlobUploadInvalid, OCIError, Unsupported
 from ...tracing import client_authorization
 from .collapse import Collapser
 from .errors import upstream_error
 
 T = TypeVar("T")
-R = TypeVar("R", str, Digest)
+R = TypeVar("R", bound=Hashable)  # part of the collapsing key
 
 
 def scope(repo: str, push: bool = False) -> str:

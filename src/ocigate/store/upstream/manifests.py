@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...client import Response
-from ...oci.digest import Digest, is_digest
+from ...oci.digest import Digest
 from ...oci.errors import BadGateway, BlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown
 from ...oci.manifests import Manifest
 from ...oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ...oci.numbers import parse_decimal
+from ...oci.reference import Reference, Tag
 from ...registry import ManifestInfo, StoredManifest
 from .blobs import UpstreamBlobs
 from .core import UpstreamCore, scope
@@ -48,10 +49,10 @@ class UpstreamManifests:
         self._blobs = blobs
         self._listings = listings
 
-    async def get(self, repo: str, reference: str) -> StoredManifest:
+    async def get(self, repo: str, reference: Reference) -> StoredManifest:
         return await self._core.collapsed(self._get, repo, reference)
 
-    async def _request(self, method: str, repo: str, reference: str) -> Response:
+    async def _request(self, method: str, repo: str, reference: Reference) -> Response:
         return await self._core.client.request(
             method,
             f"/v2/{repo}/manifests/{reference}",
@@ -59,57 +60,56 @@ class UpstreamManifests:
             headers={"Accept": MANIFEST_ACCEPT},
         )
 
-    async def _get(self, repo: str, reference: str) -> StoredManifest:
+    async def _get(self, repo: str, reference: Reference) -> StoredManifest:
         name = self._core.name
         response = await self._request("GET", repo, reference)
-        if response.status_code == 500 and is_digest(reference):
+        if response.status_code == 500 and isinstance(reference, Digest):
             # distribution fails with 500 when the digest names a blob that is no manifest;
             # a blob that is there proves the upstream is up and the manifest is not.
             await response.aclose()
             try:
-                await self._blobs.stat(repo, Digest.parse(reference))
+                await self._blobs.stat(repo, reference)
             except BlobUnknown:
                 pass
             else:
-                raise ManifestUnknown({"reference": reference}, "the digest names no manifest")
+                raise ManifestUnknown({"reference": str(reference)}, "the digest names no manifest")
             raise BadGateway({"upstream": name}, f"upstream {name} failed with 500")
         if response.status_code != 200:
             raise await self._core.fail(response, ManifestUnknown, ManifestInvalid)
         media_type = response.headers.get("content-type", OCI_MANIFEST).split(";")[0].strip()
         data = await self._core.client.read(response, self._max_size)
-        if is_digest(reference):
-            expected = Digest.parse(reference)
-            digest = Digest.of(data, expected.algorithm)
-            if digest != expected:
+        if isinstance(reference, Digest):
+            digest = Digest.of(data, reference.algorithm)
+            if digest != reference:
                 raise BadGateway(
-                    {"upstream": name, "digest": reference},
+                    {"upstream": name, "digest": str(reference)},
                     f"upstream {name} returned a manifest not matching {reference}",
                 )
         else:
             digest = Digest.of(data)
         return StoredManifest(digest, media_type, data)
 
-    async def head(self, repo: str, reference: str) -> Response:
+    async def head(self, repo: str, reference: Reference) -> Response:
         """The upstream's answer to a manifest HEAD, whatever its status (no body to read)."""
         response = await self._request("HEAD", repo, reference)
         await response.aclose()
         return response
 
-    async def stat(self, repo: str, reference: str) -> ManifestInfo:
+    async def stat(self, repo: str, reference: Reference) -> ManifestInfo:
         return await self._core.collapsed(self._stat, repo, reference)
 
-    async def _stat(self, repo: str, reference: str) -> ManifestInfo:
+    async def _stat(self, repo: str, reference: Reference) -> ManifestInfo:
         response = await self.head(repo, reference)
         if response.status_code in _TOLD_BY_STATUS:
             raise await self._core.fail(response, ManifestUnknown, ManifestInvalid)
         header = response.headers.get("docker-content-digest", "")
         length = parse_decimal(response.headers.get("content-length", ""))
-        digest = Digest.parse(header) if is_digest(header) else None
+        digest = Digest.parse(header) if ":" in header else None  # a header, not a path
         if (
             response.status_code != 200
             or digest is None
             or length is None
-            or (is_digest(reference) and digest != Digest.parse(reference))
+            or (isinstance(reference, Digest) and digest != reference)
         ):
             # Other errors (told right only from a body) and answers missing what a HEAD
             # needs: the GET says what is what.
@@ -118,7 +118,12 @@ class UpstreamManifests:
         return ManifestInfo(digest, media_type, length)
 
     async def _put(
-        self, repo: str, reference: str, media_type: str, data: bytes, tags: Sequence[str] = ()
+        self,
+        repo: str,
+        reference: Reference,
+        media_type: str,
+        data: bytes,
+        tags: Sequence[Tag] = (),
     ) -> Response:
         return await self._core.call(
             "PUT",
@@ -130,25 +135,25 @@ class UpstreamManifests:
             push=True,
             headers={"Content-Type": media_type},
             content=data,
-            params={"tag": list(tags)} if tags else None,
+            params={"tag": [tag.name for tag in tags]} if tags else None,
         )
 
-    async def put(self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[str]) -> None:
+    async def put(self, repo: str, manifest: Manifest, data: bytes, tags: Sequence[Tag]) -> None:
         if len(tags) == 1:
             await self._put(repo, tags[0], manifest.media_type, data)
             return
         # Several tags: one push by digest with ``tag`` parameters; an upstream without them
         # answers with fewer OCI-Tag headers, and the tags left are pushed one by one.
-        response = await self._put(repo, str(manifest.digest), manifest.media_type, data, tags)
+        response = await self._put(repo, manifest.digest, manifest.media_type, data, tags)
         applied = {t.strip() for t in response.headers.get("oci-tag", "").split(",")}
         for tag in tags:
-            if tag not in applied:
+            if tag.name not in applied:
                 await self._put(repo, tag, manifest.media_type, data)
 
     async def delete(self, repo: str, digest: Digest) -> None:
         await self._core.delete(f"/v2/{repo}/manifests/{digest}", repo, ManifestUnknown)
 
-    async def delete_tag(self, repo: str, tag: str) -> None:
+    async def delete_tag(self, repo: str, tag: Tag) -> None:
         target = await self.get(repo, tag)  # ManifestUnknown when there is no such tag
         response = await self._core.client.request(
             "DELETE", f"/v2/{repo}/manifests/{tag}", scope=scope(repo, True)
@@ -161,17 +166,18 @@ class UpstreamManifests:
         await response.aclose()
         await self._untag(repo, tag, target)
 
-    async def _untag(self, repo: str, tag: str, target: StoredManifest) -> None:
+    async def _untag(self, repo: str, tag: Tag, target: StoredManifest) -> None:
         """Tag deletion for registries that only delete by digest (distribution answers
         DIGEST_INVALID): delete the manifest, which drops all its tags, then push it back by
         digest and under its other tags. Not atomic: readers may briefly miss the manifest."""
-        others: list[str] = []
-        for other in await self._listings.all_tags(repo):
-            if other == tag:
+        others: list[Reference] = []
+        for name in await self._listings.all_tags(repo):
+            if name == tag.name:
                 continue
+            other = Tag(name)
             head = await self.head(repo, other)
             if head.headers.get("docker-content-digest") == str(target.digest):
                 others.append(other)
         await self.delete(repo, target.digest)
-        for reference in [str(target.digest), *others]:
+        for reference in [target.digest, *others]:
             await self._put(repo, reference, target.media_type, target.data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from ocigate.api.manifests import _headers
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BadGateway, BlobUnknown
-from ocigate.registry import BlobBody, StoredManifest
+from ocigate.oci.reference import Tag
+from ocigate.registry import BlobBody, StoredManifest, Stream
 from ocigate.store.cache.fill import BlobFill
 from ocigate.store.cache.index import CacheIndex
 from ocigate.store.embedded.blobfiles import BlobFiles
@@ -32,14 +33,14 @@ class Gate:
         self.pieces = pieces
         self.released = asyncio.Semaphore(0)
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         for piece in self.pieces:
             await self.released.acquire()
             yield piece
 
     def body(self, digest: Digest) -> BlobBody:
         size = sum(len(p) for p in self.pieces)
-        return BlobBody(digest=digest, size=size, start=0, length=size, stream=self.stream())
+        return Stream(digest, size, 0, size, self.stream())
 
 
 async def _read_all(stream: AsyncIterator[bytes]) -> bytes:
@@ -137,16 +138,16 @@ def test_index_keys(tmp_path: Path) -> None:
     index = CacheIndex(tmp_path / "index.db")
     digest = Digest.of(b"{}")
     index.put_manifest("a/b", digest, "application/json", b"{}", [(digest, 2)])
-    index.put_tag("a/b", "v1", digest, 100.0)
+    index.put_tag("a/b", Tag("v1"), digest, 100.0)
     index.link_blob("a/b", digest, 2)
     assert index.manifest("a/b", digest) == ("application/json", b"{}")
     assert index.manifest("other", digest) is None  # per repository
-    assert index.tag("a/b", "v1") == (digest, 100.0)
+    assert index.tag("a/b", Tag("v1")) == (digest, 100.0)
     assert index.blob("a/b", digest) == 2 and index.blob("other", digest) is None
     assert index.referenced_size("a/b", digest) == 2
     assert index.referenced_size("other", digest) is None
     index.drop_manifest("a/b", digest)  # its tags go with it
-    assert index.tag("a/b", "v1") is None
+    assert index.tag("a/b", Tag("v1")) is None
     index.close()
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown, ManifestBlobUnknown
+from ocigate.oci.reference import Tag
 from ocigate.registry import StoredManifest
 from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.memory.blobstore import MemoryBlobStore
@@ -47,13 +48,13 @@ async def test_heads_and_pulls_by_tag_ask_only_the_metadata_and_then_memory() ->
     for data in (b"{}", b"layer"):
         await push(registry, "r", data)
     manifest, data = image(b"{}", [b"layer"])
-    await registry.put_manifest("r", manifest, data, ["latest"])
+    await registry.put_manifest("r", manifest, data, [Tag("latest")])
     assert await registry.stat_blob("r", Digest.of(b"layer")) == 5
     for _ in range(3):
-        assert (await registry.stat_manifest("r", "latest")).digest == manifest.digest
+        assert (await registry.stat_manifest("r", Tag("latest"))).digest == manifest.digest
     assert meta.tag_reads == 1
-    await registry.put_manifest("r", manifest, data, ["other"])  # a change: asked again
-    assert (await registry.get_manifest("r", "latest")).data == data
+    await registry.put_manifest("r", manifest, data, [Tag("other")])  # a change: asked again
+    assert (await registry.get_manifest("r", Tag("latest"))).data == data
     assert meta.tag_reads == 2
     await registry.close()
 
@@ -65,8 +66,8 @@ async def test_sparse_index_and_auto_mount_are_decided_by_the_logic() -> None:
     parent, parent_data = index([child])
     with pytest.raises(ManifestBlobUnknown):
         await strict.put_manifest("r", parent, parent_data, [])
-    await sparse.put_manifest("r", parent, parent_data, ["i"])
-    assert (await sparse.get_manifest("r", "i")).digest == parent.digest
+    await sparse.put_manifest("r", parent, parent_data, [Tag("i")])
+    assert (await sparse.get_manifest("r", Tag("i"))).digest == parent.digest
 
     blobs, meta = MemoryBlobStore(), InMemoryMetadata()
     plain = RegistryOverPorts(blobs, meta)
