@@ -23,6 +23,7 @@ from ocigate.layers.policy import PolicyLayer
 from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import parse_manifest
 from ocigate.oci.mediatypes import OCI_INDEX
+from ocigate.oci.reference import Tag
 from ocigate.registry import Page
 from ocigate.store.memory import MemoryStore
 from spec.conftest import serve_app
@@ -49,7 +50,7 @@ async def _fill(store: MemoryStore) -> None:
     data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
     manifest = parse_manifest(data, OCI_INDEX, Digest.of(data))
     for name in [*HIDDEN, *VISIBLE]:
-        await store.put_manifest(name, manifest, data, ["v1"])
+        await store.put_manifest(name, manifest, data, [Tag.parse("v1")])
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ class PolicyLayer(Delegate):
                 continue
             overwrite = self._require(repo, "overwrite", tag)
             if overwrite.tag_is_immutable(tag.name) or push.tag_is_immutable(tag.name):
-                raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
+                raise Denied({"repository": repo, "tag": str(tag)}, f"tag {tag} is immutable")
         await self.inner.put_manifest(repo, manifest, data, tags)
 
     async def _tagged(self, repo: str, tag: Tag) -> Digest | None:
@@ -195,12 +195,12 @@ class PolicyLayer(Delegate):
             page = await self.inner.list_tags(repo, None, None)
             for tag in page.items:
                 if decision.tag_is_immutable(tag) and await self._tagged(repo, Tag(tag)) == digest:
-                    raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
+                    raise Denied({"repository": repo, "tag": str(tag)}, f"tag {tag} is immutable")
         await self.inner.delete_manifest(repo, digest)
 
     async def delete_tag(self, repo: str, tag: Tag) -> None:
         if self._require(repo, "delete", tag).tag_is_immutable(tag.name):
-            raise Denied({"repository": repo, "tag": tag}, f"tag {tag} is immutable")
+            raise Denied({"repository": repo, "tag": str(tag)}, f"tag {tag} is immutable")
         await self.inner.delete_tag(repo, tag)
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
