@@ -3,8 +3,10 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Debian packages the tests and the benchmark drive for real (README, "Quick start"):
-# docker.io is the docker CLI, containerd brings ctr.
-DEBS    := skopeo docker-registry podman docker.io containerd wrk hey curl openssl
+# docker.io is the docker CLI, containerd brings ctr; PostgreSQL, Ceph (radosgw on a throw-away
+# one-OSD cluster) and HAProxy are the objects backend's real parts.
+DEBS    := skopeo docker-registry podman docker.io containerd wrk hey curl openssl \
+           postgresql-15 radosgw ceph-common ceph-mon ceph-osd haproxy
 DATA    ?= ./ocigate-data
 LISTEN  ?= 0.0.0.0:5000
 # What is installed into the venv: running needs ocigate alone, the tests their extras too.
