@@ -6,9 +6,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .config import Settings
-from .store_config import EmbeddedStoreConfig, UpstreamsStoreConfig
+from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig, UpstreamsStoreConfig
 
 
 class StartupError(Exception):
@@ -29,6 +30,8 @@ def named_files(settings: Settings) -> Iterator[tuple[str, Path]]:
         for i, upstream in enumerate(settings.store.upstreams):
             if upstream.ca_file is not None:
                 yield f"store.upstreams.{i}.ca_file", upstream.ca_file
+    if isinstance(settings.store, ObjectsStoreConfig) and settings.store.s3.ca_file is not None:
+        yield "store.s3.ca_file", settings.store.s3.ca_file
 
 
 def check_files(settings: Settings) -> None:
@@ -58,6 +61,9 @@ def _what(settings: Settings) -> str:
     store = settings.store
     if isinstance(store, EmbeddedStoreConfig):
         return f"embedded store {store.data_dir}"
+    if isinstance(store, ObjectsStoreConfig):
+        where = store.s3.endpoint or "AWS S3"
+        return f"objects store: bucket {store.s3.bucket} at {where}, {_database(store)}"
     cached = [u.cache for u in store.upstreams]
     parts = [
         u.url
@@ -68,6 +74,12 @@ def _what(settings: Settings) -> str:
     kind = "pull-through cache of" if all(cached) else "gateway to"
     where = f", cache in {store.data_dir / 'cache'}" if any(cached) else ""
     return f"{kind} {', '.join(parts)}{where}"
+
+
+def _database(store: ObjectsStoreConfig) -> str:
+    # Host and database name only: the URL may carry a password.
+    url = urlsplit(store.database.url)
+    return f"database {url.hostname or 'localhost'}{url.path or ''}"
 
 
 def listening_line(settings: Settings) -> str:

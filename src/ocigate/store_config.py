@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .durations import parse_duration
+from .objects_config import DatabaseConfig, S3Config
 from .upstream_config import UpstreamConfig, check_prefixes
 
 _DATA_DIR = Field(
@@ -24,12 +25,12 @@ _UPLOAD_EXPIRY = Field(
 )
 
 
-class EmbeddedStoreConfig(BaseModel):
-    """``kind: embedded``: blob files and SQLite under ``data_dir``."""
+class _OverPortsConfig(BaseModel):
+    """What the backends over a blob store and a metadata store share: the registry logic's
+    knobs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["embedded"] = "embedded"
     data_dir: Path = _DATA_DIR
     sparse_index: bool = Field(
         False, description="Accept image indexes whose child manifests are not in the repository."
@@ -41,7 +42,7 @@ class EmbeddedStoreConfig(BaseModel):
     gc_interval: int = Field(
         0,
         ge=0,
-        description="Seconds between automatic garbage collections of blob files nothing"
+        description="Seconds between automatic garbage collections of blobs nothing"
         " references (one worker runs each); 0: only `ocigate gc`.",
     )
     gc_grace: float = Field(
@@ -56,6 +57,21 @@ class EmbeddedStoreConfig(BaseModel):
     @classmethod
     def _parse_gc_grace(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+
+class EmbeddedStoreConfig(_OverPortsConfig):
+    """``kind: embedded``: blob files and SQLite under ``data_dir``."""
+
+    kind: Literal["embedded"] = "embedded"
+
+
+class ObjectsStoreConfig(_OverPortsConfig):
+    """``kind: objects``: blob bytes in an S3 bucket, everything else in PostgreSQL, shared
+    by any number of replicas (``data_dir`` keeps only this replica's own state)."""
+
+    kind: Literal["objects"]
+    s3: S3Config
+    database: DatabaseConfig
 
 
 class _UpstreamsStoreConfig(BaseModel):
@@ -112,7 +128,8 @@ class CacheStoreConfig(_UpstreamsStoreConfig):
 
 
 StoreConfig = Annotated[
-    EmbeddedStoreConfig | GatewayStoreConfig | CacheStoreConfig, Field(discriminator="kind")
+    EmbeddedStoreConfig | ObjectsStoreConfig | GatewayStoreConfig | CacheStoreConfig,
+    Field(discriminator="kind"),
 ]
 UpstreamsStoreConfig = GatewayStoreConfig | CacheStoreConfig
 

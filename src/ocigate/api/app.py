@@ -92,8 +92,12 @@ class App:
         readiness: health.Readiness | None = None,
         limits: RateLimiter | None = None,
         exposition: Callable[[], bytes] | None = None,
+        opening: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.options = options
+        # Run at start-up before any request (a backend connecting to its database); one
+        # failing fails the worker's start-up with its message.
+        self._opening = opening
         self.readiness = readiness or health.Readiness(())
         # Metrics are on when there is an exposition to serve them with.
         self.metrics = RequestMetrics() if exposition is not None else None
@@ -119,6 +123,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    for open_ in self._opening:
+                        await open_()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 loop = asyncio.get_running_loop()
                 self._tasks = [loop.create_task(job()) for job in self._background]
                 if self.metrics is not None:
