@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from parts.postgres import postgres_server, postgres_url
 
 from ocigate.store.embedded.blobstore import LocalBlobStore
 from ocigate.store.embedded.gc_lock import FileLock
@@ -18,6 +17,7 @@ from ocigate.store.ports import BlobStore, MetadataStore
 from ocigate.store.postgres.database import Database
 from ocigate.store.postgres.metadata import PostgresMetadata
 from ocigate.store.postgres.migrate import migrate
+from parts.postgres import postgres_server, postgres_url
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures for the tests below
 
