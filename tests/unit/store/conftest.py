@@ -3,7 +3,7 @@ fixture makes a store and, on the same backend, another instance (another worker
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,10 @@ from ocigate.store.embedded.gc_lock import FileLock
 from ocigate.store.embedded.metadata import SqliteMetadata
 from ocigate.store.memory.blobstore import MemoryBlobStore
 from ocigate.store.memory.metadata import InMemoryMetadata
+from ocigate.store.objects.ledger import ObjectLedger
 from ocigate.store.ports import BlobStore, MetadataStore
 from ocigate.store.postgres.database import Database
+from ocigate.store.postgres.ledger import PostgresLedger
 from ocigate.store.postgres.metadata import PostgresMetadata
 from ocigate.store.postgres.migrate import migrate
 from parts.postgres import postgres_server, postgres_url
@@ -23,6 +25,7 @@ __all__ = ["postgres_server", "postgres_url"]  # fixtures for the tests below
 
 BlobStores = Callable[[], BlobStore]
 MetadataStores = Callable[[], MetadataStore]
+Ledgers = Callable[[], Awaitable[ObjectLedger]]
 
 
 @pytest.fixture(params=["files", "memory"])
@@ -77,3 +80,23 @@ async def metadata_stores(
 @pytest.fixture
 def metadata(metadata_stores: MetadataStores) -> MetadataStore:
     return metadata_stores()
+
+
+@pytest.fixture(params=["postgres"])
+async def ledgers(request: pytest.FixtureRequest) -> AsyncIterator[Ledgers]:
+    """Makes instances of one object ledger, each as another replica would hold it."""
+    pools: list[Database] = []
+    url = request.getfixturevalue("postgres_url")  # set up first, so torn down last
+
+    async def make() -> ObjectLedger:
+        pools.extend(await replicas(url, 1))
+        return PostgresLedger(pools[-1])
+
+    yield make
+    for db in pools:
+        await db.close()
+
+
+@pytest.fixture
+async def ledger(ledgers: Ledgers) -> ObjectLedger:
+    return await ledgers()
