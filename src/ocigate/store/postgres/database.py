@@ -95,7 +95,7 @@ class Database:
                 pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, **settings)
                 size = pool_size if lock_connections is None else lock_connections
                 locks = await asyncpg.create_pool(url, min_size=0, max_size=size, **settings)
-        except UNREACHABLE as exc:
+        except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
             limit = connect_timeout + command_timeout
             raise _unavailable(describe(url), exc, urlsplit(url).password, limit) from None
         return cls(url, pool, locks, connect_timeout, command_timeout)
