@@ -35,7 +35,7 @@ from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
 from ...registry import Page, StoredManifest
-from ..embedded.metadata import page
+from ..embedded.metadata import LINKS, REFERENCED, page, referrer
 from ..ports import ChangeStamp, Required
 from . import locks
 from .database import UNREACHABLE, Database, row_count
@@ -339,30 +339,15 @@ class PostgresMetadata:
             str(subject),
             artifact_type,
         )
-        return [
-            Descriptor(
-                media_type=row[0],
-                digest=Digest.parse(row[1]),
-                size=int(row[2]),
-                artifact_type=row[3],
-                annotations=json.loads(row[4]) if row[4] else {},
-            )
-            for row in rows
-        ]
+        return [referrer(row) for row in rows]
 
     # -- garbage collection ------------------------------------------------------------------
 
     async def referenced_digests(self) -> set[str]:
-        rows = await self.db.fetch(
-            "SELECT digest FROM manifests UNION SELECT digest FROM manifest_refs"
-            " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL"
-        )
-        return {row[0] for row in rows}
+        return {row[0] for row in await self.db.fetch(REFERENCED)}
 
     async def links(self) -> dict[str, tuple[int, float]]:
-        rows = await self.db.fetch(
-            "SELECT digest, count(*), max(linked) FROM repo_blobs GROUP BY digest"
-        )
+        rows = await self.db.fetch(LINKS)
         return {row[0]: (int(row[1]), float(row[2])) for row in rows}
 
     async def unlink_everywhere(self, digests: Sequence[str]) -> None:

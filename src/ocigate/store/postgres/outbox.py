@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...events.outbox import Accepts, Claim, Event, Outbox, Row
+from ...events.outbox import Accepts, Claim, Event, Outbox, Row, failure
 from . import locks
 from .database import Database, row_count
 
@@ -130,19 +130,12 @@ class PostgresOutbox(Outbox):
         )
 
     def failed(self, claim: Claim, owner: str, error: str, retry_in: float | None) -> None:
-        now = time.time()
         self._db.blocking(
             self._db.execute(
                 "UPDATE deliveries SET state = $1, attempts = attempts + 1, next_at = $2,"
                 " lease_owner = NULL, lease_until = NULL, last_error = $3, updated = $4"
                 " WHERE endpoint = $5 AND seq = $6 AND lease_owner = $7",
-                "dead" if retry_in is None else "pending",
-                now + (retry_in or 0.0),
-                error[:1000],
-                now,
-                claim.endpoint,
-                claim.seq,
-                owner,
+                *failure(claim, owner, error, retry_in, time.time()),
             )
         )
 
