@@ -291,6 +291,11 @@ class PostgresMetadata:
         key = (repo, str(digest))
         async with self._changing(repo) as change:
             conn = change.conn
+            # The link's row first, as put_manifest locks it: a delete racing a re-push of
+            # the same manifest waits for it instead of deadlocking.
+            await conn.execute(
+                "SELECT 1 FROM repo_blobs WHERE repo = $1 AND digest = $2 FOR UPDATE", *key
+            )
             deleted = await conn.execute(
                 "DELETE FROM manifests WHERE repo = $1 AND digest = $2", *key
             )

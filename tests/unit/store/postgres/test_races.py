@@ -97,3 +97,31 @@ async def test_a_collection_on_one_replica_holds_off_commits_on_another(
     async with committer.gc_lock(exclusive=False):  # free again
         pass
     await committer.close()
+
+
+async def test_a_push_racing_a_delete_of_one_manifest_never_deadlocks(
+    postgres_url: str, db: Database
+) -> None:
+    """Re-pushes and deletes of one manifest from two replicas, many times at once: each
+    finishes (the transactions lock rows in one order), and the end state is whole."""
+    pusher = PostgresMetadata(db)
+    deleter = PostgresMetadata(await Database.connect(postgres_url))
+    manifest, data = image(b"{}", [b"layer"])
+    for blob in (b"{}", b"layer"):
+        await pusher.link_blob("r", Digest.of(blob), len(blob))
+
+    async def push() -> None:
+        await pusher.put_manifest("r", manifest, data, [Tag("a"), Tag("b")], [])
+
+    async def delete() -> None:
+        await deleter.delete_manifest("r", manifest.digest)
+
+    with anyio.fail_after(20):
+        for _ in range(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(push)
+                tg.start_soon(delete)
+    stored = await pusher.manifest_by_digest("r", manifest.digest)
+    tags = await pusher.list_tags("r", None, None)
+    assert tags is not None and (tags.items == ["a", "b"]) == (stored is not None)
+    await deleter.close()
