@@ -146,7 +146,7 @@ class PostgresLedger:
                     token,
                     self.lease,
                 )
-            except Unavailable as exc:  # retried at the next third; the save checks the lease
+            except Exception as exc:  # retried at the next third; the save checks the lease
                 log.warning("renewing the lease of upload %s failed: %s", upload_id, exc)
 
     async def save_upload(self, record: UploadRecord) -> None:

@@ -38,7 +38,7 @@ from ...registry import Page, StoredManifest
 from ..embedded.metadata import LINKS, REFERENCED, page, referrer
 from ..ports import ChangeStamp, Required
 from . import locks
-from .database import UNREACHABLE, Database, row_count
+from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
 from .outbox import PostgresOutbox, insert_events
 
 if TYPE_CHECKING:
@@ -127,12 +127,19 @@ class PostgresMetadata:
         try:
             async with db.bounded(db.connect_timeout + self.lock_wait):
                 conn = await db.locks.acquire(timeout=db.connect_timeout)
-                await conn.execute(
-                    f"SELECT pg_advisory_lock{kind}($1, $2)",
-                    locks.NAMESPACE,
-                    locks.GC,
-                    timeout=self.lock_wait,
-                )
+                try:
+                    await conn.execute(
+                        f"SELECT pg_advisory_lock{kind}($1, $2)",
+                        locks.NAMESPACE,
+                        locks.GC,
+                        timeout=self.lock_wait,
+                    )
+                except TimeoutError:
+                    raise DatabaseUnavailable(
+                        {"database": db.where},
+                        f"the garbage-collection lock in {db.where} was not granted within"
+                        f" {self.lock_wait:g} s",
+                    ) from None
             yield
         finally:
             if conn is not None:
