@@ -1,0 +1,1 @@
+"""Real external parts the tests start: PostgreSQL (``postgres``), S3 servers (``s3``)."""

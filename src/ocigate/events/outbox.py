@@ -56,6 +56,15 @@ class Row:
     last_error: str | None
 
 
+def failure(
+    claim: Claim, owner: str, error: str, retry_in: float | None, now: float
+) -> tuple[str, float, str, float, str, int, str]:
+    """What a failed attempt records, in the order both outboxes' UPDATE takes it: the new
+    state, when it is due again, the error (kept short), when, and which claim of whom."""
+    state = "dead" if retry_in is None else "pending"
+    return (state, now + (retry_in or 0.0), error[:1000], now, claim.endpoint, claim.seq, owner)
+
+
 class Outbox(Protocol):
     """Durable events and their deliveries, shared by every worker process."""
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .outbox import Accepts, Claim, Event, Outbox, Row
+from .outbox import Accepts, Claim, Event, Outbox, Row, failure
 from .staging import take_staged
 
 # How the database's owner runs a write transaction (BEGIN IMMEDIATE ... COMMIT on a connection).
@@ -159,15 +159,7 @@ class SqliteOutbox(Outbox):
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?,"
                 " lease_owner = NULL, lease_until = NULL, last_error = ?, updated = ?"
                 " WHERE endpoint = ? AND seq = ? AND lease_owner = ?",
-                (
-                    "dead" if retry_in is None else "pending",
-                    now + (retry_in or 0.0),
-                    error[:1000],
-                    now,
-                    claim.endpoint,
-                    claim.seq,
-                    owner,
-                ),
+                failure(claim, owner, error, retry_in, now),
             )
 
     def prune(self, older_than: float, endpoints: Sequence[str]) -> int:

@@ -1,16 +1,21 @@
-"""The events layer over a real EmbeddedStore: which changes record which events, in the same
-transaction, and the outbox's claiming, ordering and dead-lettering."""
+"""The events layer over a real store whose metadata database keeps the outbox (the embedded
+store's SQLite, PostgreSQL): which changes record which events, in the same transaction, and
+the outbox's claiming, ordering and dead-lettering, across workers (replicas)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import sqlite3
-import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from ocigate.config import Settings
@@ -24,28 +29,93 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.reference import Tag
+from ocigate.registry import Registry
+from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.memory import MemoryStore
+from ocigate.store.memory.blobstore import MemoryBlobStore
+from ocigate.store.postgres.database import Database
+from ocigate.store.postgres.metadata import PostgresMetadata
+from ocigate.store.postgres.migrate import migrate
+from ocigate.store.postgres.outbox import PostgresOutbox
+from parts.postgres import postgres_server, postgres_url
 
 from ..embedded_helpers import body, descriptor, image, push_blob
 
 pytestmark = pytest.mark.anyio
+__all__ = ["postgres_server", "postgres_url"]  # fixtures
+T = TypeVar("T")
+
+
+run = anyio.to_thread.run_sync
+
+
+async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """An ``Outbox`` method, which is synchronous: its callers run it in a worker thread."""
+    return await run(functools.partial(function, *args, **kwargs))
+
+
+@dataclass
+class Backend:
+    """A store whose metadata database keeps its outbox, and more outboxes on that database
+    (other workers or replicas)."""
+
+    store: Registry
+    outbox: Outbox
+    another: Callable[[], Awaitable[Outbox]]
+    opened: list[Outbox] = field(default_factory=list)
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "embedded":
+        embedded = EmbeddedStore(tmp_path)
+
+        async def sqlite_outbox() -> Outbox:
+            return connect_outbox(embedded.meta.path)
+
+        made = Backend(embedded, await sqlite_outbox(), sqlite_outbox)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        db = await Database.connect(url, pool_size=4)
+        await migrate(db)
+        meta = PostgresMetadata(db)
+        replicas: list[Database] = []
+
+        async def replica_outbox() -> Outbox:
+            replicas.append(await Database.connect(url, pool_size=2))
+            return PostgresOutbox(replicas[-1])
+
+        assert meta.outbox is not None
+        made = Backend(RegistryOverPorts(MemoryBlobStore(), meta), meta.outbox, replica_outbox)
+    yield made
+    await made.store.close()
+    made.outbox.close()
+    if request.param == "postgres":
+        for replica in replicas:
+            await replica.close()
 
 
 @pytest.fixture
-def outbox(store: EmbeddedStore) -> Outbox:
-    return connect_outbox(store.meta.path)
+def store(backend: Backend) -> Registry:
+    return backend.store
 
 
-def layer(store: EmbeddedStore, outbox: Outbox, **config: Any) -> EventsLayer:
+@pytest.fixture
+def outbox(backend: Backend) -> Outbox:
+    return backend.outbox
+
+
+def layer(store: Registry, outbox: Outbox, **config: Any) -> EventsLayer:
     config_model = EventsConfig.model_validate({"enabled": True, **config})
     return EventsLayer(store, config_model, outbox, staged=True)
 
 
-def recorded(store: EmbeddedStore) -> list[dict[str, Any]]:
-    with sqlite3.connect(store.meta.path) as conn:
-        rows = conn.execute("SELECT event FROM outbox ORDER BY seq").fetchall()
-    return [json.loads(row[0]) for row in rows]
+async def recorded(outbox: Outbox) -> list[dict[str, Any]]:
+    """Every event in the outbox, in order."""
+    rows = await call(outbox.rows, limit=10_000)
+    seqs = sorted({row.seq for row in rows})
+    return [json.loads(await run(outbox.event, seq) or "") for seq in seqs]
 
 
 def types_of(events: list[dict[str, Any]]) -> list[str]:
@@ -60,14 +130,14 @@ async def push(registry: EventsLayer, repo: str, config: bytes, tags: list[str])
     return str(manifest.digest)
 
 
-async def test_each_change_records_its_event(store: EmbeddedStore, outbox: Outbox) -> None:
+async def test_each_change_records_its_event(store: Registry, outbox: Outbox) -> None:
     registry = layer(store, outbox)
     first = await push(registry, "team/app", b'{"a":1}', ["v1", "latest"])
     second = await push(registry, "team/app", b'{"a":2}', ["latest"])
     await registry.delete_tag("team/app", Tag("v1"))
     await registry.delete_manifest("team/app", Digest.parse(second))
     await registry.delete_blob("team/app", Digest.of(b'{"a":1}'))
-    events = recorded(store)
+    events = await recorded(outbox)
     assert types_of(events) == [
         "repository.created",
         "manifest.pushed",
@@ -95,78 +165,87 @@ async def test_each_change_records_its_event(store: EmbeddedStore, outbox: Outbo
         assert event["time"].endswith("Z") and event["id"]
 
 
-async def test_failed_changes_record_nothing(store: EmbeddedStore, outbox: Outbox) -> None:
+async def test_failed_changes_record_nothing(store: Registry, outbox: Outbox) -> None:
     registry = layer(store, outbox)
     await push(registry, "r", b"{}", ["v1"])
-    before = len(recorded(store))
+    before = len(await recorded(outbox))
     with pytest.raises(ManifestUnknown):
         await registry.delete_tag("r", Tag("nope"))
     manifest, data = image(b"missing-config")
     with pytest.raises(ManifestBlobUnknown):
         await registry.put_manifest("r", manifest, data, [Tag("v2")])
-    assert len(recorded(store)) == before
+    assert len(await recorded(outbox)) == before
 
 
-async def test_events_commit_and_roll_back_with_the_change(store: EmbeddedStore) -> None:
+async def test_events_commit_and_roll_back_with_the_change(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    outbox = connect_outbox(store.meta.path)
     event = make_event("/test", "tag.deleted", "r", tag=Tag("t"))
     with staging(lambda view: [event]), pytest.raises(RuntimeError), store.meta.changing() as conn:
         conn.execute("INSERT INTO repositories (name) VALUES ('r')")
         raise RuntimeError("the change fails")
-    assert recorded(store) == [] and not store.meta.repo_exists("r")
+    assert await recorded(outbox) == [] and not store.meta.repo_exists("r")
     with staging(lambda view: [event]) as staged, store.meta.changing() as conn:
         conn.execute("INSERT INTO repositories (name) VALUES ('r')")
     assert staged.claimed
-    assert [e["id"] for e in recorded(store)] == [event.id]
+    assert [e["id"] for e in await recorded(outbox)] == [event.id]
+    outbox.close()
+    await store.close()
 
 
-async def test_pulls_are_optional(store: EmbeddedStore, outbox: Outbox) -> None:
+async def test_pulls_are_optional(store: Registry, outbox: Outbox) -> None:
     await push_blob(store, "r", b"{}")
     manifest, data = image(b"{}")
     await store.put_manifest("r", manifest, data, [Tag("v1")])
     await layer(store, outbox).get_manifest("r", Tag("v1"))
-    assert recorded(store) == []
+    assert await recorded(outbox) == []
     pulls = layer(store, outbox, pulls=True)
     await pulls.get_manifest("r", Tag("v1"))
     body = await pulls.get_blob("r", manifest.blobs[0].digest, None)
     await body.close()
-    assert types_of(recorded(store)) == ["manifest.pulled", "blob.pulled"]
-    assert recorded(store)[0]["data"]["tag"] == "v1"
+    assert types_of(await recorded(outbox)) == ["manifest.pulled", "blob.pulled"]
+    assert (await recorded(outbox))[0]["data"]["tag"] == "v1"
 
 
 async def test_lanes_are_claimed_in_order_and_dead_lettered(
-    store: EmbeddedStore, outbox: Outbox
+    store: Registry, outbox: Outbox
 ) -> None:
     registry = layer(store, outbox)
     for i in range(3):
         await push(registry, "a", b'{"i":%d}' % i, [f"t{i}"])
     await push(registry, "b", b"{}", ["t"])
-    assert outbox.fan_out("hook", lambda repo, kind, art: kind != "repository.created") == 6
-    claims = outbox.claim("w1", 30, 10, ["hook"])
+    assert (
+        await call(outbox.fan_out, "hook", lambda repo, kind, art: kind != "repository.created")
+        == 6
+    )
+    claims = await call(outbox.claim, "w1", 30, 10, ["hook"])
     # one claim per lane (repository): the first push to a and the push to b
     assert [json.loads(c.event)["data"]["tag"] for c in claims] == ["t0", "t"]
-    assert outbox.claim("w2", 30, 10, ["hook"]) == []  # leased, and the lanes wait for them
-    outbox.delivered(claims[0], "w1")
-    outbox.failed(claims[1], "w1", "HTTP 500", None)  # dead-lettered: b's lane moves on
-    [next_a] = outbox.claim("w2", 30, 10, ["hook"])
+    assert (
+        await call(outbox.claim, "w2", 30, 10, ["hook"]) == []
+    )  # leased, and the lanes wait for them
+    await call(outbox.delivered, claims[0], "w1")
+    await call(outbox.failed, claims[1], "w1", "HTTP 500", None)  # dead-lettered: b's lane moves on
+    [next_a] = await call(outbox.claim, "w2", 30, 10, ["hook"])
     assert json.loads(next_a.event)["data"]["tag"] == "t1"
-    dead = outbox.rows(dead_only=True)
+    dead = await call(outbox.rows, dead_only=True)
     assert [(r.repo, r.state, r.last_error) for r in dead] == [("b", "dead", "HTTP 500")]
-    assert outbox.replay([dead[0].id]) == 1
-    assert outbox.rows(dead_only=True) == []
-    assert outbox.status()["endpoints"]["hook"]["pending"] == 3
+    assert await call(outbox.replay, [dead[0].id]) == 1
+    assert await call(outbox.rows, dead_only=True) == []
+    assert (await call(outbox.status))["endpoints"]["hook"]["pending"] == 3
 
 
-async def test_prune_keeps_what_is_not_delivered(store: EmbeddedStore, outbox: Outbox) -> None:
+async def test_prune_keeps_what_is_not_delivered(store: Registry, outbox: Outbox) -> None:
     registry = layer(store, outbox)
     await push(registry, "a", b"{}", ["t"])
     await push(registry, "b", b"{}", ["t"])
-    assert outbox.prune(0, ["hook"]) == 0  # "hook" has not read the outbox yet
-    outbox.fan_out("hook", lambda repo, kind, art: repo == "a")
-    claims = outbox.claim("w", 30, 10, ["hook"])
-    outbox.delivered(claims[0], "w")
+    assert await call(outbox.prune, 0, ["hook"]) == 0  # "hook" has not read the outbox yet
+    await call(outbox.fan_out, "hook", lambda repo, kind, art: repo == "a")
+    claims = await call(outbox.claim, "w", 30, 10, ["hook"])
+    await call(outbox.delivered, claims[0], "w")
     # b's events were never for "hook"; a's first is delivered, its second still pending
-    assert outbox.prune(-1, ["hook"]) == 3
-    assert [r.type for r in outbox.rows()] == ["manifest.pushed"]
+    assert await call(outbox.prune, -1, ["hook"]) == 3
+    assert [r.type for r in await call(outbox.rows)] == ["manifest.pushed"]
 
 
 def record_manifest(payload: bytes) -> tuple[Manifest, bytes]:
@@ -181,7 +260,7 @@ def record_manifest(payload: bytes) -> tuple[Manifest, bytes]:
 
 
 async def test_refused_push_records_nothing_and_validation_reads_are_not_pulls(
-    store: EmbeddedStore, outbox: Outbox
+    store: Registry, outbox: Outbox
 ) -> None:
     types = Settings(artifact_types=["record"]).artifact_types
     registry = ValidatingRegistry(layer(store, outbox, pulls=True), types, [])
@@ -191,22 +270,22 @@ async def test_refused_push_records_nothing_and_validation_reads_are_not_pulls(
         await push_blob(store, "r", payload)
     with pytest.raises(ManifestInvalid):
         await registry.put_manifest("r", *record_manifest(bad), [Tag("bad")])
-    assert recorded(store) == []
+    assert await recorded(outbox) == []
     await registry.put_manifest("r", *record_manifest(good), [Tag("good")])
-    assert types_of(recorded(store)) == ["manifest.pushed"]
+    assert types_of(await recorded(outbox)) == ["manifest.pushed"]
 
 
-async def test_concurrent_workers_never_claim_the_same_delivery(store: EmbeddedStore) -> None:
-    writer = connect_outbox(store.meta.path)
+async def test_concurrent_workers_never_claim_the_same_delivery(backend: Backend) -> None:
+    writer = await backend.another()
     events = [
         make_event("/t", "tag.deleted", f"repo-{i % 20}", tag=Tag(str(i))) for i in range(200)
     ]
-    writer.append(events)
-    writer.fan_out("hook", lambda repo, kind, art: True)
-    workers = [connect_outbox(store.meta.path) for _ in range(4)]
+    await call(writer.append, events)
+    await call(writer.fan_out, "hook", lambda repo, kind, art: True)
+    workers = [await backend.another() for _ in range(4)]
     claimed: list[list[tuple[str, int]]] = [[] for _ in workers]
 
-    def work(index: int) -> None:
+    def work(index: int) -> None:  # in a thread of its own, as a worker's delivery runs
         outbox = workers[index]
         while True:
             claims = outbox.claim(f"w{index}", 30, 5, ["hook"])
@@ -218,24 +297,23 @@ async def test_concurrent_workers_never_claim_the_same_delivery(store: EmbeddedS
                 claimed[index].append((json.loads(claim.event)["data"]["repository"], claim.seq))
                 outbox.delivered(claim, f"w{index}")
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for index in range(len(workers)):
+                tg.start_soon(run, work, index)
     everything = [c for per_worker in claimed for c in per_worker]
     assert sorted(seq for _, seq in everything) == list(range(1, 201))  # each exactly once
     for outbox in [writer, *workers]:
         outbox.close()
 
 
-async def test_racing_pushes_record_exact_events(store: EmbeddedStore, outbox: Outbox) -> None:
+async def test_racing_pushes_record_exact_events(store: Registry, outbox: Outbox) -> None:
     """Eight pushes of different manifests to one new repository and tag at once: exactly one
     ``repository.created``, and each ``tag.moved`` names the digest the tag really had."""
     registry = layer(store, outbox)
     configs = [b'{"n":%d}' % n for n in range(8)]
     await asyncio.gather(*(push(registry, "race/app", config, ["latest"]) for config in configs))
-    events = recorded(store)
+    events = await recorded(outbox)
     assert types_of(events).count("repository.created") == 1
     pushed = [e["data"]["digest"] for e in events if e["type"].endswith("manifest.pushed")]
     moves = [

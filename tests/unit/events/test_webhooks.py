@@ -9,13 +9,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from ocigate.events.config import EventsConfig
 from ocigate.events.database import connect_outbox
+from ocigate.events.layer import make_event
+from ocigate.events.outbox import Outbox
 from ocigate.events.webhooks import Deliverer, signature
+from ocigate.oci.reference import Tag
+from ocigate.store.postgres.database import Database
+from ocigate.store.postgres.migrate import migrate
+from ocigate.store.postgres.outbox import PostgresOutbox
+from parts.postgres import postgres_server, postgres_url
 
 pytestmark = pytest.mark.anyio
+__all__ = ["postgres_server", "postgres_url"]  # fixtures
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -96,3 +105,50 @@ async def test_a_slow_receiver_fails_the_attempt_within_its_timeout(
     else:  # a 2xx head arrived at once: the attempt succeeded, the body is not waited for
         assert error is None
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_the_deliverer_posts_each_event_once_and_records_failures(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """Deliverer.step over each outbox database: an accepted event is marked delivered, a
+    refused one is retried later, nothing is posted twice."""
+    if database == "sqlite":
+        outbox: Outbox = connect_outbox(tmp_path / "events.db")
+    else:
+        db = await Database.connect(request.getfixturevalue("postgres_url"))
+        await migrate(db)
+        outbox = PostgresOutbox(db)
+    posted: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                _, body = await _request(reader)
+            except asyncio.IncompleteReadError:
+                return  # the deliverer closed its connection
+            posted.append(body)
+            status = b"500 Oops" if b'"repository":"bad"' in body else b"204 No Content"
+            writer.write(b"HTTP/1.1 %s\r\nContent-Length: 0\r\n\r\n" % status)
+            await writer.drain()
+
+    events = [make_event("/t", "tag.deleted", repo, tag=Tag("t")) for repo in ("good", "bad")]
+    await anyio.to_thread.run_sync(outbox.append, events)
+    async with receiver(answer) as url:
+        config = EventsConfig.model_validate(
+            {"webhooks": [{"name": "h", "url": url, "timeout": 2}]}
+        )
+        hooks = Deliverer(config, outbox)
+        assert await hooks.step() == 2
+        assert await hooks.step() == 0  # the failure waits for its retry
+    assert len(posted) == 2
+    status = await anyio.to_thread.run_sync(outbox.status)
+    assert status["endpoints"]["h"] == {"delivered": 1, "pending": 1, "behind": 0}
+    [failed] = [r for r in await anyio.to_thread.run_sync(outbox.rows) if r.repo == "bad"]
+    assert failed.attempts == 1 and failed.last_error is not None
+    assert failed.last_error.startswith("HTTP 500")
+    for pool in hooks.pools.values():
+        await pool.aclose()
+    outbox.close()
+    if database == "postgres":
+        await db.close()

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 
@@ -127,6 +127,31 @@ def page(rows: list[str], n: int | None) -> Page:
     if n is None:
         return Page(rows, False)
     return Page(rows[:n], len(rows) > n)
+
+
+# Garbage collection's two reads (the same SQL in every database holding this schema).
+REFERENCED = (
+    "SELECT digest FROM manifests UNION SELECT digest FROM manifest_refs"
+    " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL"
+)
+LINKS = "SELECT digest, count(*), max(linked) FROM repo_blobs GROUP BY digest"
+
+
+class Row(Protocol):
+    """A result row of any database driver (sqlite3's tuples, asyncpg's records)."""
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+def referrer(row: Row) -> Descriptor:
+    """A referrer from ``(media_type, digest, size, artifact_type, annotations)``."""
+    return Descriptor(
+        media_type=row[0],
+        digest=Digest.parse(row[1]),
+        size=int(row[2]),
+        artifact_type=row[3],
+        annotations=json.loads(row[4]) if row[4] else {},
+    )
 
 
 def _stored(digest: str, media_type: str, data: bytes) -> StoredManifest:
@@ -402,16 +427,7 @@ class SqliteMetadata:
             sql += " AND artifact_type = ?"
             params += (artifact_type,)
         rows = await self._call(self._rows, sql + " ORDER BY id", params)
-        return [
-            Descriptor(
-                media_type=row[0],
-                digest=Digest.parse(row[1]),
-                size=int(row[2]),
-                artifact_type=row[3],
-                annotations=json.loads(row[4]) if row[4] else {},
-            )
-            for row in rows
-        ]
+        return [referrer(row) for row in rows]
 
     def _rows(self, sql: str, params: tuple[str, ...] = ()) -> list[Any]:
         return self.conn().execute(sql, params).fetchall()
@@ -419,17 +435,11 @@ class SqliteMetadata:
     # -- garbage collection ------------------------------------------------------------------
 
     async def referenced_digests(self) -> set[str]:
-        rows = await self._call(
-            self._rows,
-            "SELECT digest FROM manifests UNION SELECT digest FROM manifest_refs"
-            " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL",
-        )
+        rows = await self._call(self._rows, REFERENCED)
         return {row[0] for row in rows}
 
     async def links(self) -> dict[str, tuple[int, float]]:
-        rows = await self._call(
-            self._rows, "SELECT digest, COUNT(*), MAX(linked) FROM repo_blobs GROUP BY digest"
-        )
+        rows = await self._call(self._rows, LINKS)
         return {row[0]: (int(row[1]), float(row[2])) for row in rows}
 
     async def unlink_everywhere(self, digests: Sequence[str]) -> None:

@@ -1,0 +1,182 @@
+"""``Database``: an asyncpg pool with every call bounded in time, and one error for "the
+database is unavailable".
+
+Bounds: waiting for a pooled connection (or opening one) takes at most ``connect_timeout``
+seconds, each statement at most ``command_timeout`` (asyncpg cancels it on the server), and a
+whole unit of work (one statement, or one transaction) at most their sum. A refused or lost
+connection, a timeout or a server shutting down becomes :class:`DatabaseUnavailable`, a 503
+naming the database's host, port and name (never the password). Dead connections are dropped
+by the pool and replaced on the next acquire, so service resumes by itself once the server is
+back. asyncpg prepares and caches each statement per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from ...oci.errors import Unavailable
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What the pools hand out (the stubs' generic proxy; not subscriptable at run time).
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+T = TypeVar("T")
+
+# What "the database cannot be reached or went away" looks like from asyncpg.
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+)
+
+
+class DatabaseUnavailable(Unavailable):
+    """The metadata database cannot be reached, went away, or did not answer in time."""
+
+
+def describe(url: str) -> str:
+    """``host:port/name`` of a PostgreSQL URL: what errors and logs name (no credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database; use :meth:`connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        pool: asyncpg.Pool,
+        locks: asyncpg.Pool,
+        connect_timeout: float,
+        command_timeout: float,
+    ) -> None:
+        self.pool = pool
+        self.locks = locks
+        self.where = describe(url)
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._loop = asyncio.get_running_loop()
+        self._password = urlsplit(url).password
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        lock_connections: int | None = None,
+    ) -> Database:
+        """A pool on ``url`` (``postgresql://user:password@host:port/name``), its first
+        connection opened to prove the database answers (else :class:`DatabaseUnavailable`),
+        and a second pool, of ``lock_connections`` (default ``pool_size``) opened on demand,
+        for session-level advisory locks held across other work (``gc_lock``): holders of
+        those never take the connections their own queries need."""
+        settings: dict[str, Any] = {
+            "timeout": connect_timeout,
+            "command_timeout": command_timeout,
+            "max_inactive_connection_lifetime": 60.0,
+        }
+        try:
+            async with asyncio.timeout(connect_timeout + command_timeout):
+                pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, **settings)
+                size = pool_size if lock_connections is None else lock_connections
+                locks = await asyncpg.create_pool(url, min_size=0, max_size=size, **settings)
+        except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
+            limit = connect_timeout + command_timeout
+            raise _unavailable(describe(url), exc, urlsplit(url).password, limit) from None
+        return cls(url, pool, locks, connect_timeout, command_timeout)
+
+    @property
+    def bound(self) -> float:
+        """The longest one unit of work may take, seconds."""
+        return self.connect_timeout + self.command_timeout
+
+    @contextlib.asynccontextmanager
+    async def bounded(self, seconds: float | None = None) -> AsyncIterator[None]:
+        """Bound a unit of work in time (``seconds``, default :attr:`bound`); turn the
+        database's absence into the one error."""
+        limit = self.bound if seconds is None else seconds
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except UNREACHABLE as exc:
+            raise _unavailable(self.where, exc, self._password, limit) from None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection for a bounded unit of work (a few statements, no transaction)."""
+        async with self.bounded(), self.pool.acquire(timeout=self.connect_timeout) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection in a READ COMMITTED transaction, committed when the block
+        ends, rolled back when it raises; bounded like any unit of work."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: object) -> str:
+        async with self.connection() as conn:
+            return await conn.execute(sql, *args)
+
+    def blocking(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the pool's event loop from another thread (the synchronous
+        ``Outbox`` protocol is called in worker threads) and wait for it."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            work.close()
+            raise RuntimeError("Database.blocking() called on its own event loop: use a thread")
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        return future.result(timeout=self.bound + 1.0)  # work is bounded itself: a backstop
+
+    async def close(self) -> None:
+        for pool in (self.locks, self.pool):
+            try:
+                async with asyncio.timeout(self.bound):
+                    await pool.close()
+            except UNREACHABLE:
+                pool.terminate()  # a server that went away cannot say goodbye
+
+
+def row_count(status: str) -> int:
+    """The row count of a command status (``DELETE 3``, ``UPDATE 0``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _unavailable(
+    where: str, exc: BaseException, password: str | None, limit: float
+) -> DatabaseUnavailable:
+    if isinstance(exc, TimeoutError):
+        reason = f"no answer within {limit:g} s"
+    else:
+        reason = str(exc) or type(exc).__name__
+    if password:
+        reason = reason.replace(password, "********")
+    return DatabaseUnavailable(
+        {"database": where}, f"the database {where} is unavailable: {reason}"
+    )
