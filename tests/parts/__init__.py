@@ -1,0 +1,1 @@
+"""Real servers the tests run against (S3, and more), started by session fixtures."""
