@@ -10,6 +10,7 @@ make the server unreachable and bring it back (its data may be lost: memstore ke
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import hashlib
 import hmac
@@ -111,9 +112,7 @@ def _logs(process: Process) -> str:
     directory = getattr(process, "dir", None)
     if directory is None:
         return ""
-    return "\n".join(
-        f"--- {log}\n{_tail(log)}" for log in sorted(Path(directory).glob("**/*.log"))
-    )
+    return "\n".join(f"--- {log}\n{_tail(log)}" for log in sorted(Path(directory).glob("**/*.log")))
 
 
 def _run(argv: list[str], log: Path, timeout: float = 60) -> str:
@@ -124,6 +123,11 @@ def _run(argv: list[str], log: Path, timeout: float = 60) -> str:
     if done.returncode != 0:
         raise StartFailed(f"{argv[0]} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     return done.stdout.decode()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, so no server outlives a crashed run."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None, grace: float = 2.0) -> None:
@@ -192,16 +196,16 @@ class RadosGateway:
     def _daemon(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         out = open(self.dir / "log" / f"{name}.out.log", "ab")  # noqa: SIM115 (the child's)
         with out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
 
     def create(self) -> None:
         d = self.dir
         for sub in ("run", "log", "mon", "osd/0", "rgw"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(
-            _CEPH_CONF.format(
-                fsid=self.fsid, mon_port=self.mon_port, rgw_port=self.rgw_port, d=d
-            )
+            _CEPH_CONF.format(fsid=self.fsid, mon_port=self.mon_port, rgw_port=self.rgw_port, d=d)
         )
         log, c = d / "log" / "setup.log", str(self.conf)
         monmap = str(d / "monmap")
@@ -275,8 +279,10 @@ class Seaweed:
             f"-volume.port={ports[3]}", f"-volume.port.grpc={ports[4]}",
             f"-filer.port={ports[5]}", f"-filer.port.grpc={ports[6]}", "-s3",
             f"-s3.port={self.s3_port}", f"-s3.port.grpc={ports[7]}", "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-metricsPort={ports[8]}", f"-debug.port={ports[9]}",
             f"-s3.config={directory / 's3.json'}", "-master.volumeSizeLimitMB=1024",
+            "-volume.max=1000",  # each bucket takes volumes of its own: the default 8 runs out
             "-volume.preStopSeconds=0", "-master.telemetry=false",
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
@@ -284,7 +290,9 @@ class Seaweed:
     def start(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             with open(self.dir / "weed.log", "ab") as out:
-                self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(
+                    self.argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                )
 
     def stop(self) -> None:
         _terminate(self.proc)

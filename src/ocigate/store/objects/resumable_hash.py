@@ -22,12 +22,10 @@ def _load() -> ctypes.CDLL:
     if name is None:
         raise ImportError("libcrypto (OpenSSL) not found: the resumable SHA-256 needs it")
     lib = ctypes.CDLL(name)
-    for function, argtypes in (
-        (lib.SHA256_Init, [ctypes.c_char_p]),
-        (lib.SHA256_Update, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]),
-        (lib.SHA256_Final, [ctypes.c_char_p, ctypes.c_char_p]),
-    ):
-        function.argtypes = argtypes
+    lib.SHA256_Init.argtypes = [ctypes.c_char_p]
+    lib.SHA256_Update.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.SHA256_Final.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    for function in (lib.SHA256_Init, lib.SHA256_Update, lib.SHA256_Final):
         function.restype = ctypes.c_int
     return lib
 
