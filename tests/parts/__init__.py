@@ -1,1 +1,2 @@
-"""Real external parts the tests start: PostgreSQL (``postgres``), S3 servers (``s3``)."""
+"""Real external parts the tests start: PostgreSQL (``postgres``), S3 servers (``s3``: radosgw,
+SeaweedFS), HAProxy (``haproxy``)."""
