@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -30,10 +30,14 @@ from .logformat import configure_logging
 from .metrics import GC_FREED, GC_RUNS, exposition
 from .registry import Registry
 from .server.limits import Limits
+from .store.core.registry import RegistryOverPorts
 from .store.embedded import EmbeddedStore
 from .store.gateway import build_gateway
 from .store.ports import MetadataStore
-from .store_config import EmbeddedStoreConfig, UpstreamsStoreConfig
+
+if TYPE_CHECKING:
+    from .store.objects.store import ObjectsStore
+from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig, UpstreamsStoreConfig
 
 log = logging.getLogger("ocigate")
 
@@ -49,6 +53,8 @@ class Backend:
     # The metadata store when the backend is one over ports: its optional outbox capability
     # lets its own transactions write the events layer's events.
     metadata: MetadataStore | None = None
+    # Run in each worker before its first request (connecting to a database).
+    opening: tuple[Job, ...] = ()
 
 
 def create_app(settings: Settings) -> App:
@@ -69,6 +75,7 @@ def create_app(settings: Settings) -> App:
         backend.readiness,
         rate_limiter(settings),
         partial(exposition, data_dir, embedded) if settings.metrics.enabled else None,
+        backend.opening,
     )
 
 
@@ -115,6 +122,10 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
         embedded = embedded_store(store, jobs)
         readiness = health.Readiness([health.sqlite_probe(store.data_dir / "meta.db")])
         return Backend(embedded, readiness, embedded.meta)
+    if isinstance(store, ObjectsStoreConfig):
+        objects = objects_store(store, jobs)
+        probes: list[health.Probe] = [objects.database_problem, objects.bucket_problem]
+        return Backend(objects, health.Readiness(probes), objects.meta, (objects.open,))
     probes = [health.upstream_probe(upstream) for upstream in store.upstreams]
     gateway = build_gateway(
         store.upstreams,
@@ -123,6 +134,23 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
         max_manifest_size=settings.max_manifest_size,
     )
     return Backend(gateway, health.Readiness(probes))
+
+
+def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:
+    """An S3 bucket and PostgreSQL, shared with the other replicas; upload expiry here too
+    (any replica may run it: an upload held elsewhere is skipped)."""
+    from .store.objects.store import ObjectsStore  # asyncpg and obstore only when configured
+
+    store = ObjectsStore(
+        config.s3,
+        config.database,
+        sparse_index=config.sparse_index,
+        auto_mount=config.auto_mount,
+        upload_expiry=config.upload_expiry,
+        gc_grace=config.gc_grace,
+    )
+    jobs.append(partial(expire_uploads_forever, store, config.upload_expiry))
+    return store
 
 
 def embedded_store(config: EmbeddedStoreConfig, jobs: list[Job]) -> EmbeddedStore:
@@ -140,7 +168,7 @@ def embedded_store(config: EmbeddedStoreConfig, jobs: list[Job]) -> EmbeddedStor
     return store
 
 
-async def expire_uploads_forever(store: EmbeddedStore, expiry: int) -> None:
+async def expire_uploads_forever(store: RegistryOverPorts, expiry: int) -> None:
     while True:
         await anyio.sleep(min(3600, expiry / 4))
         try:

@@ -7,6 +7,8 @@ Every test in this directory runs once per backend:
 - ``upstream-embedded``: the gateway (``assemble.build_store``) in front of a real
   ``ocigate serve`` on the embedded store, one server process for the whole session;
 - ``cache-embedded``: the same with ``cache: true`` and ``cache_push: write-through``;
+- ``objects-radosgw``, ``objects-seaweedfs``: the objects backend (``assemble.build_store``) on
+  a fresh PostgreSQL database and a fresh bucket of a real S3 server (Ceph's radosgw, SeaweedFS);
 - ``router``: ``RouterStore`` with ``a`` → an embedded store and ``b`` → the gateway above. Each
   test's repositories are all under one of the two prefixes, chosen from the test's name (see
   ``Names``), so both routes are exercised and a test never straddles them.
@@ -35,8 +37,20 @@ from ocigate.registry import Registry
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.gateway.router import RouterStore
 from ocigate.store.memory import MemoryStore
+from parts.postgres import postgres_server, postgres_url
+from parts.s3 import S3Server, create_bucket, radosgw, seaweedfs
 
-BACKENDS = ["memory", "embedded", "upstream-embedded", "cache-embedded", "router"]
+__all__ = ["postgres_server", "postgres_url", "radosgw", "seaweedfs"]
+
+BACKENDS = [
+    "memory",
+    "embedded",
+    "upstream-embedded",
+    "cache-embedded",
+    "router",
+    "objects-radosgw",
+    "objects-seaweedfs",
+]
 ROUTER_PREFIXES = ("a", "b")  # a: embedded, b: the gateway to the upstream
 
 # (test function, backend) -> why that backend legitimately differs; each is a strict xfail.
@@ -83,6 +97,30 @@ def _gateway(data_dir: Path, url: str, cache: bool) -> Registry:
     return build_store(settings, []).registry
 
 
+async def _objects(request: pytest.FixtureRequest, server: str, tmp_path: Path) -> Registry:
+    """The objects backend as ``ocigate serve`` builds it, on a fresh database and bucket of
+    the real PostgreSQL and S3 server, opened as a worker opens it."""
+    s3: S3Server = request.getfixturevalue(server)
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    create_bucket(s3, bucket)
+    section = {
+        "kind": "objects",
+        "data_dir": str(tmp_path / "objects"),
+        "s3": {
+            "endpoint": s3.endpoint,
+            "bucket": bucket,
+            "region": s3.region,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+        },
+        "database": {"url": request.getfixturevalue("postgres_url")},
+    }
+    backend = build_store(Settings.model_validate({"store": section}), [])
+    for open_ in backend.opening:
+        await open_()
+    return backend.registry
+
+
 @pytest.fixture
 async def registry(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -92,6 +130,8 @@ async def registry(
         store = MemoryStore()
     elif backend == "embedded":
         store = EmbeddedStore(tmp_path / "embedded")
+    elif backend.startswith("objects-"):
+        store = await _objects(request, backend.removeprefix("objects-"), tmp_path)
     else:
         # Started only when a backend needs it, so `-k memory` runs without a server.
         url = request.getfixturevalue("upstream").url

@@ -65,9 +65,7 @@ def registry(cluster: Cluster) -> HAProxy:
 
 
 @pytest.fixture
-def one_replica(
-    tmp_path: Path, s3_bucket: S3Bucket, postgres_url: str
-) -> Iterator[ServerProcess]:
+def one_replica(tmp_path: Path, s3_bucket: S3Bucket, postgres_url: str) -> Iterator[ServerProcess]:
     """One replica of two workers on each S3 server in turn."""
     with replicas(tmp_path, objects_store(s3_bucket, postgres_url), count=1) as [server]:
         yield server

@@ -28,9 +28,7 @@ def objects_store(bucket: S3Bucket, database_url: str, **extra: Any) -> dict[str
     return {"kind": "objects", "s3": s3, "database": {"url": database_url}} | extra
 
 
-def replica(
-    root: Path, store: dict[str, Any], workers: int = 2, **settings: Any
-) -> ServerProcess:
+def replica(root: Path, store: dict[str, Any], workers: int = 2, **settings: Any) -> ServerProcess:
     """A replica (not started) in ``root``: its config file, data directory and log."""
     root.mkdir(parents=True, exist_ok=True)
     config = root / "ocigate.yaml"

@@ -4,6 +4,7 @@ another serves pulls."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ def test_a_chunked_upload_continues_on_every_replica(cluster: Cluster, repo: str
         assert response.status_code == 202, response.text
         path = urlsplit(location(urls[0], response))
         upload = path.path + (f"?{path.query}" if path.query else "")
-        for i, (start, end) in enumerate(zip(cuts, cuts[1:], strict=False)):
+        for i, (start, end) in enumerate(itertools.pairwise(cuts)):
             target = urls[i % 3] + upload  # chunk i to replica i
             response = client.patch(
                 target,

@@ -66,7 +66,9 @@ def test_the_documented_example_parses(tmp_path: Path) -> None:
     assert store.data_dir == Path("/var/lib/ocigate")
 
 
-def test_aws_variables_fill_unset_keys_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aws_variables_fill_unset_keys_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
@@ -122,7 +124,9 @@ def test_a_database_url_of_another_kind_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("store:\n  kind: objects\n  s3: {bucket: b}\n  database: {url: 'mysql://x'}\n")
+    config.write_text(
+        "store:\n  kind: objects\n  s3: {bucket: b}\n  database: {url: 'mysql://x'}\n"
+    )
     assert main(["config", "check", str(config)]) == 2
     assert "store.objects.database.url" in capsys.readouterr().err
 

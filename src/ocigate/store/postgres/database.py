@@ -52,53 +52,60 @@ def describe(url: str) -> str:
 
 
 class Database:
-    """A pool of connections to one PostgreSQL database; use :meth:`connect`."""
+    """A pool of connections to one PostgreSQL database, opened by :meth:`open` (or made open
+    by :meth:`connect`) on the event loop that will use it."""
+
+    pool: asyncpg.Pool
+    locks: asyncpg.Pool
 
     def __init__(
         self,
-        url: str,
-        pool: asyncpg.Pool,
-        locks: asyncpg.Pool,
-        connect_timeout: float,
-        command_timeout: float,
-    ) -> None:
-        self.pool = pool
-        self.locks = locks
-        self.where = describe(url)
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
-        self._loop = asyncio.get_running_loop()
-        self._password = urlsplit(url).password
-
-    @classmethod
-    async def connect(
-        cls,
         url: str,
         *,
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         lock_connections: int | None = None,
-    ) -> Database:
-        """A pool on ``url`` (``postgresql://user:password@host:port/name``), its first
-        connection opened to prove the database answers (else :class:`DatabaseUnavailable`),
-        and a second pool, of ``lock_connections`` (default ``pool_size``) opened on demand,
-        for session-level advisory locks held across other work (``gc_lock``): holders of
+    ) -> None:
+        """``lock_connections`` (default ``pool_size``): a second pool, opened on demand, for
+        session-level advisory locks held across other work (``gc_lock``), so that holders of
         those never take the connections their own queries need."""
+        self._url = url
+        self.where = describe(url)
+        self.pool_size = pool_size
+        self.lock_connections = pool_size if lock_connections is None else lock_connections
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._password = urlsplit(url).password
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> Database:
+        """A :class:`Database` on ``url`` (``postgresql://user:password@host:port/name``),
+        opened."""
+        db = cls(url, **options)
+        await db.open()
+        return db
+
+    async def open(self) -> None:
+        """Create the pools, their first connection opened to prove the database answers
+        (else :class:`DatabaseUnavailable`)."""
         settings: dict[str, Any] = {
-            "timeout": connect_timeout,
-            "command_timeout": command_timeout,
+            "timeout": self.connect_timeout,
+            "command_timeout": self.command_timeout,
             "max_inactive_connection_lifetime": 60.0,
         }
+        url = self._url
         try:
-            async with asyncio.timeout(connect_timeout + command_timeout):
-                pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, **settings)
-                size = pool_size if lock_connections is None else lock_connections
-                locks = await asyncpg.create_pool(url, min_size=0, max_size=size, **settings)
-        except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
-            limit = connect_timeout + command_timeout
-            raise _unavailable(describe(url), exc, urlsplit(url).password, limit) from None
-        return cls(url, pool, locks, connect_timeout, command_timeout)
+            async with asyncio.timeout(self.bound):
+                self.pool = await asyncpg.create_pool(
+                    url, min_size=1, max_size=self.pool_size, **settings
+                )
+                self.locks = await asyncpg.create_pool(
+                    url, min_size=0, max_size=self.lock_connections, **settings
+                )
+        except UNREACHABLE as exc:
+            raise _unavailable(self.where, exc, self._password, self.bound) from None
+        self._loop = asyncio.get_running_loop()
 
     @property
     def bound(self) -> float:
