@@ -49,6 +49,8 @@ class Backend:
     # The metadata store when the backend is one over ports: its optional outbox capability
     # lets its own transactions write the events layer's events.
     metadata: MetadataStore | None = None
+    # Whether a request's ``ns`` names a host the backend routes by (the gateway's router).
+    namespaces: Callable[[str], str | None] | None = None
 
 
 def create_app(settings: Settings) -> App:
@@ -69,6 +71,7 @@ def create_app(settings: Settings) -> App:
         backend.readiness,
         rate_limiter(settings),
         partial(exposition, data_dir, embedded) if settings.metrics.enabled else None,
+        backend.namespaces,
     )
 
 
@@ -122,7 +125,7 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
         upload_signing_key=store.upload_signing_key,
         max_manifest_size=settings.max_manifest_size,
     )
-    return Backend(gateway, health.Readiness(probes))
+    return Backend(gateway, health.Readiness(probes), namespaces=gateway.resolve_namespace)
 
 
 def embedded_store(config: EmbeddedStoreConfig, jobs: list[Job]) -> EmbeddedStore:

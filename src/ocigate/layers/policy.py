@@ -7,9 +7,10 @@ import json
 import logging
 from collections.abc import Sequence
 
-from ..auth.identity import Identity, current_identity
+from ..auth.identity import Identity
 from ..auth.policy import Action, Decision, Policy
 from ..auth.tokens import CATALOG_SCOPE, InsufficientScope
+from ..context import request_context
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, ManifestUnknown
@@ -85,7 +86,7 @@ class PolicyLayer(Delegate):
     def _require(
         self, repo: str, action: Action, reference: Reference | None = None, *, audit: bool = True
     ) -> Decision:
-        decision = self._decide(current_identity.get(), repo, action, reference, audit=audit)
+        decision = self._decide(request_context().identity, repo, action, reference, audit=audit)
         if decision.rule == _TOKEN_SCOPE:
             raise InsufficientScope(f"repository:{repo}:{_TOKEN_ACTION[action]}")
         if not decision.allowed:
@@ -100,7 +101,7 @@ class PolicyLayer(Delegate):
         self._require(repo, action, audit=False)
 
     def _allows(self, repo: str, action: Action) -> bool:
-        return self._decide(current_identity.get(), repo, action, None).allowed
+        return self._decide(request_context().identity, repo, action, None).allowed
 
     # blobs
     async def stat_blob(self, repo: str, digest: Digest) -> int:
@@ -216,7 +217,7 @@ class PolicyLayer(Delegate):
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         """Only the repositories the caller may pull, paged over the filtered list: read in
         batches and filtered in one pass, so hidden names cost neither queries nor a page."""
-        identity = current_identity.get()
+        identity = request_context().identity
         if identity.grants is not None and not identity.catalog:
             raise InsufficientScope(CATALOG_SCOPE)
         visible: list[str] = []

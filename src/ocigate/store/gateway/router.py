@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ...context import request_context
 from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
@@ -27,7 +28,6 @@ from ...registry import (
     StoredManifest,
     UploadState,
 )
-from ...tracing import requested_namespace
 
 
 class RouterStore:
@@ -57,15 +57,16 @@ class RouterStore:
                 return registry, prefix, repo[len(prefix) + 1 :]
         raise NameUnknown({"name": repo}, "no upstream is configured for this repository")
 
+    def resolve_namespace(self, host: str) -> str | None:
+        """``host`` when an ``ns`` naming it routes to an upstream, else None (the HTTP layer
+        asks once per request, keeps the answer in the request context, and answers with
+        ``OCI-Namespace``)."""
+        return host if host.lower() in self._hosts else None
+
     def _by_namespace(self) -> Registry | None:
-        """The upstream the request's ``ns`` names (marking it resolved), if any."""
-        namespace = requested_namespace.get()
-        if namespace is None or not self._hosts:
-            return None
-        registry = self._hosts.get(namespace.host.lower())
-        if registry is not None:
-            namespace.resolved = True
-        return registry
+        """The upstream the request's resolved ``ns`` names, if any."""
+        namespace = request_context().namespace
+        return None if namespace is None else self._hosts.get(namespace.lower())
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
         registry, _, inner = self.route(repo)
