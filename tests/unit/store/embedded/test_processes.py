@@ -12,7 +12,7 @@ from ocigate.oci.digest import Digest
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import fsck
 
-from .embedded_helpers import body, push_image
+from ...embedded_helpers import body, push_image
 
 WORKERS = 4
 CHUNKS = 5

@@ -21,7 +21,7 @@ from ocigate.oci.errors import (
 from ocigate.oci.reference import Tag, parse_reference
 from ocigate.store.embedded import EmbeddedStore
 
-from .embedded_helpers import body, image, index, push_blob, push_image
+from ...embedded_helpers import body, image, index, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 

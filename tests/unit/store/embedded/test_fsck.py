@@ -13,7 +13,7 @@ from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import check, fsck
 
-from .embedded_helpers import body, push_blob, push_image
+from ...embedded_helpers import body, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from ocigate.oci.errors import (
 from ocigate.registry import ByteRange
 from ocigate.store.embedded import EmbeddedStore
 
-from .embedded_helpers import body, push_blob
+from ...embedded_helpers import body, push_blob
 
 pytestmark = pytest.mark.anyio
 
