@@ -105,6 +105,17 @@ BlobBody = FileRange | Stream | Redirect
 
 
 @dataclass(frozen=True, slots=True)
+class UploadChunk:
+    """A request body appended to an upload. ``offset`` (from Content-Range) is where the client
+    says it starts, None: at the bytes received so far; ``length`` (from Content-Length) how long
+    it says it is, None: unknown."""
+
+    chunks: Chunks
+    offset: int | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UploadState:
     id: str
     offset: int  # bytes received so far
@@ -155,22 +166,14 @@ class Registry(Protocol):
 
     async def upload_status(self, repo: str, upload_id: str) -> UploadState: ...
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
-        """Append a chunk. ``offset`` (from Content-Range) must equal the bytes received so far,
-        else RangeNotSatisfiable; ``length`` (from Content-Length), when given, must match. A failed
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
+        """Append a chunk. Its ``offset``, when given, must equal the bytes received so far, else
+        RangeInvalid; its ``length``, when given, must match its body, else SizeInvalid. A failed
         append leaves the upload as it was before it."""
         ...
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         """Append an optional last chunk, verify the digest, make the blob visible; its size."""
         ...

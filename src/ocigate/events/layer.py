@@ -31,13 +31,13 @@ from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     FileRange,
     ManifestInfo,
     Redirect,
     Registry,
     StoredManifest,
     Stream,
+    UploadChunk,
 )
 from .config import EVENT_TYPE_PREFIX, EventsConfig
 from .outbox import Event, Outbox
@@ -216,17 +216,11 @@ class EventsLayer(Delegate):
         await self._changing(_just(event), lambda: self.inner.delete_blob(repo, digest), repo)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         return await self._changing(
             lambda view: self._created(view, repo),
-            lambda: self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length),
+            lambda: self.inner.commit_upload(repo, upload_id, digest, chunk),
             repo,
         )
 

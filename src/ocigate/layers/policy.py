@@ -19,11 +19,11 @@ from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    UploadChunk,
     UploadState,
 )
 from .delegate import Delegate
@@ -125,23 +125,15 @@ class PolicyLayer(Delegate):
         self._require(repo, "push")
         return await self.inner.upload_status(repo, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         self._require(repo, "push")
-        return await self.inner.write_upload(repo, upload_id, chunks, offset, length)
+        return await self.inner.write_upload(repo, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         self._require(repo, "push", digest)
-        return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        return await self.inner.commit_upload(repo, upload_id, digest, chunk)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         self._require(repo, "push")

@@ -21,11 +21,11 @@ from ...oci.reference import Reference, Tag
 from ...registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    UploadChunk,
     UploadState,
 )
 
@@ -88,23 +88,15 @@ class RouterStore:
         registry, _, inner = self.route(repo)
         return await registry.upload_status(inner, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         registry, _, inner = self.route(repo)
-        return await registry.write_upload(inner, upload_id, chunks, offset, length)
+        return await registry.write_upload(inner, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         registry, _, inner = self.route(repo)
-        return await registry.commit_upload(inner, upload_id, digest, chunks, offset, length)
+        return await registry.commit_upload(inner, upload_id, digest, chunk)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         registry, _, inner = self.route(repo)
