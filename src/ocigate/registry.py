@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .oci.descriptors import Descriptor
@@ -59,18 +59,23 @@ class Chunked(Protocol):
 # The variants of a blob being served. The reader owns the body and calls ``close`` once.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileRange:
-    """``length`` bytes from ``start`` of an open file holding the blob (zero-copy capable)."""
+    """``length`` bytes from ``start`` of an open file holding the blob (zero-copy capable).
+    Not frozen: ``close`` remembers it closed the descriptor, so a second close cannot close
+    another file the process has opened under the same number since."""
 
     digest: Digest
     size: int  # the whole blob's size
     start: int  # first byte served
     length: int  # bytes served
     fd: int
+    closed: bool = field(default=False, init=False, compare=False)
 
     async def close(self) -> None:
-        os.close(self.fd)
+        if not self.closed:
+            self.closed = True  # first: a failed close is not retried (the number is freed)
+            os.close(self.fd)
 
 
 @dataclass(frozen=True, slots=True)
