@@ -55,6 +55,8 @@ class Backend:
     metadata: MetadataStore | None = None
     # Run in each worker before its first request (connecting to a database).
     opening: tuple[Job, ...] = ()
+    # Whether a request's ``ns`` names a host the backend routes by (the gateway's router).
+    namespaces: Callable[[str], str | None] | None = None
 
 
 def create_app(settings: Settings) -> App:
@@ -75,7 +77,8 @@ def create_app(settings: Settings) -> App:
         backend.readiness,
         rate_limiter(settings),
         partial(exposition, data_dir, embedded) if settings.metrics.enabled else None,
-        backend.opening,
+        opening=backend.opening,
+        namespaces=backend.namespaces,
     )
 
 
@@ -133,7 +136,7 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
         upload_signing_key=store.upload_signing_key,
         max_manifest_size=settings.max_manifest_size,
     )
-    return Backend(gateway, health.Readiness(probes))
+    return Backend(gateway, health.Readiness(probes), namespaces=gateway.resolve_namespace)
 
 
 def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .oci.descriptors import Descriptor
@@ -59,18 +59,23 @@ class Chunked(Protocol):
 # The variants of a blob being served. The reader owns the body and calls ``close`` once.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileRange:
-    """``length`` bytes from ``start`` of an open file holding the blob (zero-copy capable)."""
+    """``length`` bytes from ``start`` of an open file holding the blob (zero-copy capable).
+    Not frozen: ``close`` remembers it closed the descriptor, so a second close cannot close
+    another file the process has opened under the same number since."""
 
     digest: Digest
     size: int  # the whole blob's size
     start: int  # first byte served
     length: int  # bytes served
     fd: int
+    closed: bool = field(default=False, init=False, compare=False)
 
     async def close(self) -> None:
-        os.close(self.fd)
+        if not self.closed:
+            self.closed = True  # first: a failed close is not retried (the number is freed)
+            os.close(self.fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,17 @@ class Redirect:
 
 
 BlobBody = FileRange | Stream | Redirect
+
+
+@dataclass(frozen=True, slots=True)
+class UploadChunk:
+    """A request body appended to an upload. ``offset`` (from Content-Range) is where the client
+    says it starts, None: at the bytes received so far; ``length`` (from Content-Length) how long
+    it says it is, None: unknown."""
+
+    chunks: Chunks
+    offset: int | None = None
+    length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,22 +171,14 @@ class Registry(Protocol):
 
     async def upload_status(self, repo: str, upload_id: str) -> UploadState: ...
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
-        """Append a chunk. ``offset`` (from Content-Range) must equal the bytes received so far,
-        else RangeNotSatisfiable; ``length`` (from Content-Length), when given, must match. A failed
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
+        """Append a chunk. Its ``offset``, when given, must equal the bytes received so far, else
+        RangeInvalid; its ``length``, when given, must match its body, else SizeInvalid. A failed
         append leaves the upload as it was before it."""
         ...
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         """Append an optional last chunk, verify the digest, make the blob visible; its size."""
         ...

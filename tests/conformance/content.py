@@ -13,7 +13,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ocigate.oci.reference import Tag
-from ocigate.registry import BlobBody, FileRange, Redirect, Registry, Stream
+from ocigate.registry import BlobBody, FileRange, Redirect, Registry, Stream, UploadChunk
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 # (manifest, config, layer) media types
@@ -49,7 +49,9 @@ async def push_blob(registry: Registry, repo: str, data: bytes) -> Digest:
     """``data`` uploaded in one request, as a monolithic push does."""
     digest = Digest.of(data)
     upload = await registry.start_upload(repo)
-    await registry.commit_upload(repo, upload.id, digest, chunks(data), None, len(data))
+    await registry.commit_upload(
+        repo, upload.id, digest, UploadChunk(chunks(data), None, len(data))
+    )
     return digest
 
 

@@ -11,6 +11,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from ocigate.oci.reference import Tag
+from ocigate.registry import UploadChunk
 from ocigate.store.embedded import EmbeddedStore
 
 LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -27,7 +28,7 @@ async def push_blob(
 ) -> Digest:
     digest = Digest.of(data, algorithm)
     upload = await store.start_upload(repo)
-    await store.commit_upload(repo, upload.id, digest, body(data), None, None)
+    await store.commit_upload(repo, upload.id, digest, UploadChunk(body(data)))
     return digest
 
 

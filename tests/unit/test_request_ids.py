@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 
-from ocigate.tracing import new_request_id
+from ocigate.context import new_request_id
 
 
 def _child_ids(queue: multiprocessing.Queue[list[str]]) -> None:

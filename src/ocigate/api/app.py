@@ -15,21 +15,15 @@ from urllib.parse import quote
 
 import anyio
 
-from ..auth.identity import ANONYMOUS, Identity, current_identity
+from ..auth.identity import ANONYMOUS, Identity
 from ..auth.policy import Action
+from ..context import RequestContext, enter, leave, new_request_id
 from ..layers.policy import PolicyLayer
 from ..layers.ratelimit import RateLimited, RateLimiter
 from ..metrics import CONTENT_TYPE, RATE_LIMITED, RequestMetrics
 from ..oci.errors import HeadersTooLarge, NotFound, OCIError, Unauthorized, Unsupported
 from ..oci.names import check_name
 from ..registry import Registry
-from ..tracing import (
-    NamespaceRequest,
-    client_authorization,
-    current_request_id,
-    new_request_id,
-    requested_namespace,
-)
 from . import blobs, health, listings, manifests, uploads
 from .access_log import ECHO_MAX, LOG_MAX, clip, logged_query
 from .auth import Authenticator
@@ -93,6 +87,7 @@ class App:
         limits: RateLimiter | None = None,
         exposition: Callable[[], bytes] | None = None,
         opening: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        namespaces: Callable[[str], str | None] | None = None,
     ) -> None:
         self.options = options
         # Run at start-up before any request (a backend connecting to its database); one
@@ -111,6 +106,8 @@ class App:
         # and never ocigate's own bearer tokens.
         self._forward_credentials = options.forward_credentials
         self._background = background
+        # Whether the registry routes by a request's ``ns`` host (a gateway's router does).
+        self._namespaces = namespaces
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,17 +143,12 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         # One id per request, in the access log and in the events the request causes.
-        request_id = current_request_id.set(new_request_id())
+        request_id = new_request_id()
         request = Request(scope, receive)
-        ns = request.param("ns")
-        namespace = NamespaceRequest(ns) if ns else None
-        namespaced = requested_namespace.set(namespace) if namespace is not None else None
-        exchange = _Exchange(send, namespace)
+        exchange = _Exchange(send)
         route: Route | None = None
         identity = ANONYMOUS
-        bound: Token[Identity] | None = None
-        forwarded = self._client_credentials(request) if self._forward_credentials else None
-        credentials = client_authorization.set(forwarded) if forwarded is not None else None
+        entered: Token[RequestContext] | None = None
         received = _CountedReceive(receive) if self.metrics and request.method in _BODIES else None
         if received is not None:
             request.receive = received
@@ -168,12 +160,13 @@ class App:
                 return
             if self.auth is not None:
                 identity = await self.auth.identify(request)
-                bound = current_identity.set(identity)
             if self.limits is not None:
                 address = scope["client"][0] if scope.get("client") else ""
                 client = self.limits.client(identity, address)
                 self._limit(client, request, route)
-            await self._dispatch(request, route, identity, exchange)
+            context = self._context(request, request_id, identity)
+            entered = enter(context)
+            await self._dispatch(request, route, context, exchange)
         except OCIError as error:
             await self._refuse(request, route, identity, exchange, error)
         except ClientDisconnected:
@@ -186,7 +179,7 @@ class App:
             # Logged even when the connection had to be dropped mid-response.
             if log.isEnabledFor(logging.INFO):
                 repo = route.name if route else ""
-                _access_log(request, repo, identity, exchange, seconds)
+                _access_log(request, request_id, repo, identity, exchange, seconds)
             if self.metrics is not None:
                 endpoint = route.endpoint if route else "unknown"
                 size = received.bytes if received is not None else 0
@@ -196,13 +189,15 @@ class App:
             if client and route is not None and self._ends_upload(request, route, exchange):
                 assert self.limits is not None
                 self.limits.upload_ended(client)
-            if bound is not None:
-                current_identity.reset(bound)
-            if namespaced is not None:
-                requested_namespace.reset(namespaced)
-            if credentials is not None:
-                client_authorization.reset(credentials)
-            current_request_id.reset(request_id)
+            if entered is not None:
+                leave(entered)
+
+    def _context(self, request: Request, request_id: str, identity: Identity) -> RequestContext:
+        """What the layers and stores below see of this request, set once before dispatch."""
+        ns = request.param("ns") if self._namespaces is not None else None
+        namespace = self._namespaces(ns) if ns and self._namespaces is not None else None
+        forwarded = self._client_credentials(request) if self._forward_credentials else None
+        return RequestContext(request_id, identity, namespace, forwarded)
 
     def _limit(self, client: str, request: Request, route: Route) -> None:
         assert self.limits is not None
@@ -287,14 +282,15 @@ class App:
         await exchange.fail(error, headers)
 
     async def _dispatch(
-        self, request: Request, route: Route, identity: Identity, send: Send
+        self, request: Request, route: Route, context: RequestContext, send: _Exchange
     ) -> None:
+        identity = context.identity
         if route.endpoint == "base":
             # Clients decide from this answer whether to log in at all (distribution does the
             # same), so anonymous callers are challenged; anonymous tokens still allow pulls.
             if self.auth is not None and identity.anonymous:
                 raise Unauthorized(None, "authentication required")
-            if self.auth is None and self._forward_credentials and not client_authorization.get():
+            if self.auth is None and self._forward_credentials and not context.authorization:
                 # Clients only send credentials they were challenged for: ask for the ones
                 # to forward (their check is the upstream's, on the first real request).
                 raise Unauthorized(None, "credentials for the upstream registry required")
@@ -312,6 +308,8 @@ class App:
         action = _BODY_ACTIONS.get((route.endpoint, request.method))
         if action is not None and self._gate is not None:
             self._gate.precheck(route.name, action)
+        # The registry routes this request by its ``ns``: the answer says so.
+        send.namespace = context.namespace
         await handler(Call(self.registry, self.options, request, send, route.name, route.arg))
 
 
@@ -335,22 +333,22 @@ class _CountedReceive:
 
 class _Exchange:
     """The response side of one request: adds the API version header, counts what was sent.
-    When the request's ``ns`` was resolved: adds ``OCI-Namespace`` and keeps ``ns`` on the
+    When the request was routed by its ``ns``: adds ``OCI-Namespace`` and keeps ``ns`` on the
     API locations it hands out (upload sessions), so the client's next request goes there too."""
 
     __slots__ = ("bytes", "namespace", "send", "status")
 
-    def __init__(self, send: Send, namespace: NamespaceRequest | None = None) -> None:
+    def __init__(self, send: Send) -> None:
         self.send = send
-        self.namespace = namespace
+        self.namespace: str | None = None  # the ``ns`` host, once the request is routed by it
         self.status = 0
         self.bytes = 0
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             message["headers"].append(_API_VERSION)
-            if self.namespace is not None and self.namespace.resolved:
-                message["headers"] = _namespaced(message["headers"], self.namespace.host)
+            if self.namespace is not None:
+                message["headers"] = _namespaced(message["headers"], self.namespace)
             self.status = message["status"]
         elif message["type"] == "http.response.zerocopy":
             self.bytes += message["count"]
@@ -376,11 +374,16 @@ def _namespaced(headers: Headers, host: str) -> Headers:
 
 
 def _access_log(
-    request: Request, repo: str, identity: Identity, sent: _Exchange, seconds: float
+    request: Request,
+    request_id: str,
+    repo: str,
+    identity: Identity,
+    sent: _Exchange,
+    seconds: float,
 ) -> None:
     line = {
         "ts": round(time.time(), 3),
-        "id": current_request_id.get(),
+        "id": request_id,
         "method": request.method,
         "path": clip(request.path, LOG_MAX),
         "query": logged_query(request.scope.get("query_string", b"")),

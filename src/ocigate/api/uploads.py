@@ -8,7 +8,7 @@ from contextlib import suppress
 from ..oci.digest import ALGORITHMS, Digest
 from ..oci.errors import BlobUnknown, BlobUploadInvalid, DigestInvalid, OCIError, RangeInvalid
 from ..oci.names import check_name
-from ..registry import UploadState
+from ..registry import UploadChunk, UploadState
 from .context import Call
 from .errors import send_error
 from .http import Headers, respond
@@ -40,16 +40,17 @@ async def _created(call: Call, digest: Digest) -> None:
     )
 
 
-def _chunk_bounds(call: Call) -> tuple[int | None, int | None]:
-    """``(offset, length)`` of the chunk in this request, from Content-Range/Length."""
-    length = call.request.content_length()
-    header = call.request.headers.get("content-range")
+def _chunk(call: Call) -> UploadChunk:
+    """The chunk this request carries: its body, placed by Content-Range and Content-Length."""
+    request = call.request
+    length = request.content_length()
+    header = request.headers.get("content-range")
     if header is None:
-        return None, length
+        return UploadChunk(request.chunks(), None, length)
     start, end = parse_content_range(header)
     if length is not None and length != end - start + 1:
         raise BlobUploadInvalid(f"Content-Range {header!r} disagrees with Content-Length {length}")
-    return start, end - start + 1
+    return UploadChunk(request.chunks(), start, end - start + 1)
 
 
 async def start(call: Call) -> None:
@@ -76,10 +77,8 @@ async def start(call: Call) -> None:
     if whole is not None:
         # Single-POST monolithic upload: the body is the whole blob.
         try:
-            length = request.content_length()
-            await call.registry.commit_upload(
-                call.repo, state.id, whole, request.chunks(), None, length
-            )
+            chunk = UploadChunk(request.chunks(), None, request.content_length())
+            await call.registry.commit_upload(call.repo, state.id, whole, chunk)
         except BaseException:
             with suppress(OCIError):  # the store may already have dropped the session
                 await call.registry.cancel_upload(call.repo, state.id)
@@ -99,11 +98,9 @@ async def _out_of_order(call: Call, error: OCIError) -> None:
 
 
 async def patch(call: Call) -> None:
-    offset, length = _chunk_bounds(call)
+    chunk = _chunk(call)
     try:
-        state = await call.registry.write_upload(
-            call.repo, call.arg, call.request.chunks(), offset, length
-        )
+        state = await call.registry.write_upload(call.repo, call.arg, chunk)
     except RangeInvalid as exc:
         await _out_of_order(call, exc)
         return
@@ -115,11 +112,9 @@ async def put(call: Call) -> None:
     if raw_digest is None:
         raise DigestInvalid("the closing PUT needs ?digest=")
     digest = Digest.parse(raw_digest)
-    offset, length = _chunk_bounds(call)
+    chunk = _chunk(call)
     try:
-        await call.registry.commit_upload(
-            call.repo, call.arg, digest, call.request.chunks(), offset, length
-        )
+        await call.registry.commit_upload(call.repo, call.arg, digest, chunk)
     except RangeInvalid as exc:
         await _out_of_order(call, exc)
         return

@@ -1,9 +1,8 @@
-"""The caller's identity, set by the HTTP layer after authentication and read by the layers."""
+"""The caller's identity: what authentication finds, and what the access policy decides on."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 
@@ -26,4 +25,3 @@ class Identity:
 
 
 ANONYMOUS = Identity(None)
-current_identity: ContextVar[Identity] = ContextVar("ocigate_identity", default=ANONYMOUS)

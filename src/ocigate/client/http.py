@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from ..context import request_context
 from ..metrics import UPSTREAM_ERRORS, UPSTREAM_REQUESTS
 from ..oci.errors import BadGateway, Denied, GatewayTimeout, OCIError, Unauthorized
 from ..oci.numbers import parse_decimal
-from ..tracing import client_authorization
 from .auth import Challenge, TokenCache, basic_header, parse_challenges
 from .connection import MAX_BODY, Body, Response, Timeout, TooLarge, TransportError
 from .origins import OriginPolicy
@@ -46,8 +46,8 @@ class ClientOptions:
     read_timeout: float = 60.0
     retries: int = 3
     max_connections: int = 256  # per origin
-    # Each client's own Authorization (``client_authorization``) instead of the credentials
-    # above; refusals of them become 401 (Unauthorized) instead of 403.
+    # Each client's own Authorization (the request context's ``authorization``) instead of the
+    # credentials above; refusals of them become 401 (Unauthorized) instead of 403.
     forward_credentials: bool = False
     backoff: float = 0.25  # first retry delay; doubles each attempt
     max_delay: float = 30.0  # cap on backoff and on a server's Retry-After
@@ -163,7 +163,7 @@ class RegistryClient:
     def _credentials(self) -> tuple[str | None, str | None]:
         """``(forwarded, basic)``: the client's Authorization when forwarding (None when it
         sent none), and the Basic header to authenticate with (the client's or ours)."""
-        forwarded = client_authorization.get() if self.options.forward_credentials else None
+        forwarded = request_context().authorization if self.options.forward_credentials else None
         if forwarded is not None and forwarded[:6].lower() == "basic ":
             return forwarded, forwarded
         if self.options.username is not None:

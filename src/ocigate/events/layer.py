@@ -22,7 +22,7 @@ from typing import Any, TypeVar, assert_never
 
 import anyio.to_thread
 
-from ..auth.identity import current_identity
+from ..context import request_context
 from ..layers.delegate import Delegate
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
@@ -31,15 +31,14 @@ from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     FileRange,
     ManifestInfo,
     Redirect,
     Registry,
     StoredManifest,
     Stream,
+    UploadChunk,
 )
-from ..tracing import current_request_id, internal_read
 from .config import EVENT_TYPE_PREFIX, EventsConfig
 from .outbox import Event, Outbox
 from .staging import Decide, StoreView, staging
@@ -58,7 +57,8 @@ def make_event(
     **data: Any,
 ) -> Event:
     """One CloudEvents 1.0 event (structured mode) with ocigate's data fields."""
-    identity = current_identity.get()
+    context = request_context()
+    identity = context.identity
     body = {
         "repository": repo,
         "digest": str(digest) if digest is not None else None,
@@ -69,7 +69,7 @@ def make_event(
         "size": data.pop("size", None),
         **data,
         "actor": {"identity": identity.name, "name": identity.label()},
-        "requestId": current_request_id.get(),
+        "requestId": context.request_id,
     }
     event_id = str(uuid.uuid4())
     subject = f"{repo}:{tag}" if tag else f"{repo}@{digest}" if digest else repo
@@ -216,17 +216,11 @@ class EventsLayer(Delegate):
         await self._changing(_just(event), lambda: self.inner.delete_blob(repo, digest), repo)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         return await self._changing(
             lambda view: self._created(view, repo),
-            lambda: self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length),
+            lambda: self.inner.commit_upload(repo, upload_id, digest, chunk),
             repo,
         )
 
@@ -257,7 +251,7 @@ class EventsLayer(Delegate):
     async def get_blob(self, repo: str, digest: Digest, byte_range: ByteRange | None) -> BlobBody:
         body = await self.inner.get_blob(repo, digest, byte_range)
         # A download counts once (not per range), and a layer's own reads not at all.
-        if self.config.pulls and not internal_read.get():
+        if self.config.pulls and not request_context().internal:
             match body:
                 case FileRange() | Stream():
                     counted, size = body.start == 0, body.size

@@ -39,6 +39,8 @@ class Staged:
     claimed: bool = False  # a store transaction took charge of them (written or not needed)
 
 
+# Not part of the request context: a hand-off of one change from the events layer to the
+# metadata store's transaction, set around that change only (a request may make several).
 STAGED: ContextVar[Staged | None] = ContextVar("ocigate_staged_events", default=None)
 
 

@@ -11,11 +11,11 @@ from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    UploadChunk,
     UploadState,
 )
 
@@ -41,21 +41,13 @@ class Delegate:
     async def upload_status(self, repo: str, upload_id: str) -> UploadState:
         return await self.inner.upload_status(repo, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
-        return await self.inner.write_upload(repo, upload_id, chunks, offset, length)
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
+        return await self.inner.write_upload(repo, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
-        return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        return await self.inner.commit_upload(repo, upload_id, digest, chunk)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         await self.inner.cancel_upload(repo, upload_id)

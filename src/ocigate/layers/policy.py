@@ -7,9 +7,10 @@ import json
 import logging
 from collections.abc import Sequence
 
-from ..auth.identity import Identity, current_identity
+from ..auth.identity import Identity
 from ..auth.policy import Action, Decision, Policy
 from ..auth.tokens import CATALOG_SCOPE, InsufficientScope
+from ..context import request_context
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown, Denied, ManifestUnknown
@@ -18,11 +19,11 @@ from ..oci.reference import Reference, Tag
 from ..registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    UploadChunk,
     UploadState,
 )
 from .delegate import Delegate
@@ -85,7 +86,7 @@ class PolicyLayer(Delegate):
     def _require(
         self, repo: str, action: Action, reference: Reference | None = None, *, audit: bool = True
     ) -> Decision:
-        decision = self._decide(current_identity.get(), repo, action, reference, audit=audit)
+        decision = self._decide(request_context().identity, repo, action, reference, audit=audit)
         if decision.rule == _TOKEN_SCOPE:
             raise InsufficientScope(f"repository:{repo}:{_TOKEN_ACTION[action]}")
         if not decision.allowed:
@@ -100,7 +101,7 @@ class PolicyLayer(Delegate):
         self._require(repo, action, audit=False)
 
     def _allows(self, repo: str, action: Action) -> bool:
-        return self._decide(current_identity.get(), repo, action, None).allowed
+        return self._decide(request_context().identity, repo, action, None).allowed
 
     # blobs
     async def stat_blob(self, repo: str, digest: Digest) -> int:
@@ -124,23 +125,15 @@ class PolicyLayer(Delegate):
         self._require(repo, "push")
         return await self.inner.upload_status(repo, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         self._require(repo, "push")
-        return await self.inner.write_upload(repo, upload_id, chunks, offset, length)
+        return await self.inner.write_upload(repo, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         self._require(repo, "push", digest)
-        return await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        return await self.inner.commit_upload(repo, upload_id, digest, chunk)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         self._require(repo, "push")
@@ -216,7 +209,7 @@ class PolicyLayer(Delegate):
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         """Only the repositories the caller may pull, paged over the filtered list: read in
         batches and filtered in one pass, so hidden names cost neither queries nor a page."""
-        identity = current_identity.get()
+        identity = request_context().identity
         if identity.grants is not None and not identity.catalog:
             raise InsufficientScope(CATALOG_SCOPE)
         visible: list[str] = []

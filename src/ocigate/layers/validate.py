@@ -13,12 +13,12 @@ from typing import assert_never
 
 import anyio.to_thread
 
+from ..context import internal
 from ..oci.descriptors import Descriptor
 from ..oci.errors import BlobUnknown, ManifestBlobUnknown, ManifestInvalid
 from ..oci.manifests import Manifest
 from ..oci.reference import Tag
 from ..registry import FileRange, Redirect, Registry, Stream
-from ..tracing import internal_read
 from .artifacts import (
     ArtifactRule,
     ArtifactType,
@@ -85,16 +85,14 @@ class ValidatingRegistry(Delegate):
                 )
 
     async def _read(self, repo: str, desc: Descriptor, artifact_type: ArtifactType) -> bytes:
-        token = internal_read.set(True)
         try:
-            body = await self.inner.get_blob(repo, desc.digest, None)
+            with internal():
+                body = await self.inner.get_blob(repo, desc.digest, None)
         except BlobUnknown:
             digest = str(desc.digest)
             raise ManifestBlobUnknown(
                 {"digest": digest}, f"blob unknown to registry: {digest}"
             ) from None
-        finally:
-            internal_read.reset(token)
         try:
             match body:
                 case Redirect():

@@ -1,6 +1,3 @@
-"""Storage backends implementing :class:`ocigate.registry.Registry`."""
-
-from .core.gc import GcReport
-from .embedded import EmbeddedStore
-
-__all__ = ["EmbeddedStore", "GcReport"]
+"""Storage backends implementing :class:`ocigate.registry.Registry`, one subpackage each; import
+the one you use (``ocigate.store.embedded``, ``.memory``, ``.upstream``, ``.cache``, ``.gateway``),
+so that importing one loads none of the others."""

@@ -29,7 +29,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown, ManifestInvalid, ManifestUnknown
 from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.reference import Tag
-from ocigate.registry import Registry
+from ocigate.registry import Registry, UploadChunk
 from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.memory import MemoryStore
@@ -124,7 +124,7 @@ def types_of(events: list[dict[str, Any]]) -> list[str]:
 
 async def push(registry: EventsLayer, repo: str, config: bytes, tags: list[str]) -> str:
     upload = await registry.start_upload(repo)
-    await registry.commit_upload(repo, upload.id, Digest.of(config), body(config), None, None)
+    await registry.commit_upload(repo, upload.id, Digest.of(config), UploadChunk(body(config)))
     manifest, data = image(config)
     await registry.put_manifest(repo, manifest, data, [Tag(t) for t in tags])
     return str(manifest.digest)

@@ -21,7 +21,7 @@ from ocigate.oci.manifests import Manifest, parse_manifest
 from ocigate.oci.mediatypes import OCI_EMPTY, OCI_MANIFEST
 from ocigate.oci.names import referrers_tag
 from ocigate.oci.reference import Tag
-from ocigate.registry import Registry
+from ocigate.registry import Registry, UploadChunk
 from ocigate.store.memory import MemoryStore
 from ocigate.store.upstream import UpstreamStore
 
@@ -63,7 +63,9 @@ def _manifest(doc: dict[str, object]) -> tuple[Manifest, bytes]:
 async def _push_image(registry: Registry, artifact_type: str, subject: Manifest | None) -> Manifest:
     """An empty-config artifact (with ``subject`` when given), its blob uploaded first."""
     upload = await registry.start_upload(REPO)
-    await registry.commit_upload(REPO, upload.id, Digest.of(EMPTY), _chunks(EMPTY), None, 2)
+    await registry.commit_upload(
+        REPO, upload.id, Digest.of(EMPTY), UploadChunk(_chunks(EMPTY), None, 2)
+    )
     empty = {"mediaType": OCI_EMPTY, "digest": str(Digest.of(EMPTY)), "size": 2}
     doc: dict[str, object] = {
         "schemaVersion": 2,

@@ -63,13 +63,13 @@ from ...oci.reference import Reference, Tag
 from ...registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     FileRange,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
     Stream,
+    UploadChunk,
     UploadState,
 )
 from ..embedded.blobfiles import BlobFiles
@@ -412,23 +412,15 @@ class CacheStore(Delegate):
         self._writable()
         return await self.inner.upload_status(repo, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         self._writable()
-        return await self.inner.write_upload(repo, upload_id, chunks, offset, length)
+        return await self.inner.write_upload(repo, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         self._writable()
-        size = await self.inner.commit_upload(repo, upload_id, digest, chunks, offset, length)
+        size = await self.inner.commit_upload(repo, upload_id, digest, chunk)
         self._index.drop_changed_listings(repo)  # the repository may be new to the catalog
         return size
 

@@ -12,25 +12,28 @@ after everything in them is deleted; deleting only removes links, bytes go with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from ...oci.manifests import Manifest
 from ...oci.reference import Reference, Tag
-from ...registry import BlobBody, ByteRange, Chunks, ManifestInfo, Page, StoredManifest, UploadState
+from ...registry import (
+    BlobBody,
+    ByteRange,
+    ManifestInfo,
+    Page,
+    StoredManifest,
+    UploadChunk,
+    UploadState,
+)
 from ..ports import BlobStore, MetadataStore, Required
 from . import gc
 from .gc import GcReport
 from .stamped_cache import StampedCache
 
 CACHE_SECONDS = 2.0
-
-
-async def _no_chunks() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover
 
 
 def _blob_unknown(digest: Digest) -> BlobUnknown:
@@ -104,27 +107,20 @@ class RegistryOverPorts:
     async def upload_status(self, repo: str, upload_id: str) -> UploadState:
         return UploadState(upload_id, await self.blobs.upload_offset(repo, upload_id))
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         async with self.blobs.upload(repo, upload_id) as upload:
             before = upload.offset
-            await upload.append(chunks, offset, length)
+            await upload.append(chunk.chunks, chunk.offset, chunk.length)
             if upload.offset != before:
                 await upload.save()
             return UploadState(upload_id, upload.offset)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         async with self.blobs.upload(repo, upload_id) as upload:
-            await upload.append(chunks if chunks is not None else _no_chunks(), offset, length)
+            if chunk is not None:
+                await upload.append(chunk.chunks, chunk.offset, chunk.length)
             async with self.meta.gc_lock(exclusive=False):
                 size = await upload.commit(digest)
                 await self.meta.link_blob(repo, digest, size)

@@ -162,9 +162,6 @@ def _stored(digest: str, media_type: str, data: bytes) -> StoredManifest:
 class SqliteMetadata:
     """Over a database file shared by the worker processes (and their threads)."""
 
-    # Whether changing() writes the events layer's staged events (see ``events.staging``).
-    _stages_events = True
-
     def __init__(self, path: Path, lock: FileLock) -> None:
         self.path = path
         self._lock = lock
@@ -214,15 +211,13 @@ class SqliteMetadata:
 
         Events the events layer staged for this change (``events.staging``) are decided as the
         transaction begins and inserted into the outbox inside it: they commit, or roll back,
-        with the change.
+        with the change. Only a store whose ``outbox`` is declared gets any staged.
         """
         with transaction(self.conn()) as conn:
-            if self._stages_events:
-                resolve_staged(_View(conn))
+            resolve_staged(_View(conn))
             before = conn.total_changes
             yield conn
-            if self._stages_events:
-                sqlite_outbox.write_staged(conn, changed=conn.total_changes != before)
+            sqlite_outbox.write_staged(conn, changed=conn.total_changes != before)
         self._stamp.bump()
 
     def conn(self) -> sqlite3.Connection:

@@ -42,7 +42,7 @@ def build_gateway(
     *,
     upload_signing_key: str | None,
     max_manifest_size: int,
-) -> Registry:
+) -> RouterStore:
     """The router over ``upstreams``; ``data_dir`` holds the generated upload signing key (when
     none is configured), the referrers index locks and the caches."""
     key = load_or_create_key(data_dir, upload_signing_key)

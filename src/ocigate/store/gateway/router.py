@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ...context import request_context
 from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.errors import BlobUnknown, Denied, NameUnknown, NotFound, Unauthorized, Unsupported
@@ -20,14 +21,13 @@ from ...oci.reference import Reference, Tag
 from ...registry import (
     BlobBody,
     ByteRange,
-    Chunks,
     ManifestInfo,
     Page,
     Registry,
     StoredManifest,
+    UploadChunk,
     UploadState,
 )
-from ...tracing import requested_namespace
 
 
 class RouterStore:
@@ -57,15 +57,16 @@ class RouterStore:
                 return registry, prefix, repo[len(prefix) + 1 :]
         raise NameUnknown({"name": repo}, "no upstream is configured for this repository")
 
+    def resolve_namespace(self, host: str) -> str | None:
+        """``host`` when an ``ns`` naming it routes to an upstream, else None (the HTTP layer
+        asks once per request, keeps the answer in the request context, and answers with
+        ``OCI-Namespace``)."""
+        return host if host.lower() in self._hosts else None
+
     def _by_namespace(self) -> Registry | None:
-        """The upstream the request's ``ns`` names (marking it resolved), if any."""
-        namespace = requested_namespace.get()
-        if namespace is None or not self._hosts:
-            return None
-        registry = self._hosts.get(namespace.host.lower())
-        if registry is not None:
-            namespace.resolved = True
-        return registry
+        """The upstream the request's resolved ``ns`` names, if any."""
+        namespace = request_context().namespace
+        return None if namespace is None else self._hosts.get(namespace.lower())
 
     async def stat_blob(self, repo: str, digest: Digest) -> int:
         registry, _, inner = self.route(repo)
@@ -87,23 +88,15 @@ class RouterStore:
         registry, _, inner = self.route(repo)
         return await registry.upload_status(inner, upload_id)
 
-    async def write_upload(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write_upload(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         registry, _, inner = self.route(repo)
-        return await registry.write_upload(inner, upload_id, chunks, offset, length)
+        return await registry.write_upload(inner, upload_id, chunk)
 
     async def commit_upload(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         registry, _, inner = self.route(repo)
-        return await registry.commit_upload(inner, upload_id, digest, chunks, offset, length)
+        return await registry.commit_upload(inner, upload_id, digest, chunk)
 
     async def cancel_upload(self, repo: str, upload_id: str) -> None:
         registry, _, inner = self.route(repo)

@@ -51,8 +51,6 @@ class SharedLock:
 
 
 class InMemoryMetadata(SqliteMetadata):
-    _stages_events = False  # no outbox: the events layer appends its events itself
-
     def __init__(self) -> None:
         # Not SqliteMetadata.__init__: no file, no thread-local connections.
         self.path = Path(":memory:")
@@ -63,7 +61,7 @@ class InMemoryMetadata(SqliteMetadata):
 
     @property
     def outbox(self) -> Outbox | None:
-        return None
+        return None  # none declared: the events layer stages nothing and appends its events
 
     def gc_lock(self, *, exclusive: bool) -> AbstractAsyncContextManager[None]:
         return self._shared_lock.hold(exclusive=exclusive)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
 from ...client import ClientOptions, RegistryClient, Response
+from ...context import request_context
 from ...oci.errors import BlobUploadInvalid, OCIError, Unsupported
-from ...tracing import client_authorization
 from .collapse import Collapser
 from .errors import upstream_error
 
@@ -82,6 +82,7 @@ class UpstreamCore:
     ) -> Coroutine[Any, Any, T]:
         """``fetch(repo, reference)`` shared with concurrent identical reads (see ``collapse``);
         the client's credentials are part of the question when they are what the upstream sees."""
-        forwarded = client_authorization.get() if self.client.options.forward_credentials else None
+        forwarding = self.client.options.forward_credentials
+        forwarded = request_context().authorization if forwarding else None
         key = (fetch.__qualname__, repo, reference, forwarded)
         return self._collapser.run(key, lambda: fetch(repo, reference))

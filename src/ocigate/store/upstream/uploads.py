@@ -26,7 +26,7 @@ from ...oci.errors import (
     SizeInvalid,
 )
 from ...oci.numbers import parse_decimal
-from ...registry import Chunks, UploadState
+from ...registry import UploadChunk, UploadState
 from .blobs import UpstreamBlobs
 from .core import UpstreamCore, scope
 from .upload_tokens import UploadSigner, UploadToken
@@ -55,9 +55,9 @@ class _Counted:
     never takes a wrong chunk for a complete one, and no byte beyond the declared length is
     written on the connection (the upstream would read it as the next request)."""
 
-    def __init__(self, chunks: Chunks, length: int | None = None) -> None:
-        self._chunks = chunks
-        self._length = length
+    def __init__(self, chunk: UploadChunk) -> None:
+        self._chunks = chunk.chunks
+        self._length = chunk.length
         self.sent = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -128,12 +128,11 @@ class UpstreamUploads:
             raise RangeInvalid({"offset": current}, f"chunk at {offset}, upload is at {current}")
         return current
 
-    async def write(
-        self, repo: str, upload_id: str, chunks: Chunks, offset: int | None, length: int | None
-    ) -> UploadState:
+    async def write(self, repo: str, upload_id: str, chunk: UploadChunk) -> UploadState:
         token = self._signer.open(repo, upload_id)
-        current = await self._check_offset(repo, token, offset)
-        body = _Counted(chunks, length)
+        current = await self._check_offset(repo, token, chunk.offset)
+        body = _Counted(chunk)
+        length = chunk.length
         headers = {"Content-Type": "application/octet-stream"}
         if length is not None:
             headers["Content-Length"] = str(length)
@@ -149,24 +148,19 @@ class UpstreamUploads:
         return self._state(repo, response, current + body.sent)
 
     async def commit(
-        self,
-        repo: str,
-        upload_id: str,
-        digest: Digest,
-        chunks: Chunks | None,
-        offset: int | None,
-        length: int | None,
+        self, repo: str, upload_id: str, digest: Digest, chunk: UploadChunk | None
     ) -> int:
         token = self._signer.open(repo, upload_id)
+        offset, length = (chunk.offset, chunk.length) if chunk is not None else (None, None)
         current = await self._check_offset(repo, token, offset)
         headers = {"Content-Type": "application/octet-stream"}
-        if chunks is not None and length == 0:
+        if chunk is not None and length == 0:
             # Sent as b"" (a request that can be sent again on a fresh connection, which a
             # stream cannot), once it is sure there is nothing to send.
-            async for _ in _Counted(chunks, length):
+            async for _ in _Counted(chunk):
                 pass
-            chunks = None
-        body = _Counted(chunks, length) if chunks is not None else None
+            chunk = None
+        body = _Counted(chunk) if chunk is not None else None
         if length is not None:
             headers["Content-Length"] = str(length)
         client = self._core.client

@@ -8,7 +8,7 @@ import pytest
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown, ManifestBlobUnknown
 from ocigate.oci.reference import Tag
-from ocigate.registry import StoredManifest
+from ocigate.registry import StoredManifest, UploadChunk
 from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.memory.blobstore import MemoryBlobStore
 from ocigate.store.memory.metadata import InMemoryMetadata
@@ -38,7 +38,7 @@ class CountingMetadata(InMemoryMetadata):
 async def push(registry: RegistryOverPorts, repo: str, data: bytes) -> Digest:
     digest = Digest.of(data)
     upload = await registry.start_upload(repo)
-    await registry.commit_upload(repo, upload.id, digest, body(data), None, None)
+    await registry.commit_upload(repo, upload.id, digest, UploadChunk(body(data)))
     return digest
 
 

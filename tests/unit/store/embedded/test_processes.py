@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from ocigate.oci.digest import Digest
+from ocigate.registry import UploadChunk
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import fsck
 
-from .embedded_helpers import body, push_image
+from ...embedded_helpers import body, push_image
 
 WORKERS = 4
 CHUNKS = 5
@@ -23,7 +24,7 @@ async def _work(data_dir: Path, upload_id: str, n: int) -> None:
     store = EmbeddedStore(data_dir)
     for _ in range(CHUNKS):
         chunk = bytes([ord("A") + n]) * CHUNK
-        await store.write_upload("shared", upload_id, body(chunk), None, None)
+        await store.write_upload("shared", upload_id, UploadChunk(body(chunk)))
     await push_image(store, "shared", b"{}", [f"layer-{n}".encode()], tags=[f"w{n}", "latest"])
     await store.close()
 
@@ -49,7 +50,7 @@ async def test_worker_processes_share_a_data_dir(tmp_path: Path) -> None:
     assert len(data) == WORKERS * CHUNKS * CHUNK
     chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     assert all(len(set(c)) == 1 for c in chunks)  # appends never interleaved
-    size = await store.commit_upload("shared", upload.id, Digest.of(data), None, None, None)
+    size = await store.commit_upload("shared", upload.id, Digest.of(data), None)
     assert size == len(data)
     tags = (await store.list_tags("shared", None, None)).items
     assert tags == ["latest", *(f"w{n}" for n in range(WORKERS))]

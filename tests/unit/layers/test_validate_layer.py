@@ -21,7 +21,7 @@ from ocigate.oci.mediatypes import OCI_EMPTY, OCI_MANIFEST
 from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 
-from .embedded_helpers import CONFIG, descriptor, index, push_blob, push_image
+from ..embedded_helpers import CONFIG, descriptor, index, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 

@@ -19,9 +19,10 @@ from ocigate.oci.errors import (
     NameUnknown,
 )
 from ocigate.oci.reference import Tag, parse_reference
+from ocigate.registry import UploadChunk
 from ocigate.store.embedded import EmbeddedStore
 
-from .embedded_helpers import body, image, index, push_blob, push_image
+from ...embedded_helpers import body, image, index, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 
@@ -195,7 +196,7 @@ async def test_gc_keeps_referenced_blobs_and_removes_orphans(
     await store.delete_blob("r", unlinked_but_used)  # still referenced by the manifest
     # A failed push can leave nothing behind, but an in-flight upload must survive GC.
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"in flight"), None, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"in flight")))
 
     report = await store.collect_garbage(0)
     assert report.blobs_removed == 1 and report.bytes_freed == len(b"orphan")
@@ -203,7 +204,7 @@ async def test_gc_keeps_referenced_blobs_and_removes_orphans(
     assert not store.blobs.files.path(orphan).exists()
     assert store.blobs.files.path(unlinked_but_used).exists()
     assert store.blobs.files.path(manifest.digest).exists()
-    assert await store.commit_upload("r", upload.id, Digest.of(b"in flight"), None, None, None) == 9
+    assert await store.commit_upload("r", upload.id, Digest.of(b"in flight"), None) == 9
     # Linked, not yet referenced: kept within the grace period (its manifest may follow).
     assert (await store.collect_garbage()).blobs_removed == 0
 

@@ -10,10 +10,11 @@ import pytest
 
 from ocigate.oci.digest import Digest
 from ocigate.oci.reference import Tag
+from ocigate.registry import UploadChunk
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import check, fsck
 
-from .embedded_helpers import body, push_blob, push_image
+from ...embedded_helpers import body, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,7 @@ async def healthy(tmp_path: Path) -> EmbeddedStore:
     await push_image(store, "other", b"{}", [b"layer"], tags=["v1"])
     await push_blob(store, "r", b"x" * 10, "sha512")
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"partial"), None, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"partial")))
     return store
 
 

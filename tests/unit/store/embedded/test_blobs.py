@@ -20,10 +20,10 @@ from ocigate.oci.errors import (
     RangeNotSatisfiable,
     SizeInvalid,
 )
-from ocigate.registry import ByteRange
+from ocigate.registry import ByteRange, UploadChunk
 from ocigate.store.embedded import EmbeddedStore
 
-from .embedded_helpers import body, push_blob
+from ...embedded_helpers import body, push_blob
 
 pytestmark = pytest.mark.anyio
 
@@ -84,17 +84,19 @@ async def test_chunked_upload_continued_by_another_instance(tmp_path: Path) -> N
     worker_a, worker_b, worker_c = (EmbeddedStore(tmp_path) for _ in range(3))
     data = os.urandom(2_500_000)
     upload = await worker_a.start_upload("repo")
-    state = await worker_a.write_upload("repo", upload.id, body(data[:1_000_000]), 0, 1_000_000)
+    state = await worker_a.write_upload(
+        "repo", upload.id, UploadChunk(body(data[:1_000_000]), 0, 1_000_000)
+    )
     assert state.offset == 1_000_000
     assert (await worker_b.upload_status("repo", upload.id)).offset == 1_000_000
     state = await worker_b.write_upload(
-        "repo", upload.id, body(data[1_000_000:2_000_000]), 1_000_000, None
+        "repo", upload.id, UploadChunk(body(data[1_000_000:2_000_000]), 1_000_000)
     )
     assert state.offset == 2_000_000
     # worker_a appends again; its cached hash is stale and must be caught up from the file.
-    await worker_a.write_upload("repo", upload.id, body(data[2_000_000:2_200_000]), None, None)
+    await worker_a.write_upload("repo", upload.id, UploadChunk(body(data[2_000_000:2_200_000])))
     size = await worker_c.commit_upload(
-        "repo", upload.id, Digest.of(data), body(data[2_200_000:]), 2_200_000, None
+        "repo", upload.id, Digest.of(data), UploadChunk(body(data[2_200_000:]), 2_200_000)
     )
     assert size == len(data)
     assert await read_blob(worker_a, "repo", Digest.of(data)) == data
@@ -113,12 +115,12 @@ async def test_concurrent_appends_are_serialised(tmp_path: Path) -> None:
 
     a, b = b"A" * 1_500_000, b"B" * 1_500_000
     async with anyio.create_task_group() as tg:
-        tg.start_soon(one.write_upload, "r", upload.id, slow(a), None, None)
-        tg.start_soon(two.write_upload, "r", upload.id, slow(b), None, None)
+        tg.start_soon(one.write_upload, "r", upload.id, UploadChunk(slow(a)))
+        tg.start_soon(two.write_upload, "r", upload.id, UploadChunk(slow(b)))
     assert (await one.upload_status("r", upload.id)).offset == 3_000_000
     data = (tmp_path / "uploads" / upload.id / "data").read_bytes()
     assert data in (a + b, b + a)
-    assert await two.commit_upload("r", upload.id, Digest.of(data), None, None, None) == 3_000_000
+    assert await two.commit_upload("r", upload.id, Digest.of(data), None) == 3_000_000
     await one.close()
     await two.close()
 
@@ -129,8 +131,8 @@ async def test_racing_appends_at_the_same_offset_one_wins(
     other = EmbeddedStore(tmp_path)
     upload = await store.start_upload("r")
     results = await _gather(
-        store.write_upload("r", upload.id, body(b"x" * 10), 0, 10),
-        other.write_upload("r", upload.id, body(b"y" * 10), 0, 10),
+        store.write_upload("r", upload.id, UploadChunk(body(b"x" * 10), 0, 10)),
+        other.write_upload("r", upload.id, UploadChunk(body(b"y" * 10), 0, 10)),
     )
     assert sum(isinstance(r, RangeInvalid) for r in results) == 1
     assert (await store.upload_status("r", upload.id)).offset == 10
@@ -154,35 +156,35 @@ async def _gather(*coros: object) -> list[object]:
 
 async def test_wrong_offset_is_range_invalid_and_changes_nothing(store: EmbeddedStore) -> None:
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"hello"), 0, 5)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"hello"), 0, 5))
     for bad in (0, 3, 6):
         with pytest.raises(RangeInvalid) as info:
-            await store.write_upload("r", upload.id, body(b"world"), bad, 5)
+            await store.write_upload("r", upload.id, UploadChunk(body(b"world"), bad, 5))
         assert info.value.detail == {"offset": 5}
     assert (await store.upload_status("r", upload.id)).offset == 5
     with pytest.raises(RangeInvalid):
-        await store.commit_upload("r", upload.id, Digest.of(b"helloworld"), body(b"world"), 2, None)
-    await store.write_upload("r", upload.id, body(b"world"), 5, 5)
-    assert (
-        await store.commit_upload("r", upload.id, Digest.of(b"helloworld"), None, None, None) == 10
-    )
+        await store.commit_upload(
+            "r", upload.id, Digest.of(b"helloworld"), UploadChunk(body(b"world"), 2)
+        )
+    await store.write_upload("r", upload.id, UploadChunk(body(b"world"), 5, 5))
+    assert await store.commit_upload("r", upload.id, Digest.of(b"helloworld"), None) == 10
 
 
 async def test_failed_appends_truncate_back(store: EmbeddedStore, tmp_path: Path) -> None:
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"abc"), None, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"abc")))
 
     with pytest.raises(SizeInvalid):  # longer than Content-Length
-        await store.write_upload("r", upload.id, body(b"defg"), 3, 3)
+        await store.write_upload("r", upload.id, UploadChunk(body(b"defg"), 3, 3))
     with pytest.raises(SizeInvalid):  # shorter than Content-Length
-        await store.write_upload("r", upload.id, body(b"d"), 3, 3)
+        await store.write_upload("r", upload.id, UploadChunk(body(b"d"), 3, 3))
 
     async def disconnects() -> AsyncIterator[bytes]:
         yield b"x" * 2_000_000  # written to the file in a batch, then the client goes away
         raise OSError("client disconnected")
 
     with pytest.raises(OSError, match="disconnected"):
-        await store.write_upload("r", upload.id, disconnects(), 3, None)
+        await store.write_upload("r", upload.id, UploadChunk(disconnects(), 3))
 
     async def hangs() -> AsyncIterator[bytes]:
         yield b"y" * 2_000_000
@@ -190,31 +192,31 @@ async def test_failed_appends_truncate_back(store: EmbeddedStore, tmp_path: Path
         yield b"never"
 
     with anyio.move_on_after(0.3):  # cancelled mid-body (e.g. server shutdown)
-        await store.write_upload("r", upload.id, hangs(), 3, None)
+        await store.write_upload("r", upload.id, UploadChunk(hangs(), 3))
 
     assert (await store.upload_status("r", upload.id)).offset == 3
     assert (tmp_path / "uploads" / upload.id / "data").read_bytes() == b"abc"
-    await store.write_upload("r", upload.id, body(b"def"), 3, 3)
-    assert await store.commit_upload("r", upload.id, Digest.of(b"abcdef"), None, None, None) == 6
+    await store.write_upload("r", upload.id, UploadChunk(body(b"def"), 3, 3))
+    assert await store.commit_upload("r", upload.id, Digest.of(b"abcdef"), None) == 6
 
 
 async def test_leftover_bytes_of_a_crashed_append_are_discarded(
     store: EmbeddedStore, tmp_path: Path
 ) -> None:
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"abc"), None, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"abc")))
     data_path = tmp_path / "uploads" / upload.id / "data"
     data_path.write_bytes(data_path.read_bytes() + b"garbage from a killed worker")
     assert (await store.upload_status("r", upload.id)).offset == 3
-    await store.write_upload("r", upload.id, body(b"def"), 3, None)
-    assert await store.commit_upload("r", upload.id, Digest.of(b"abcdef"), None, None, None) == 6
+    await store.write_upload("r", upload.id, UploadChunk(body(b"def"), 3))
+    assert await store.commit_upload("r", upload.id, Digest.of(b"abcdef"), None) == 6
 
 
 async def test_digest_mismatch_stores_nothing(store: EmbeddedStore, tmp_path: Path) -> None:
     upload = await store.start_upload("r")
     wrong = Digest.of(b"something else")
     with pytest.raises(DigestInvalid):
-        await store.commit_upload("r", upload.id, wrong, body(b"content"), None, None)
+        await store.commit_upload("r", upload.id, wrong, UploadChunk(body(b"content")))
     assert blob_files(tmp_path) == []
     with pytest.raises(BlobUnknown):
         await store.stat_blob("r", wrong)
@@ -229,17 +231,17 @@ async def test_digest_mismatch_stores_nothing(store: EmbeddedStore, tmp_path: Pa
 async def test_sha512(store: EmbeddedStore, tmp_path: Path) -> None:
     data = os.urandom(1_200_000)
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(data[:700_000]), 0, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(data[:700_000]), 0))
     digest = Digest("sha512", hashlib.sha512(data).hexdigest())
     assert await store.commit_upload(
-        "r", upload.id, digest, body(data[700_000:]), None, None
+        "r", upload.id, digest, UploadChunk(body(data[700_000:]))
     ) == len(data)
     assert await read_blob(store, "r", digest) == data
     assert (tmp_path / "blobs" / "sha512" / digest.encoded[:2] / digest.encoded).is_file()
     upload = await store.start_upload("r")
     with pytest.raises(DigestInvalid):
         await store.commit_upload(
-            "r", upload.id, Digest("sha512", "0" * 128), body(data), None, None
+            "r", upload.id, Digest("sha512", "0" * 128), UploadChunk(body(data))
         )
 
 
@@ -256,13 +258,13 @@ async def test_upload_ids_are_validated_and_owned_by_their_repository(store: Emb
         with pytest.raises(BlobUploadUnknown):
             await store.upload_status("mine", bad)
         with pytest.raises(BlobUploadUnknown):
-            await store.write_upload("mine", bad, body(b"x"), None, None)
+            await store.write_upload("mine", bad, UploadChunk(body(b"x")))
     with pytest.raises(BlobUploadUnknown):
         await store.upload_status("theirs", upload.id)
     with pytest.raises(BlobUploadUnknown):
-        await store.write_upload("theirs", upload.id, body(b"x"), None, None)
+        await store.write_upload("theirs", upload.id, UploadChunk(body(b"x")))
     with pytest.raises(BlobUploadUnknown):
-        await store.commit_upload("theirs", upload.id, Digest.of(b""), None, None, None)
+        await store.commit_upload("theirs", upload.id, Digest.of(b""), None)
     with pytest.raises(BlobUploadUnknown):
         await store.cancel_upload("theirs", upload.id)
     assert (await store.upload_status("mine", upload.id)).offset == 0
@@ -270,22 +272,22 @@ async def test_upload_ids_are_validated_and_owned_by_their_repository(store: Emb
 
 async def test_cancel_and_commit_end_the_session(store: EmbeddedStore) -> None:
     upload = await store.start_upload("r")
-    await store.write_upload("r", upload.id, body(b"abc"), None, None)
+    await store.write_upload("r", upload.id, UploadChunk(body(b"abc")))
     await store.cancel_upload("r", upload.id)
     with pytest.raises(BlobUploadUnknown):
         await store.upload_status("r", upload.id)
     with pytest.raises(BlobUploadUnknown):
         await store.cancel_upload("r", upload.id)
     upload = await store.start_upload("r")
-    await store.commit_upload("r", upload.id, Digest.of(b"abc"), body(b"abc"), None, None)
+    await store.commit_upload("r", upload.id, Digest.of(b"abc"), UploadChunk(body(b"abc")))
     with pytest.raises(BlobUploadUnknown):
-        await store.write_upload("r", upload.id, body(b"more"), None, None)
+        await store.write_upload("r", upload.id, UploadChunk(body(b"more")))
 
 
 async def test_upload_expiry(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path, upload_expiry=3600)
     old, fresh = await store.start_upload("r"), await store.start_upload("r")
-    await store.write_upload("r", old.id, body(b"abc"), None, None)
+    await store.write_upload("r", old.id, UploadChunk(body(b"abc")))
     stale = time.time() - 7200
     os.utime(tmp_path / "uploads" / old.id / "state.json", (stale, stale))
     (tmp_path / "tmp" / "blob-leftover").write_bytes(b"x")

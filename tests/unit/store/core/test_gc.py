@@ -21,7 +21,7 @@ from ocigate.oci.reference import Tag
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.embedded.fsck import fsck
 
-from .embedded_helpers import image, push_blob, push_image
+from ...embedded_helpers import image, push_blob, push_image
 
 pytestmark = pytest.mark.anyio
 HOUR = 3600.0
