@@ -21,6 +21,11 @@ from .support import balanced, objects_store, replicas
 __all__ = ["postgres_server", "postgres_url", "radosgw", "s3_bucket", "s3_server", "seaweedfs"]
 
 
+@pytest.fixture(scope="session")
+def registry_kind() -> str:
+    return "ocigate"  # what the e2e tests run here ask to tell ocigate from distribution
+
+
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30.0) as client:
