@@ -1,9 +1,10 @@
-"""Command line: ocigate serve | fsck | gc | validate | events | config."""
+"""Command line: ocigate serve | fsck | gc | db | validate | events | config."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -11,8 +12,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -21,14 +23,20 @@ from .config import Settings, load_settings, masked
 from .config_env import RESOLVED_SETTINGS
 from .durations import parse_duration
 from .startup import StartupError, check_files, exposure_warning, listening_line
-from .store_config import EmbeddedStoreConfig
+from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig
+
+if TYPE_CHECKING:
+    from .store.core.gc import GcReport
+    from .store.core.registry import RegistryOverPorts
 
 APP_FACTORY = "ocigate.assemble:app_from_environment"
 # Each command's one line, in `ocigate --help` and atop its own --help.
 COMMANDS = {
     "serve": "serve the registry (embedded store, gateway or pull-through cache)",
-    "fsck": "re-hash every blob and check every reference of a store",
-    "gc": "delete blob files no manifest references",
+    "fsck": "re-hash every blob and check every reference of a store (embedded, objects)",
+    "gc": "delete blobs no manifest references (--dry-run: list them)",
+    "db migrate": "create or upgrade the objects store's database schema",
+    "db status": "the objects store's schema migrations, applied and pending",
     "validate": "check artifact payload files offline against artifact types",
     "events status": "events recorded and deliveries per webhook",
     "events list": "recent events and their deliveries",
@@ -56,7 +64,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         )
     settings = load_settings(args.config, **overrides)
     data_dir = settings.store.data_dir
-    if getattr(args, "needs_store", False) and not (data_dir / "meta.db").exists():
+    embedded = isinstance(settings.store, EmbeddedStoreConfig)
+    if getattr(args, "needs_store", False) and embedded and not (data_dir / "meta.db").exists():
         # Opening one would create an empty store and report on nothing.
         raise StartupError(
             f"{data_dir}: no ocigate store here (no meta.db); check --data-dir or"
@@ -140,36 +149,126 @@ def _serve_alternative(settings: Settings) -> None:
 
 
 def _fsck(args: argparse.Namespace) -> int:
-    from .store.embedded.fsck import fsck
+    config = _settings_from(args).store
+    if isinstance(config, ObjectsStoreConfig):
+        problems = asyncio.run(_fsck_objects(config))
+        where = _where(config)
+    else:
+        from .store.embedded.fsck import fsck
 
-    settings = _settings_from(args)
-    data_dir = settings.store.data_dir
-    problems = fsck(data_dir)
+        problems = fsck(config.data_dir)
+        where = str(config.data_dir)
     for problem in problems:
         print(problem)
-    print(f"fsck {data_dir}: {len(problems)} problem(s)")
+    print(f"fsck {where}: {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
-def _gc(args: argparse.Namespace) -> int:
-    from .store.embedded import EmbeddedStore
+async def _fsck_objects(config: ObjectsStoreConfig) -> list[str]:
+    from .store.objects.fsck import check
+    from .store.objects.store import ObjectsStore
 
+    async with _opened(config, migrate=False) as store:
+        assert isinstance(store, ObjectsStore)
+        report = await check(store)
+    for line in report.info:
+        print(line)
+    return report.problems
+
+
+def _gc(args: argparse.Namespace) -> int:
     config = _settings_from(args).store
-    if not isinstance(config, EmbeddedStoreConfig):
-        raise StartupError(f"gc: the store is kind {config.kind}; gc is for kind embedded")
+    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
+        raise StartupError(
+            f"gc: the store is kind {config.kind}; gc is for kinds embedded and objects"
+        )
     grace = config.gc_grace if args.grace is None else parse_duration(args.grace)
-    # Safe beside a running server: the sweep holds the store's GC lock, which commits share.
-    store = EmbeddedStore(config.data_dir)
-    report = asyncio.run(store.collect_garbage(grace, dry_run=args.dry_run))
+
+    # Safe beside running servers: the sweep holds the store's GC lock, which commits share
+    # (a file lock for the embedded store, a PostgreSQL advisory lock for objects).
+    async def collect() -> GcReport:
+        async with _opened(config) as store:
+            return await store.collect_garbage(grace, dry_run=args.dry_run)
+
+    report = asyncio.run(collect())
     verb = "would delete" if report.dry_run else "deleted"
     for item in report.removed:
         print(f"{verb} {item.digest} {item.size} bytes: {item.reason}")
     print(
-        f"gc {config.data_dir}{' (dry run)' if report.dry_run else ''}: {verb}"
+        f"gc {_where(config)}{' (dry run)' if report.dry_run else ''}: {verb}"
         f" {report.blobs_removed} blobs, {report.bytes_freed} bytes freed;"
         f" kept {report.blobs_kept} blobs"
     )
     return 0
+
+
+def _where(config: EmbeddedStoreConfig | ObjectsStoreConfig) -> str:
+    if isinstance(config, EmbeddedStoreConfig):
+        return str(config.data_dir)
+    return f"bucket {config.s3.bucket}"
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    config: EmbeddedStoreConfig | ObjectsStoreConfig, *, migrate: bool | None = None
+) -> AsyncIterator[RegistryOverPorts]:
+    """The store of ``config``, open, closed after the block."""
+    store: RegistryOverPorts
+    if isinstance(config, EmbeddedStoreConfig):
+        from .store.embedded import EmbeddedStore
+
+        store = EmbeddedStore(config.data_dir)
+    else:
+        from .store.objects.store import ObjectsStore
+
+        database = (
+            config.database
+            if migrate is None
+            else config.database.model_copy(update={"migrate": migrate})
+        )
+        objects = ObjectsStore(config.s3, database)
+        await objects.open()
+        store = objects
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _objects_config(args: argparse.Namespace, command: str) -> ObjectsStoreConfig:
+    config = _settings_from(args).store
+    if not isinstance(config, ObjectsStoreConfig):
+        raise StartupError(f"{command}: the store is kind {config.kind}; this is for kind objects")
+    return config
+
+
+def _db(args: argparse.Namespace) -> int:
+    from .store.postgres.database import Database
+    from .store.postgres.migrate import applied, migrate, pending
+
+    config = _objects_config(args, f"db {args.db_command}")
+    url = config.database.url
+
+    async def run() -> int:
+        db = await Database.connect(url, pool_size=1)
+        try:
+            if args.db_command == "migrate":
+                done = await migrate(db)
+                for name in done:
+                    print(f"applied {name}")
+                print(f"db {db.where}: {len(done)} migration(s) applied, schema up to date")
+                return 0
+            for name in await applied(db):
+                print(f"applied {name}")
+            waiting = await pending(db)
+            for name in waiting:
+                print(f"pending {name}")
+            print(f"db {db.where}: {len(waiting)} migration(s) pending")
+            return 1 if waiting else 0
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -259,6 +358,10 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
     )
+    db = commands.add_parser("db", description="the objects store's database")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    for name in ("migrate", "status"):
+        command(db_commands, f"db {name}", _db)
     validate = command(commands, "validate", _validate, "config")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--type", help="artifact type name (default: any with a schema)")

@@ -136,8 +136,8 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
-    def sql(self, statement: str) -> str:
-        """Run one statement with psql; its output."""
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one statement with psql in ``database``; its output."""
         done = subprocess.run(
             [
                 str(BIN / "psql"),
@@ -147,7 +147,7 @@ class PostgresServer:
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                self.url(),
+                self.url(database),
                 "-c",
                 statement,
             ],

@@ -165,6 +165,15 @@ class Bucket:
                 raise failed[0] from None
             raise
 
+    async def size(self, key: str) -> int | None:
+        """The size of an object (a HEAD); None when it is missing."""
+        with self._errors("HEAD", key), anyio.fail_after(self._deadline):
+            try:
+                meta = await obstore.head_async(self._store, self.path(key))
+            except (FileNotFoundError, NotFoundError):
+                return None
+        return int(meta["size"])
+
     async def get_range(self, key: str, start: int, end: int) -> bytes | None:
         """Bytes ``start`` to ``end`` (exclusive) of an object; None when it is missing."""
         with self._errors("GET", key), anyio.fail_after(self._deadline):

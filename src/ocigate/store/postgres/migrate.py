@@ -76,12 +76,19 @@ _TABLE = (
 )
 
 
-async def pending(db: Database) -> list[str]:
-    """The migrations not applied yet, in order."""
+async def applied(db: Database) -> list[str]:
+    """The migrations applied, in the order they were."""
     async with db.connection() as conn:
         exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        rows = await conn.fetch("SELECT name FROM schema_migrations") if exists else []
-    done = {row[0] for row in rows}
+        if not exists:
+            return []
+        rows = await conn.fetch("SELECT name FROM schema_migrations ORDER BY applied, name")
+    return [row[0] for row in rows]
+
+
+async def pending(db: Database) -> list[str]:
+    """The migrations not applied yet, in order."""
+    done = set(await applied(db))
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
