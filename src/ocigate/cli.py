@@ -35,6 +35,7 @@ COMMANDS = {
     "serve": "serve the registry (embedded store, gateway or pull-through cache)",
     "fsck": "re-hash every blob and check every reference of a store (embedded, objects)",
     "gc": "delete blobs no manifest references (--dry-run: list them)",
+    "migrate": "copy an embedded store into the store of another configuration (--to)",
     "db migrate": "create or upgrade the objects store's database schema",
     "db status": "the objects store's schema migrations, applied and pending",
     "validate": "check artifact payload files offline against artifact types",
@@ -271,6 +272,34 @@ def _db(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import copy_store
+    from .store.embedded import EmbeddedStore
+
+    source = _settings_from(args).store
+    if not isinstance(source, EmbeddedStoreConfig):
+        raise StartupError(f"migrate: the source is kind {source.kind}; it must be embedded")
+    dest = load_settings(args.to).store
+    if not isinstance(dest, EmbeddedStoreConfig | ObjectsStoreConfig):
+        raise StartupError(f"migrate --to: the store is kind {dest.kind}; embedded or objects")
+    if (
+        isinstance(dest, EmbeddedStoreConfig)
+        and dest.data_dir.resolve() == source.data_dir.resolve()
+    ):
+        raise StartupError("migrate: the source and the destination are the same store")
+
+    async def run() -> str:
+        origin = EmbeddedStore(source.data_dir)
+        try:
+            async with _opened(dest) as target:
+                return (await copy_store(origin, target)).line()
+        finally:
+            await origin.close()
+
+    print(f"migrated {source.data_dir} to {_where(dest)}: {asyncio.run(run())}")
+    return 0
+
+
 def _config_check(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     check_files(settings)
@@ -357,6 +386,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument(
         "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
+    migrate = command(commands, "migrate", _migrate)
+    migrate.set_defaults(needs_store=True)
+    migrate.add_argument(
+        "--to", type=Path, required=True, metavar="CONFIG", help="the destination's configuration"
     )
     db = commands.add_parser("db", description="the objects store's database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
