@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -45,10 +45,13 @@ class DatabaseUnavailable(Unavailable):
 
 
 def describe(url: str) -> str:
-    """``host:port/name`` of a PostgreSQL URL: what errors and logs name (no credentials)."""
+    """``host:port/name`` of a PostgreSQL URL: what errors and logs name (no credentials).
+    A Unix socket's directory comes as ``?host=/run/postgresql``."""
     parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+    query = parse_qs(parts.query)
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    port = parts.port or query.get("port", ["5432"])[0]
+    return f"{host}:{port}{parts.path or '/'}"
 
 
 class Database:
