@@ -7,6 +7,8 @@ Every test in this directory runs once per backend:
 - ``upstream-embedded``: the gateway (``assemble.build_store``) in front of a real
   ``ocigate serve`` on the embedded store, one server process for the whole session;
 - ``cache-embedded``: the same with ``cache: true`` and ``cache_push: write-through``;
+- ``postgres``: ``RegistryOverPorts`` over memory blobs and ``PostgresMetadata`` on a fresh
+  database of the session's PostgreSQL (``parts.postgres``);
 - ``router``: ``RouterStore`` with ``a`` → an embedded store and ``b`` → the gateway above. Each
   test's repositories are all under one of the two prefixes, chosen from the test's name (see
   ``Names``), so both routes are exercised and a test never straddles them.
@@ -32,11 +34,18 @@ from e2e.support import ServerProcess, ocigate_server
 from ocigate.assemble import build_store
 from ocigate.config import Settings
 from ocigate.registry import Registry
+from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.embedded import EmbeddedStore
 from ocigate.store.gateway.router import RouterStore
 from ocigate.store.memory import MemoryStore
+from ocigate.store.memory.blobstore import MemoryBlobStore
+from ocigate.store.postgres.database import Database
+from ocigate.store.postgres.metadata import PostgresMetadata
+from ocigate.store.postgres.migrate import migrate
+from parts.postgres import postgres_server, postgres_url
 
-BACKENDS = ["memory", "embedded", "upstream-embedded", "cache-embedded", "router"]
+__all__ = ["postgres_server", "postgres_url"]  # fixtures
+BACKENDS = ["memory", "embedded", "postgres", "upstream-embedded", "cache-embedded", "router"]
 ROUTER_PREFIXES = ("a", "b")  # a: embedded, b: the gateway to the upstream
 
 # (test function, backend) -> why that backend legitimately differs; each is a strict xfail.
@@ -92,6 +101,10 @@ async def registry(
         store = MemoryStore()
     elif backend == "embedded":
         store = EmbeddedStore(tmp_path / "embedded")
+    elif backend == "postgres":
+        db = await Database.connect(request.getfixturevalue("postgres_url"))
+        await migrate(db)
+        store = RegistryOverPorts(MemoryBlobStore(), PostgresMetadata(db))
     else:
         # Started only when a backend needs it, so `-k memory` runs without a server.
         url = request.getfixturevalue("upstream").url
