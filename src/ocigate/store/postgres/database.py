@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
@@ -37,6 +37,7 @@ UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
 )
 
 
@@ -178,8 +179,9 @@ def _unavailable(
         reason = f"no answer within {limit:g} s"
     else:
         reason = str(exc) or type(exc).__name__
-    if password:
-        reason = reason.replace(password, "********")
+    if password:  # as the URL spells it and decoded: neither may reach a log or a client
+        for secret in (password, unquote(password)):
+            reason = reason.replace(secret, "********")
     return DatabaseUnavailable(
         {"database": where}, f"the database {where} is unavailable: {reason}"
     )
