@@ -89,10 +89,24 @@ class Database:
         and a second pool, of ``lock_connections`` (default ``pool_size``) opened on demand,
         for session-level advisory locks held across other work (``gc_lock``): holders of
         those never take the connections their own queries need."""
+        # The server's side of the bounds: it ends a transaction left open longer than any of
+        # ours can be (a replica stalled mid-transaction would hold its row locks), and finds a
+        # vanished replica's connection within ~30 s by keepalives (its advisory locks, the GC
+        # lock among them, go with it).
+        server = {
+            "application_name": "ocigate",
+            "idle_in_transaction_session_timeout": str(
+                int(2000 * (connect_timeout + command_timeout))
+            ),
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "4",
+        }
         settings: dict[str, Any] = {
             "timeout": connect_timeout,
             "command_timeout": command_timeout,
             "max_inactive_connection_lifetime": 60.0,
+            "server_settings": server,
         }
         try:
             async with asyncio.timeout(connect_timeout + command_timeout):

@@ -130,3 +130,13 @@ async def test_blocking_calls_are_refused_on_the_databases_own_loop(db: Database
     with pytest.raises(RuntimeError, match="use a thread"):
         db.blocking(db.execute("SELECT 1"))
     assert await anyio.to_thread.run_sync(db.blocking, db.fetchrow("SELECT 1")) == (1,)
+
+
+async def test_the_server_bounds_what_a_stalled_or_vanished_replica_holds(db: Database) -> None:
+    row = await db.fetchrow(
+        "SELECT current_setting('idle_in_transaction_session_timeout'),"
+        " current_setting('tcp_keepalives_idle'), current_setting('application_name')"
+    )
+    assert tuple(row or ()) == ("6s", "10", "ocigate")  # 2 × (1 s connect + 2 s command)
+    async with db.locks.acquire() as conn:  # the lock pool's connections too
+        assert await conn.fetchval("SHOW tcp_keepalives_count") == "4"
