@@ -137,6 +137,6 @@ async def test_the_server_bounds_what_a_stalled_or_vanished_replica_holds(db: Da
         "SELECT current_setting('idle_in_transaction_session_timeout'),"
         " current_setting('tcp_keepalives_idle'), current_setting('application_name')"
     )
-    assert tuple(row or ()) == ("6s", "10", "ocigate")  # 2 × (1 s connect + 2 s command)
+    assert tuple(row or ()) == ("6s", "10", "ocigate")  # 2 x (1 s connect + 2 s command)
     async with db.locks.acquire() as conn:  # the lock pool's connections too
         assert await conn.fetchval("SHOW tcp_keepalives_count") == "4"
