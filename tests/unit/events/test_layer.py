@@ -37,7 +37,6 @@ from ocigate.store.memory.blobstore import MemoryBlobStore
 from ocigate.store.postgres.database import Database
 from ocigate.store.postgres.metadata import PostgresMetadata
 from ocigate.store.postgres.migrate import migrate
-from ocigate.store.postgres.outbox import PostgresOutbox
 from parts.postgres import postgres_server, postgres_url
 
 from ..embedded_helpers import body, descriptor, image, push_blob
@@ -55,45 +54,51 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run(functools.partial(function, *args, **kwargs))
 
 
+Replica = tuple[Registry, Outbox]
+
+
 @dataclass
 class Backend:
-    """A store whose metadata database keeps its outbox, and more outboxes on that database
-    (other workers or replicas)."""
+    """A store whose metadata database keeps its outbox, and ``replica()`` making another
+    instance of both on the same data (another worker process or replica)."""
 
     store: Registry
     outbox: Outbox
-    another: Callable[[], Awaitable[Outbox]]
-    opened: list[Outbox] = field(default_factory=list)
+    replica: Callable[[], Awaitable[Replica]]
+    made: list[Replica] = field(default_factory=list)
 
 
 @pytest.fixture(params=["embedded", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "embedded":
-        embedded = EmbeddedStore(tmp_path)
 
-        async def sqlite_outbox() -> Outbox:
-            return connect_outbox(embedded.meta.path)
+        async def replica() -> Replica:
+            store = EmbeddedStore(tmp_path)
+            return store, connect_outbox(store.meta.path)
 
-        made = Backend(embedded, await sqlite_outbox(), sqlite_outbox)
     else:
         url = request.getfixturevalue("postgres_url")
-        db = await Database.connect(url, pool_size=4)
-        await migrate(db)
-        meta = PostgresMetadata(db)
-        replicas: list[Database] = []
+        blobs = MemoryBlobStore()  # one bucket, as replicas share one
+        schema = await Database.connect(url, pool_size=1)
+        await migrate(schema)
+        await schema.close()
 
-        async def replica_outbox() -> Outbox:
-            replicas.append(await Database.connect(url, pool_size=2))
-            return PostgresOutbox(replicas[-1])
+        async def replica() -> Replica:
+            meta = PostgresMetadata(await Database.connect(url, pool_size=2))
+            assert meta.outbox is not None
+            return RegistryOverPorts(blobs, meta), meta.outbox
 
-        assert meta.outbox is not None
-        made = Backend(RegistryOverPorts(MemoryBlobStore(), meta), meta.outbox, replica_outbox)
+    made = Backend(*await replica(), replica)
     yield made
-    await made.store.close()
-    made.outbox.close()
-    if request.param == "postgres":
-        for replica in replicas:
-            await replica.close()
+    for store, outbox in [(made.store, made.outbox), *made.made]:
+        outbox.close()
+        await store.close()
+
+
+async def another(backend: Backend) -> Replica:
+    """Another instance of the backend's store and outbox, closed after the test."""
+    backend.made.append(await backend.replica())
+    return backend.made[-1]
 
 
 @pytest.fixture
@@ -276,13 +281,13 @@ async def test_refused_push_records_nothing_and_validation_reads_are_not_pulls(
 
 
 async def test_concurrent_workers_never_claim_the_same_delivery(backend: Backend) -> None:
-    writer = await backend.another()
+    _, writer = await another(backend)
     events = [
         make_event("/t", "tag.deleted", f"repo-{i % 20}", tag=Tag(str(i))) for i in range(200)
     ]
     await call(writer.append, events)
     await call(writer.fan_out, "hook", lambda repo, kind, art: True)
-    workers = [await backend.another() for _ in range(4)]
+    workers = [(await another(backend))[1] for _ in range(4)]
     claimed: list[list[tuple[str, int]]] = [[] for _ in workers]
 
     def work(index: int) -> None:  # in a thread of its own, as a worker's delivery runs
@@ -303,17 +308,19 @@ async def test_concurrent_workers_never_claim_the_same_delivery(backend: Backend
                 tg.start_soon(run, work, index)
     everything = [c for per_worker in claimed for c in per_worker]
     assert sorted(seq for _, seq in everything) == list(range(1, 201))  # each exactly once
-    for outbox in [writer, *workers]:
-        outbox.close()
 
 
-async def test_racing_pushes_record_exact_events(store: Registry, outbox: Outbox) -> None:
-    """Eight pushes of different manifests to one new repository and tag at once: exactly one
-    ``repository.created``, and each ``tag.moved`` names the digest the tag really had."""
-    registry = layer(store, outbox)
-    configs = [b'{"n":%d}' % n for n in range(8)]
-    await asyncio.gather(*(push(registry, "race/app", config, ["latest"]) for config in configs))
-    events = await recorded(outbox)
+async def test_racing_pushes_on_four_instances_record_exact_events(backend: Backend) -> None:
+    """Sixteen pushes of different manifests to one new repository and tag at once, spread
+    over four instances of the store (workers, replicas): exactly one ``repository.created``,
+    each ``tag.moved`` names the digest the tag really had, in commit order."""
+    instances = [(backend.store, backend.outbox)] + [await another(backend) for _ in range(3)]
+    layers = [layer(store, outbox) for store, outbox in instances]
+    configs = [b'{"n":%d}' % n for n in range(16)]
+    await asyncio.gather(
+        *(push(layers[n % 4], "race/app", config, ["latest"]) for n, config in enumerate(configs))
+    )
+    events = await recorded(backend.outbox)
     assert types_of(events).count("repository.created") == 1
     pushed = [e["data"]["digest"] for e in events if e["type"].endswith("manifest.pushed")]
     moves = [
@@ -321,9 +328,10 @@ async def test_racing_pushes_record_exact_events(store: Registry, outbox: Outbox
         for e in events
         if e["type"].endswith("tag.moved")
     ]
-    assert len(pushed) == 8
+    assert len(pushed) == 16
     assert moves == list(itertools.pairwise(pushed))  # outbox order is commit order
-    assert str((await store.get_manifest("race/app", Tag("latest"))).digest) == pushed[-1]
+    latest = await instances[3][0].get_manifest("race/app", Tag("latest"))
+    assert str(latest.digest) == pushed[-1]
 
 
 async def test_a_store_without_the_hook_gets_events_decided_just_before(tmp_path: Path) -> None:

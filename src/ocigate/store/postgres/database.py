@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
@@ -37,6 +37,7 @@ UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
 )
 
 
@@ -45,10 +46,13 @@ class DatabaseUnavailable(Unavailable):
 
 
 def describe(url: str) -> str:
-    """``host:port/name`` of a PostgreSQL URL: what errors and logs name (no credentials)."""
+    """``host:port/name`` of a PostgreSQL URL: what errors and logs name (no credentials).
+    A Unix socket's directory comes as ``?host=/run/postgresql``."""
     parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+    query = parse_qs(parts.query)
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    port = parts.port or query.get("port", ["5432"])[0]
+    return f"{host}:{port}{parts.path or '/'}"
 
 
 class Database:
@@ -70,6 +74,7 @@ class Database:
         """``lock_connections`` (default ``pool_size``): a second pool, opened on demand, for
         session-level advisory locks held across other work (``gc_lock``), so that holders of
         those never take the connections their own queries need."""
+<<<<<<< HEAD
         self._url = url
         self.where = describe(url)
         self.pool_size = pool_size
@@ -89,10 +94,26 @@ class Database:
     async def open(self) -> None:
         """Create the pools, their first connection opened to prove the database answers
         (else :class:`DatabaseUnavailable`)."""
+=======
+        # The server's side of the bounds: it ends a transaction left open longer than any of
+        # ours can be (a replica stalled mid-transaction would hold its row locks), and finds a
+        # vanished replica's connection within ~30 s by keepalives (its advisory locks, the GC
+        # lock among them, go with it).
+        server = {
+            "application_name": "ocigate",
+            "idle_in_transaction_session_timeout": str(
+                int(2000 * (connect_timeout + command_timeout))
+            ),
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "4",
+        }
+>>>>>>> h-pg
         settings: dict[str, Any] = {
             "timeout": self.connect_timeout,
             "command_timeout": self.command_timeout,
             "max_inactive_connection_lifetime": 60.0,
+            "server_settings": server,
         }
         url = self._url
         try:
@@ -182,8 +203,9 @@ def _unavailable(
         reason = f"no answer within {limit:g} s"
     else:
         reason = str(exc) or type(exc).__name__
-    if password:
-        reason = reason.replace(password, "********")
+    if password:  # as the URL spells it and decoded: neither may reach a log or a client
+        for secret in (password, unquote(password)):
+            reason = reason.replace(secret, "********")
     return DatabaseUnavailable(
         {"database": where}, f"the database {where} is unavailable: {reason}"
     )

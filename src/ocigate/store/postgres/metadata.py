@@ -125,8 +125,10 @@ class PostgresMetadata:
         db = self.db
         conn: Connection | None = None
         try:
-            async with db.bounded(db.connect_timeout + self.lock_wait):
-                conn = await db.locks.acquire(timeout=db.connect_timeout)
+            # Waiting for a lock connection (more sharers than the lock pool holds) is waiting
+            # for the lock: both within lock_wait, plus the time to connect.
+            async with db.bounded(db.connect_timeout + 2 * self.lock_wait):
+                conn = await db.locks.acquire(timeout=db.connect_timeout + self.lock_wait)
                 try:
                     await conn.execute(
                         f"SELECT pg_advisory_lock{kind}($1, $2)",

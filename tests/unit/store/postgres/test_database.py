@@ -8,6 +8,7 @@ import socket
 import time
 import traceback
 
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -17,7 +18,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.reference import Tag
 from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.memory.blobstore import MemoryBlobStore
-from ocigate.store.postgres.database import Database, DatabaseUnavailable
+from ocigate.store.postgres.database import Database, DatabaseUnavailable, describe
 from ocigate.store.postgres.metadata import PostgresMetadata
 from parts.postgres import PostgresServer
 
@@ -112,3 +113,30 @@ async def test_the_api_answers_503_with_an_oci_error_body(
         [error] = answer.json()["errors"]
         assert error["code"] == "UNAVAILABLE" and "127.0.0.1" in error["message"]
         assert (await client.get("/v2/r/tags/list")).status_code == 404  # served again
+
+
+def test_errors_name_the_database_as_the_url_locates_it() -> None:
+    assert describe(f"postgresql://u:{SECRET}@db.internal:6432/registry") == (
+        "db.internal:6432/registry"
+    )
+    assert describe("postgresql://u@/registry?host=/run/postgresql&port=5433") == (
+        "/run/postgresql:5433/registry"
+    )
+    assert describe("postgresql:///registry") == "localhost:5432/registry"
+
+
+async def test_blocking_calls_are_refused_on_the_databases_own_loop(db: Database) -> None:
+    """The synchronous outbox waits for the loop: on the loop itself that would hang."""
+    with pytest.raises(RuntimeError, match="use a thread"):
+        db.blocking(db.execute("SELECT 1"))
+    assert await anyio.to_thread.run_sync(db.blocking, db.fetchrow("SELECT 1")) == (1,)
+
+
+async def test_the_server_bounds_what_a_stalled_or_vanished_replica_holds(db: Database) -> None:
+    row = await db.fetchrow(
+        "SELECT current_setting('idle_in_transaction_session_timeout'),"
+        " current_setting('tcp_keepalives_idle'), current_setting('application_name')"
+    )
+    assert tuple(row or ()) == ("6s", "10", "ocigate")  # 2 x (1 s connect + 2 s command)
+    async with db.locks.acquire() as conn:  # the lock pool's connections too
+        assert await conn.fetchval("SHOW tcp_keepalives_count") == "4"

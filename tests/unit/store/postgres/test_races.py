@@ -62,9 +62,11 @@ async def test_32_replicas_pushing_one_tag_and_one_blob(postgres_url: str, db: D
 
 
 async def test_sharers_never_starve_the_query_pool(postgres_url: str) -> None:
-    """More concurrent commits holding the GC lock than the query pool has connections: each
-    still gets its queries answered, because the lock lives on other connections."""
-    meta = PostgresMetadata(await Database.connect(postgres_url, pool_size=2, lock_connections=16))
+    """More concurrent commits holding the GC lock than the query pool has connections (and
+    than the lock pool has): each still gets its queries answered, because the lock lives on
+    other connections, and waits its turn for a lock connection."""
+    database = await Database.connect(postgres_url, pool_size=2, lock_connections=4)
+    meta = PostgresMetadata(database)
     await migrate(meta.db)
     done: list[int] = []
 

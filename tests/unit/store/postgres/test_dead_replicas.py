@@ -1,9 +1,12 @@
-"""Upload leases between real processes: a killed holder loses its upload after the lease,
-a live one keeps it by renewing, and one that stalled past its lease cannot overwrite the
-request that took over."""
+"""What a dead or stalled replica process leaves behind, between real processes: a killed
+holder loses its upload after the lease, a live one keeps it by renewing, one that stalled
+past its lease cannot overwrite the request that took over, and a transaction frozen with its
+row locks is ended by the server."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,9 +15,14 @@ from pathlib import Path
 import anyio
 import pytest
 
+from ocigate.oci.digest import Digest
+from ocigate.oci.reference import Tag
 from ocigate.store.objects.ledger import UploadRecord
 from ocigate.store.postgres.database import Database
 from ocigate.store.postgres.ledger import PostgresLedger, UploadLeaseLost
+from ocigate.store.postgres.metadata import PostgresMetadata
+
+from ...embedded_helpers import image
 
 pytestmark = pytest.mark.anyio
 HOLDER = Path(__file__).with_name("holder.py")
@@ -78,3 +86,33 @@ async def test_a_holder_that_stalled_past_its_lease_cannot_save(
             await ledger.save_upload(held)
     found = await ledger.find_upload("u")
     assert found is not None and found.offset == 99  # the other replica's save stands
+
+
+async def test_a_replica_stalled_in_a_transaction_is_cut_off_by_the_server(
+    postgres_url: str,
+    db: Database,  # db: the schema
+) -> None:
+    """A replica frozen (SIGSTOP) while its transaction holds a tag's row: the server ends
+    that session after twice its bound (2 s here), and the push waiting behind it succeeds."""
+    patient = await Database.connect(postgres_url, command_timeout=5.0)  # outwaits the 2 s
+    meta = PostgresMetadata(patient)
+    await meta.link_blob("r", Digest.of(b"{}"), 2)
+    manifest, data = image(b"{}")
+    await meta.put_manifest("r", manifest, data, [Tag("latest")], [])
+    process = replica(postgres_url, "-", 0, "lock-tag")
+    try:
+        assert process.stdout is not None
+        assert await anyio.to_thread.run_sync(process.stdout.readline) == "held\n"
+        os.kill(process.pid, signal.SIGSTOP)  # before its own 1 s bound could roll back
+        started = time.monotonic()
+        other, other_data = image(b"{}", [b"{}"])
+        await meta.put_manifest("r", other, other_data, [Tag("latest")], [])
+        waited = time.monotonic() - started
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    print(f"a push waited {waited:.2f} s behind a stalled replica's transaction")
+    assert 1.5 < waited < 4.0
+    found = await meta.manifest_by_tag("r", Tag("latest"))
+    assert found is not None and found.digest == other.digest
+    await patient.close()
