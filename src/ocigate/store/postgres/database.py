@@ -74,7 +74,6 @@ class Database:
         """``lock_connections`` (default ``pool_size``): a second pool, opened on demand, for
         session-level advisory locks held across other work (``gc_lock``), so that holders of
         those never take the connections their own queries need."""
-<<<<<<< HEAD
         self._url = url
         self.where = describe(url)
         self.pool_size = pool_size
@@ -94,21 +93,17 @@ class Database:
     async def open(self) -> None:
         """Create the pools, their first connection opened to prove the database answers
         (else :class:`DatabaseUnavailable`)."""
-=======
         # The server's side of the bounds: it ends a transaction left open longer than any of
         # ours can be (a replica stalled mid-transaction would hold its row locks), and finds a
         # vanished replica's connection within ~30 s by keepalives (its advisory locks, the GC
         # lock among them, go with it).
         server = {
             "application_name": "ocigate",
-            "idle_in_transaction_session_timeout": str(
-                int(2000 * (connect_timeout + command_timeout))
-            ),
+            "idle_in_transaction_session_timeout": str(int(2000 * self.bound)),
             "tcp_keepalives_idle": "10",
             "tcp_keepalives_interval": "5",
             "tcp_keepalives_count": "4",
         }
->>>>>>> h-pg
         settings: dict[str, Any] = {
             "timeout": self.connect_timeout,
             "command_timeout": self.command_timeout,
