@@ -12,7 +12,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,10 @@ from .config import Settings, load_settings, masked
 from .config_env import RESOLVED_SETTINGS
 from .durations import parse_duration
 from .startup import StartupError, check_files, exposure_warning, listening_line
-from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig
+from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig, StoreConfig
 
 if TYPE_CHECKING:
+    from .events.outbox import Outbox
     from .store.core.gc import GcReport
     from .store.core.registry import RegistryOverPorts
 
@@ -322,12 +324,44 @@ def _validate(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace) -> int:
     from .events import cli as events_cli
 
-    data_dir = _settings_from(args).store.data_dir
-    if args.events_command == "status":
-        return events_cli.status(data_dir)
-    if args.events_command == "list":
-        return events_cli.list_events(data_dir, args.dead, args.limit, args.full)
-    return events_cli.replay(data_dir, args.ids)
+    with _outbox(_settings_from(args).store) as outbox:
+        if args.events_command == "status":
+            return events_cli.status(outbox)
+        if args.events_command == "list":
+            return events_cli.list_events(outbox, args.dead, args.limit, args.full)
+        return events_cli.replay(outbox, args.ids)
+
+
+@contextlib.contextmanager
+def _outbox(config: StoreConfig) -> Iterator[Outbox]:
+    """The store's event outbox, open for the block. PostgreSQL's is driven from a loop in a
+    thread of its own: the ``Outbox`` protocol is synchronous."""
+    if not isinstance(config, ObjectsStoreConfig):
+        from .events.database import open_outbox
+
+        local = open_outbox(config.data_dir)
+        try:
+            yield local
+        finally:
+            local.close()
+        return
+    from .store.postgres.database import Database
+    from .store.postgres.outbox import PostgresOutbox
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="outbox", daemon=True)
+    thread.start()
+    try:
+        opening = Database.connect(config.database.url, pool_size=1)
+        db = asyncio.run_coroutine_threadsafe(opening, loop).result()
+        try:
+            yield PostgresOutbox(db)
+        finally:
+            asyncio.run_coroutine_threadsafe(db.close(), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 def _options(parser: argparse.ArgumentParser, which: str, default: Any) -> None:
