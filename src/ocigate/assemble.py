@@ -153,6 +153,8 @@ def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:
         gc_grace=config.gc_grace,
     )
     jobs.append(partial(expire_uploads_forever, store, config.upload_expiry))
+    if config.gc_interval:
+        jobs.append(partial(collect_garbage_forever, store, config.gc_interval))
     return store
 
 
@@ -180,7 +182,7 @@ async def expire_uploads_forever(store: RegistryOverPorts, expiry: int) -> None:
             log.exception("upload expiry failed")
 
 
-async def collect_garbage_forever(store: EmbeddedStore, interval: int) -> None:
+async def collect_garbage_forever(store: EmbeddedStore | ObjectsStore, interval: int) -> None:
     while True:
         await anyio.sleep(interval)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 
 from e2e.support import ServerProcess, get_manifest, make_image, ocigate_argv, push_image
 from ocigate.store.objects.bucket import Bucket, BucketConfig
+from ocigate.store.postgres.migrate import MIGRATIONS
 from parts.postgres import PostgresServer
 from parts.s3 import S3Bucket
 
-from .support import objects_store, replica
+from .support import objects_store, replica, replicas
 
 
 def ocigate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -36,12 +38,13 @@ def test_db_status_and_migrate(tmp_path: Path, s3_bucket: S3Bucket, postgres_url
     server = replica(tmp_path / "r", store)
     config = str(tmp_path / "r" / "ocigate.yaml")
     status = ocigate("db", "status", "--config", config)
-    assert status.returncode == 1 and "3 migration(s) pending" in status.stdout, status
+    count = len(MIGRATIONS)
+    assert status.returncode == 1 and f"{count} migration(s) pending" in status.stdout, status
     # A replica told not to migrate refuses to start on an old schema, saying what to run.
     with pytest.raises(Exception, match="ocigate db migrate"):
         server.start(ready_timeout=20)
     done = ocigate("db", "migrate", "--config", config)
-    assert done.returncode == 0 and "3 migration(s) applied" in done.stdout, done
+    assert done.returncode == 0 and f"{count} migration(s) applied" in done.stdout, done
     again = ocigate("db", "migrate", "--config", config)
     assert "0 migration(s) applied, schema up to date" in again.stdout
     assert ocigate("db", "status", "--config", config).returncode == 0
@@ -108,3 +111,28 @@ def config_database(path: Path) -> str:
 
     url = yaml.safe_load(path.read_text())["store"]["database"]["url"]
     return str(url).rsplit("/", 1)[1]
+
+
+def test_scheduled_gc_runs_once_per_interval_across_replicas(
+    tmp_path: Path, s3_bucket: S3Bucket, postgres_url: str
+) -> None:
+    store = objects_store(s3_bucket, postgres_url, gc_interval=2, gc_grace=0)
+    gone = make_image("scheduled", layer_sizes=(20_000,))
+    with (
+        replicas(tmp_path, store, count=2, workers=2, log_level="info") as servers,
+        httpx.Client(timeout=30) as http,
+    ):
+        push_image(http, servers[0].url, "gc/s", gone, "v1")
+        digest = gone.manifest.digest
+        assert http.delete(f"{servers[1].url}/v2/gc/s/manifests/{digest}").status_code == 202
+        layer = gone.layers[0].digest
+        deadline = time.monotonic() + 20
+        while http.get(f"{servers[0].url}/v2/gc/s/blobs/{layer}").status_code != 404:
+            assert time.monotonic() < deadline, "the scheduled collection never ran"
+            time.sleep(0.2)
+        started = time.monotonic()
+        time.sleep(6)
+    runs = sum(s.log_path.read_text().count('{"gc":') for s in servers)
+    elapsed = time.monotonic() - started + 2
+    # One collection per 2 s interval in all, not one per worker (4) or replica (2).
+    assert 1 <= runs <= elapsed / 2 + 3, runs

@@ -10,9 +10,12 @@ when configured to, at each worker's start-up.
 
 from __future__ import annotations
 
+import time
+
 from ...objects_config import DatabaseConfig, S3Config
 from ...oci.errors import Unavailable
 from ..core import gc
+from ..core.gc import GcReport
 from ..core.registry import RegistryOverPorts
 from ..postgres.database import Database, DatabaseUnavailable
 from ..postgres.ledger import PostgresLedger
@@ -98,6 +101,21 @@ class ObjectsStore(RegistryOverPorts):
                 f"the database {self.database.where} lacks {len(behind)} schema migration(s)"
                 " (database.migrate is false): run `ocigate db migrate`",
             )
+
+    async def collect_garbage_if_due(self, interval: float) -> GcReport | None:
+        """A scheduled collection, one per ``interval`` across every replica: None when
+        another replica ran one within it or is deciding now. The schedule's row is claimed
+        (its time moved on) before collecting, so a collection that fails waits for the next
+        interval rather than being retried by every replica at once."""
+        async with self.database.transaction() as conn:
+            last = await conn.fetchval(
+                "SELECT last_run FROM gc_schedule WHERE id = 1 FOR UPDATE SKIP LOCKED"
+            )
+            now = time.time()
+            if last is None or now - last < interval * 0.9:
+                return None
+            await conn.execute("UPDATE gc_schedule SET last_run = $1 WHERE id = 1", now)
+        return await self.collect_garbage()
 
     # Readiness probes: None when the part answers, else what is wrong.
 

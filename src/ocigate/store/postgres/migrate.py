@@ -64,10 +64,16 @@ CREATE TABLE object_blobs (
     modified double precision NOT NULL);
 """
 
+_GC_SCHEDULE = """
+CREATE TABLE gc_schedule (id integer PRIMARY KEY CHECK (id = 1), last_run double precision);
+INSERT INTO gc_schedule VALUES (1, 0);
+"""
+
 MIGRATIONS: Final = (
     ("0001_metadata", _METADATA),
     ("0002_outbox", _OUTBOX),
     ("0003_object_ledger", _OBJECT_LEDGER),
+    ("0004_gc_schedule", _GC_SCHEDULE),
 )
 
 _TABLE = (
