@@ -16,7 +16,7 @@ lifecycle rule should abort those) and the upload is as it was.
 Commit: the digest checked (sha256 from the saved state; another algorithm by streaming the
 segments back), then the upload ended and the blob indexed, in that order: a crash between
 leaves unreferenced segments, never an index entry an expiry could delete. No copy: the blob is
-the segment list. Reads fetch only the byte ranges asked for, ``read_window`` (8 MiB) per
+the segment list. Reads fetch only the byte ranges asked for, ``read_window`` (4 MiB) per
 request with one window fetched ahead; a single-segment blob may instead be answered with a
 redirect to a presigned GET URL.
 """
@@ -168,7 +168,7 @@ class ObjectBlobStore:
         part_size: int = 8 * MiB,
         segment_size: int = 4 * GiB,
         concurrency: int = 2,
-        read_window: int = 8 * MiB,
+        read_window: int = 4 * MiB,
         redirect: bool = False,
         redirect_expiry: float = 1200.0,
     ) -> None:

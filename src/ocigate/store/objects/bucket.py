@@ -57,6 +57,9 @@ class BucketConfig:
     request_timeout: float = 30.0
     max_retries: int = 2
     retry_timeout: float = 10.0
+    # Skip SigV4's SHA-256 of each request body (``UNSIGNED-PAYLOAD``): a third less CPU per
+    # byte pushed; for TLS endpoints, where TLS already protects the bytes in transit.
+    unsigned_payload: bool = False
 
     @property
     def name(self) -> str:
@@ -67,7 +70,10 @@ class BucketConfig:
 
 def open_store(config: BucketConfig) -> S3Store:
     """An obstore ``S3Store`` for ``config`` (no request made yet)."""
-    options: dict[str, Any] = {"virtual_hosted_style_request": not config.path_style}
+    options: dict[str, Any] = {
+        "virtual_hosted_style_request": not config.path_style,
+        "unsigned_payload": config.unsigned_payload,
+    }
     for key, value in (
         ("endpoint", config.endpoint),
         ("region", config.region),
