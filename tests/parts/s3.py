@@ -4,7 +4,8 @@ loopback ports (recipes: /work/shared/recipes/real-parts.md).
 
 A conftest imports the fixtures (``from parts.s3 import s3_server, s3_bucket, ...``). A server
 that cannot start fails the test with its logs, never skips it. ``S3Server.stop()``/``start()``
-make the server unreachable and bring it back (its data may be lost: memstore keeps nothing).
+make the server unreachable and bring it back (radosgw alone stops: the cluster keeps the data);
+``S3Server.frozen()`` makes it silent (SIGSTOP), for timeouts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ START_TIMEOUT = 90.0  # radosgw's first start creates its pools: ~10 s here, slo
 class Process(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def signal(self, number: int) -> None: ...
 
 
 @dataclass
@@ -61,6 +63,15 @@ class S3Server:
     def start(self) -> None:
         self.process.start()
         wait_answering(self.endpoint, self.process)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the S3 process: connections are accepted (by the kernel), never answered."""
+        self.process.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.signal(signal.SIGCONT)
 
 
 @dataclass(frozen=True)
@@ -238,6 +249,10 @@ class RadosGateway:
     def stop(self) -> None:
         _terminate(self.rgw)
 
+    def signal(self, number: int) -> None:
+        if self.rgw is not None:
+            self.rgw.send_signal(number)
+
     def close(self) -> None:
         for proc in [self.rgw, *reversed(self.daemons)]:
             _terminate(proc)
@@ -296,6 +311,10 @@ class Seaweed:
 
     def stop(self) -> None:
         _terminate(self.proc)
+
+    def signal(self, number: int) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(number)
 
     close = stop
 
