@@ -85,9 +85,10 @@ def open_store(config: BucketConfig) -> S3Store:
     client: ClientConfig = {
         "connect_timeout": timedelta(seconds=config.connect_timeout),
         "timeout": timedelta(seconds=config.request_timeout),
-        "allow_http": bool(config.endpoint and config.endpoint.startswith("http://")),
         "allow_invalid_certificates": not config.tls_verify,
     }
+    if config.endpoint is not None:  # else AWS_ALLOW_HTTP decides, beside AWS_ENDPOINT_URL
+        client["allow_http"] = config.endpoint.startswith("http://")
     if config.ca_file is not None:
         client["root_certificate"] = config.ca_file.read_bytes()
     retry: RetryConfig = {
