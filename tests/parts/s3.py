@@ -187,7 +187,7 @@ mon data = {d}/mon
 [osd.0]
 osd data = {d}/osd/0
 [client.rgw.test]
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {d}/rgw
 """
 
