@@ -323,8 +323,11 @@ class Seaweed:
 # requests signed with AWS Signature V4 (only bucket creation: obstore cannot create buckets)
 
 
-def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") -> int:
-    """Send one path-style request signed with SigV4; the HTTP status."""
+def signed_request(
+    server: S3Server, method: str, path: str, body: bytes = b"", query: str = ""
+) -> tuple[int, bytes]:
+    """Send one path-style request signed with SigV4 (``query``: canonical, as ``a=1&b=``);
+    the HTTP status and body."""
     now = datetime.datetime.now(datetime.UTC)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host = server.endpoint.removeprefix("http://")
@@ -332,7 +335,7 @@ def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") 
     headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": stamp}
     signed = ";".join(sorted(headers))
     canonical = "\n".join(
-        [method, path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload]
+        [method, path, query, *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload]
     )
     scope = f"{day}/{server.region}/s3/aws4_request"
     to_sign = "\n".join(
@@ -346,23 +349,29 @@ def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") 
         f"AWS4-HMAC-SHA256 Credential={server.access_key}/{scope}, "
         f"SignedHeaders={signed}, Signature={signature}"
     )
-    request = urllib.request.Request(
-        server.endpoint + path, data=body, method=method, headers=headers
-    )
+    url = server.endpoint + path + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, data=body or None, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
+            return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.read()
 
 
 def create_bucket(server: S3Server, name: str) -> None:
     # Right after start SeaweedFS may still be loading its identities: retry briefly.
     deadline = time.monotonic() + 30
-    while (status := signed_request(server, "PUT", f"/{name}")) != 200:
+    while (status := signed_request(server, "PUT", f"/{name}")[0]) != 200:
         if time.monotonic() > deadline:
             raise AssertionError(f"creating bucket {name} on {server.name}: HTTP {status}")
         time.sleep(0.2)
+
+
+def multipart_uploads(bucket: S3Bucket) -> bytes:
+    """The bucket's ListMultipartUploads answer (XML): incomplete uploads are invisible else."""
+    status, body = signed_request(bucket.server, "GET", f"/{bucket.name}", query="uploads=")
+    assert status == 200, f"ListMultipartUploads on {bucket.server.name}: HTTP {status}"
+    return body
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,4 +430,12 @@ def s3_bucket(s3_server: S3Server) -> Iterator[S3Bucket]:
     s3_server.start()
 
 
-__all__ = ["S3Bucket", "S3Server", "radosgw", "s3_bucket", "s3_server", "seaweedfs"]
+__all__ = [
+    "S3Bucket",
+    "S3Server",
+    "multipart_uploads",
+    "radosgw",
+    "s3_bucket",
+    "s3_server",
+    "seaweedfs",
+]

@@ -9,9 +9,10 @@ chunk; a longer one is a multipart upload of ``part_size`` parts, ``concurrency`
 memory about ``(concurrency + 1) * part_size`` whatever its length. A segment ends after
 ``segment_size`` bytes (4 GiB, 512 parts) and the body goes on in a new one, so no object ever
 needs more than S3's 10,000 parts and a 100 GiB layer in one PATCH is 25 segments. On any
-failure or cancellation the new segments are deleted (best effort: when S3 itself fails, keys
-nobody references may remain; an incomplete multipart upload is invisible, and a bucket
-lifecycle rule should abort those) and the upload is as it was.
+failure or cancellation the multipart upload in progress is aborted, the new segments are
+deleted (best effort: when S3 itself fails, keys nobody references may remain) and the upload
+is as it was. Only a crash leaves an incomplete multipart upload (invisible, but stored): give
+the bucket a lifecycle rule aborting those after a day.
 
 Commit: the digest checked (sha256 from the saved state; another algorithm by streaming the
 segments back), then the upload ended and the blob indexed, in that order: a crash between

@@ -16,6 +16,7 @@ itself, explicit arguments winning.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -146,31 +147,49 @@ class Bucket:
     ) -> None:
         """Store an object from a stream as a multipart upload of ``part_size`` parts, at most
         ``concurrency`` in flight (memory about ``(concurrency + 1) * part_size``). The stream's
-        own exceptions pass through unchanged; obstore aborts the multipart upload."""
-        failed: list[BaseException] = []
+        own exceptions (and a cancellation) pass through unchanged once the multipart upload is
+        aborted: obstore aborts it when its body fails, but not when its future is dropped, so
+        the put runs in a task of its own, fed from this one, and a failure or cancellation here
+        becomes a failure of the body it reads."""
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        broken: list[BaseException] = []
 
-        async def watched() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in chunks:
+        async def body() -> AsyncIterator[bytes]:
+            async with receive:
+                async for chunk in receive:
                     yield chunk
-            except BaseException as exc:
-                failed.append(exc)
-                raise
+            if broken:
+                raise OSError("the upload's body failed")  # obstore aborts on it
 
+        put = asyncio.ensure_future(
+            obstore.put_async(
+                self._store,
+                self.path(key),
+                body(),
+                use_multipart=True,
+                chunk_size=part_size,
+                max_concurrency=concurrency,
+            )
+        )
         try:
-            with self._errors("PUT", key):
-                await obstore.put_async(
-                    self._store,
-                    self.path(key),
-                    watched(),
-                    use_multipart=True,
-                    chunk_size=part_size,
-                    max_concurrency=concurrency,
-                )
+            async with send:
+                try:
+                    async for chunk in chunks:
+                        await send.send(chunk)
+                except BaseException as exc:
+                    broken.append(exc)
+                    raise
+        except anyio.BrokenResourceError:
+            pass  # the put failed and stopped reading: its error is the one to raise
         except BaseException:
-            if failed:  # the body's failure, not the storage's
-                raise failed[0] from None
+            shielded = anyio.CancelScope(shield=True)
+            with shielded, anyio.move_on_after(self._deadline), contextlib.suppress(Exception):
+                await put  # the abort
+            put.cancel()
             raise
+        # The body is whole: only the last parts and the completion remain, each bounded.
+        with self._errors("PUT", key), anyio.CancelScope(shield=True):
+            await put
 
     async def get_range(self, key: str, start: int, end: int) -> bytes | None:
         """Bytes ``start`` to ``end`` (exclusive) of an object; None when it is missing."""

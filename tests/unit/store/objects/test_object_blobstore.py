@@ -4,6 +4,7 @@ ranges across segments, presigned redirects, failures that leave nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -20,6 +21,7 @@ from ocigate.registry import Redirect, Stream
 from ocigate.store.objects.blobstore import MiB, ObjectBlobStore
 from ocigate.store.objects.bucket import Bucket
 from ocigate.store.objects.ledger import Segment
+from parts.s3 import S3Bucket, multipart_uploads
 
 from .conftest import ObjectStores
 
@@ -29,12 +31,6 @@ pytestmark = pytest.mark.anyio
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
-
-
-async def stalled(first: bytes) -> AsyncIterator[bytes]:
-    yield first
-    await anyio.sleep_forever()
-    yield b""  # never reached
 
 
 async def keys(store: ObjectBlobStore) -> set[str]:
@@ -149,19 +145,33 @@ async def test_a_second_commit_of_held_bytes_deletes_its_own_segments(
     assert await keys(store) == {s.key for s in await segments_of(store, Digest.of(b"same bytes"))}
 
 
-async def test_a_cancelled_append_leaves_no_segment_and_the_upload_as_it_was(
-    object_stores: ObjectStores,
+@pytest.mark.parametrize("how", ["failed", "cancelled"])
+async def test_a_broken_append_leaves_no_segment_and_the_upload_as_it_was(
+    object_stores: ObjectStores, s3_bucket: S3Bucket, how: str
 ) -> None:
-    store = object_stores(part_size=5 * MiB, segment_size=6 * MiB)
+    store = object_stores(part_size=5 * MiB, segment_size=12 * MiB)
     upload_id = await store.start_upload("r")
     async with store.upload("r", upload_id) as staged:
         await staged.append(chunks(b"kept"), 0, None)
         await staged.save()
     kept = await keys(store)
-    # 13 MiB sent (two whole segments and part of a multipart third), then the client stalls.
-    with anyio.move_on_after(3):
+    in_flight: list[bytes] = []
+
+    async def stalls() -> AsyncIterator[bytes]:
+        # 18 MiB: one whole segment, then 6 MiB of a second whose first part is sent.
+        yield os.urandom(18 * MiB)
+        await anyio.sleep(1.5)
+        in_flight.append(await anyio.to_thread.run_sync(multipart_uploads, s3_bucket))
+        if how == "cancelled":
+            await anyio.sleep_forever()
+        raise OSError("client went away")
+        yield b""  # never reached
+
+    with anyio.move_on_after(4), contextlib.suppress(OSError):
         async with store.upload("r", upload_id) as staged:
-            await staged.append(stalled(os.urandom(13 * MiB)), 4, None)
+            await staged.append(stalls(), 4, None)
+    assert b"<UploadId>" in in_flight[0]  # the second segment was a multipart upload...
+    assert b"<UploadId>" not in multipart_uploads(s3_bucket)  # ...aborted with the append
     assert await store.upload_offset("r", upload_id) == 4
     assert await keys(store) == kept
     async with store.upload("r", upload_id) as staged:
