@@ -4,7 +4,8 @@ loopback ports (recipes: /work/shared/recipes/real-parts.md).
 
 A conftest imports the fixtures (``from parts.s3 import s3_server, s3_bucket, ...``). A server
 that cannot start fails the test with its logs, never skips it. ``S3Server.stop()``/``start()``
-make the server unreachable and bring it back (its data may be lost: memstore keeps nothing).
+make the server unreachable and bring it back (radosgw alone stops: the cluster keeps the data);
+``S3Server.frozen()`` makes it silent (SIGSTOP), for timeouts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ START_TIMEOUT = 90.0  # radosgw's first start creates its pools: ~10 s here, slo
 class Process(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def signal(self, number: int) -> None: ...
 
 
 @dataclass
@@ -61,6 +63,15 @@ class S3Server:
     def start(self) -> None:
         self.process.start()
         wait_answering(self.endpoint, self.process)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the S3 process: connections are accepted (by the kernel), never answered."""
+        self.process.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.signal(signal.SIGCONT)
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ mon data = {d}/mon
 [osd.0]
 osd data = {d}/osd/0
 [client.rgw.test]
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {d}/rgw
 """
 
@@ -238,6 +249,10 @@ class RadosGateway:
     def stop(self) -> None:
         _terminate(self.rgw)
 
+    def signal(self, number: int) -> None:
+        if self.rgw is not None:
+            self.rgw.send_signal(number)
+
     def close(self) -> None:
         for proc in [self.rgw, *reversed(self.daemons)]:
             _terminate(proc)
@@ -297,6 +312,10 @@ class Seaweed:
     def stop(self) -> None:
         _terminate(self.proc)
 
+    def signal(self, number: int) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(number)
+
     close = stop
 
 
@@ -304,8 +323,11 @@ class Seaweed:
 # requests signed with AWS Signature V4 (only bucket creation: obstore cannot create buckets)
 
 
-def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") -> int:
-    """Send one path-style request signed with SigV4; the HTTP status."""
+def signed_request(
+    server: S3Server, method: str, path: str, body: bytes = b"", query: str = ""
+) -> tuple[int, bytes]:
+    """Send one path-style request signed with SigV4 (``query``: canonical, as ``a=1&b=``);
+    the HTTP status and body."""
     now = datetime.datetime.now(datetime.UTC)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host = server.endpoint.removeprefix("http://")
@@ -313,7 +335,7 @@ def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") 
     headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": stamp}
     signed = ";".join(sorted(headers))
     canonical = "\n".join(
-        [method, path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload]
+        [method, path, query, *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload]
     )
     scope = f"{day}/{server.region}/s3/aws4_request"
     to_sign = "\n".join(
@@ -327,23 +349,29 @@ def signed_request(server: S3Server, method: str, path: str, body: bytes = b"") 
         f"AWS4-HMAC-SHA256 Credential={server.access_key}/{scope}, "
         f"SignedHeaders={signed}, Signature={signature}"
     )
-    request = urllib.request.Request(
-        server.endpoint + path, data=body, method=method, headers=headers
-    )
+    url = server.endpoint + path + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, data=body or None, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
+            return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.read()
 
 
 def create_bucket(server: S3Server, name: str) -> None:
     # Right after start SeaweedFS may still be loading its identities: retry briefly.
     deadline = time.monotonic() + 30
-    while (status := signed_request(server, "PUT", f"/{name}")) != 200:
+    while (status := signed_request(server, "PUT", f"/{name}")[0]) != 200:
         if time.monotonic() > deadline:
             raise AssertionError(f"creating bucket {name} on {server.name}: HTTP {status}")
         time.sleep(0.2)
+
+
+def multipart_uploads(bucket: S3Bucket) -> bytes:
+    """The bucket's ListMultipartUploads answer (XML): incomplete uploads are invisible else."""
+    status, body = signed_request(bucket.server, "GET", f"/{bucket.name}", query="uploads=")
+    assert status == 200, f"ListMultipartUploads on {bucket.server.name}: HTTP {status}"
+    return body
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,4 +430,12 @@ def s3_bucket(s3_server: S3Server) -> Iterator[S3Bucket]:
     s3_server.start()
 
 
-__all__ = ["S3Bucket", "S3Server", "radosgw", "s3_bucket", "s3_server", "seaweedfs"]
+__all__ = [
+    "S3Bucket",
+    "S3Server",
+    "multipart_uploads",
+    "radosgw",
+    "s3_bucket",
+    "s3_server",
+    "seaweedfs",
+]

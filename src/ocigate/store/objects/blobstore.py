@@ -9,14 +9,15 @@ chunk; a longer one is a multipart upload of ``part_size`` parts, ``concurrency`
 memory about ``(concurrency + 1) * part_size`` whatever its length. A segment ends after
 ``segment_size`` bytes (4 GiB, 512 parts) and the body goes on in a new one, so no object ever
 needs more than S3's 10,000 parts and a 100 GiB layer in one PATCH is 25 segments. On any
-failure or cancellation the new segments are deleted (best effort: when S3 itself fails, keys
-nobody references may remain; an incomplete multipart upload is invisible, and a bucket
-lifecycle rule should abort those) and the upload is as it was.
+failure or cancellation the multipart upload in progress is aborted, the new segments are
+deleted (best effort: when S3 itself fails, keys nobody references may remain) and the upload
+is as it was. Only a crash leaves an incomplete multipart upload (invisible, but stored): give
+the bucket a lifecycle rule aborting those after a day.
 
 Commit: the digest checked (sha256 from the saved state; another algorithm by streaming the
 segments back), then the upload ended and the blob indexed, in that order: a crash between
 leaves unreferenced segments, never an index entry an expiry could delete. No copy: the blob is
-the segment list. Reads fetch only the byte ranges asked for, ``read_window`` (8 MiB) per
+the segment list. Reads fetch only the byte ranges asked for, ``read_window`` (4 MiB) per
 request with one window fetched ahead; a single-segment blob may instead be answered with a
 redirect to a presigned GET URL.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -38,7 +40,7 @@ from ...oci.digest import Digest
 from ...oci.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from ...registry import Chunks, Redirect, Stream
 from ..ports import BlobEntry, StagedUpload
-from .bucket import Bucket
+from .bucket import Bucket, StorageUnavailable
 from .ledger import BlobObject, ObjectLedger, Segment, UploadRecord
 from .resumable_hash import ResumableSha256
 
@@ -49,6 +51,7 @@ MAX_PARTS = 10_000  # S3's most parts of one multipart upload
 BATCH = 1 * MiB  # bytes hashed (in a thread) and handed to the bucket at a time
 DELETE_BATCH = 1000  # S3's most keys per DeleteObjects
 _ID = re.compile(r"[0-9a-f]{32}")
+log = logging.getLogger("ocigate.store.objects")
 
 
 def _unknown(upload_id: str) -> BlobUploadUnknown:
@@ -125,8 +128,8 @@ class _ObjectUpload:
             while (segment := await self._store.write_segment(body, hasher, written)) is not None:
                 written.append(segment)
         except BaseException:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self._store.bucket.delete([s.key for s in written])
+            with anyio.CancelScope(shield=True):
+                await self._store.discard_segments(written)
             raise
         record.segments.extend(written)
         record.offset += body.received
@@ -144,19 +147,19 @@ class _ObjectUpload:
             actual = await store.rehash(record.segments, digest.algorithm)
         await store.ledger.end_upload(record.id)
         if actual != digest.encoded:
-            await store.delete_segments(record.segments)
+            await store.discard_segments(record.segments)
             raise DigestInvalid(
                 {"digest": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 "provided digest did not match uploaded content",
             )
         blob = BlobObject(digest, record.offset, tuple(record.segments), time.time())
         if not await store.ledger.add_blob(blob):  # held already: these bytes are spare
-            await store.delete_segments(record.segments)
+            await store.discard_segments(record.segments)
         return record.offset
 
     async def discard(self) -> None:
         await self._store.ledger.end_upload(self._record.id)
-        await self._store.delete_segments(self._record.segments)
+        await self._store.discard_segments(self._record.segments)
 
 
 class ObjectBlobStore:
@@ -168,7 +171,7 @@ class ObjectBlobStore:
         part_size: int = 8 * MiB,
         segment_size: int = 4 * GiB,
         concurrency: int = 2,
-        read_window: int = 8 * MiB,
+        read_window: int = 4 * MiB,
         redirect: bool = False,
         redirect_expiry: float = 1200.0,
     ) -> None:
@@ -230,6 +233,15 @@ class ObjectBlobStore:
         keys = [segment.key for segment in segments]
         for at in range(0, len(keys), DELETE_BATCH):
             await self.bucket.delete(keys[at : at + DELETE_BATCH])
+
+    async def discard_segments(self, segments: Sequence[Segment]) -> None:
+        """Delete segments nothing references any more, when the outcome to report is another
+        (a digest mismatch, a failed append): a storage failure is logged, the keys left."""
+        try:
+            await self.delete_segments(segments)
+        except StorageUnavailable as exc:
+            keys = ", ".join(segment.key for segment in segments[:5])
+            log.warning("%d unreferenced segments left (%s...): %s", len(segments), keys, exc)
 
     def _windows(
         self, segments: Sequence[Segment], start: int, length: int
@@ -319,7 +331,7 @@ class ObjectBlobStore:
         await self.bucket.put(key, data)
         blob = BlobObject(digest, len(data), (Segment(key, len(data)),), time.time())
         if not await self.ledger.add_blob(blob):
-            await self.bucket.delete([key])
+            await self.discard_segments(blob.segments)
 
     async def start_upload(self, repo: str) -> str:
         upload_id = uuid.uuid4().hex
@@ -349,7 +361,7 @@ class ObjectBlobStore:
                 if record is None or record.updated >= before:  # ended or used meanwhile
                     continue
                 await self.ledger.end_upload(record.id)
-                await self.delete_segments(record.segments)
+                await self.discard_segments(record.segments)
                 removed += 1
         return removed
 
