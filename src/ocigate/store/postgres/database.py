@@ -119,7 +119,7 @@ class Database:
                 self.locks = await asyncpg.create_pool(
                     url, min_size=0, max_size=self.lock_connections, **settings
                 )
-        except UNREACHABLE as exc:
+        except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
             raise _unavailable(self.where, exc, self._password, self.bound) from None
         self._loop = asyncio.get_running_loop()
 

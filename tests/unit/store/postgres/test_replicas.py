@@ -10,6 +10,7 @@ import pytest
 from ocigate.oci.digest import Digest
 from ocigate.oci.errors import BlobUnknown
 from ocigate.oci.reference import Tag
+from ocigate.registry import UploadChunk
 from ocigate.store.core.registry import RegistryOverPorts
 from ocigate.store.memory.blobstore import MemoryBlobStore
 from ocigate.store.postgres.database import Database
@@ -29,7 +30,7 @@ async def test_a_tag_moved_on_one_replica_is_seen_next_on_another(
     pushed = []
     for config in (b'{"v":1}', b'{"v":2}'):
         upload = await one.start_upload("r")
-        await one.commit_upload("r", upload.id, Digest.of(config), body(config), None, None)
+        await one.commit_upload("r", upload.id, Digest.of(config), UploadChunk(body(config)))
         pushed.append(image(config))
     await one.put_manifest("r", *pushed[0], [Tag("latest")])
     for _ in range(3):  # hot: would be answered from memory on a single machine
@@ -53,7 +54,7 @@ async def test_a_collection_on_one_replica_frees_what_another_deleted(
     )
     for data in (b"{}", b"kept layer", b"freed layer"):
         upload = await pusher.start_upload("r")
-        await pusher.commit_upload("r", upload.id, Digest.of(data), body(data), None, None)
+        await pusher.commit_upload("r", upload.id, Digest.of(data), UploadChunk(body(data)))
     kept, kept_data = image(b"{}", [b"kept layer"])
     freed, freed_data = image(b"{}", [b"freed layer"])
     await pusher.put_manifest("r", kept, kept_data, [Tag("kept")])
