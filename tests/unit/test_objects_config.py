@@ -135,7 +135,9 @@ def test_config_check_masks_every_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(EXAMPLE)
+    ca = tmp_path / "rgw.pem"
+    ca.write_text("a CA bundle")  # config check reads every file the settings name
+    config.write_text(EXAMPLE.replace("/etc/ssl/rgw.pem", str(ca)))
     assert main(["config", "check", str(config)]) == 0
     out = capsys.readouterr().out
     assert "s3cr3t-s3" not in out and "pg-pa55" not in out
@@ -143,3 +145,12 @@ def test_config_check_masks_every_secret(
     assert shown["s3"]["secret_key"] == MASK and shown["s3"]["bucket"] == "registry"
     assert MASK in shown["database"]["url"] and "db.internal" in shown["database"]["url"]
     assert "s3cr3t-s3" not in repr(_objects(config))
+
+
+def test_config_check_names_an_unreadable_ca_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(EXAMPLE.replace("/etc/ssl/rgw.pem", str(tmp_path / "missing.pem")))
+    assert main(["config", "check", str(config)]) == 2
+    assert "store.s3.ca_file: cannot read" in capsys.readouterr().err
