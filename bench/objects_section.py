@@ -250,9 +250,9 @@ def contenders(workdir: Path, shared: Shared, settings: Settings) -> Iterator[li
 def snapshot(party: Party, shared: Shared) -> dict[str, Any]:
     """CPU-seconds so far of each replica (its process tree), HAProxy, PostgreSQL, S3."""
     return {
-        "replicas": [cpu_seconds(process_tree(root)) for root in party.roots],
+        "replicas": [cpu_seconds(process_tree(root), reaped=True) for root in party.roots],
         "haproxy": cpu_seconds([party.proxy_pid]) if party.proxy_pid else None,
-        "postgres": cpu_seconds(shared.postgres_pids()),
+        "postgres": cpu_seconds(shared.postgres_pids(), reaped=True),
         "s3": cpu_seconds(shared.s3_pids()),
     }
 

@@ -239,12 +239,16 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far."""
+def cpu_seconds(pids: list[int], reaped: bool = False) -> float:
+    """User + system CPU time of these processes so far; with ``reaped``, that of their
+    children already waited for too (a whole tree's CPU then never falls when a process in it
+    exits, as PostgreSQL's backends and autovacuum workers do)."""
     ticks = 0
     for pid in pids:
         if (fields := _stat_fields(pid)) is not None:
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            if reaped:
+                ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
