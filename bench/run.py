@@ -19,10 +19,16 @@ measured with the same steps and compared with distribution directly in a table 
 
 Results are printed as a markdown table and written to ``bench/results/latest.json``.
 
+``objects`` (in ``--registries``, on by default) is a section of its own, run after the others:
+ocigate on the objects backend (S3 + PostgreSQL; 1 replica, and 3 behind HAProxy) against
+distribution on its ``s3`` driver, on one radosgw (``bench/objects_section.py``; its table and
+``bench/results/objects.json``).
+
     python bench/run.py                 # 3 rounds of 6 s load runs, 1 GiB blob
     python bench/run.py --quick         # 2 s, 64 MiB: smoke test
     python bench/run.py --duration 5 --blob-size-mib 256 --registries ocigate-w1,distribution
     python bench/run.py --quick --registries distribution,gateway
+    python bench/run.py --quick --registries objects     # only the objects backend's section
 """
 
 from __future__ import annotations
