@@ -19,10 +19,16 @@ measured with the same steps and compared with distribution directly in a table 
 
 Results are printed as a markdown table and written to ``bench/results/latest.json``.
 
+``objects`` (in ``--registries``, on by default) is a section of its own, run after the others:
+ocigate on the objects backend (S3 + PostgreSQL; 1 replica, and 3 behind HAProxy) against
+distribution on its ``s3`` driver, on one radosgw (``bench/objects_section.py``; its table and
+``bench/results/objects.json``).
+
     python bench/run.py                 # 3 rounds of 6 s load runs, 1 GiB blob
     python bench/run.py --quick         # 2 s, 64 MiB: smoke test
     python bench/run.py --duration 5 --blob-size-mib 256 --registries ocigate-w1,distribution
     python bench/run.py --quick --registries distribution,gateway
+    python bench/run.py --quick --registries objects     # only the objects backend's section
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ class Server:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None
 
     @property
     def base(self) -> str:
@@ -104,6 +111,7 @@ class Server:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=self.env,
             )
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -165,12 +173,10 @@ def ocigate_server(
     return Server(name, argv, port, workdir / f"{name}.log")
 
 
-def distribution_server(workdir: Path, name: str = "distribution") -> Server:
-    port = free_port()
-    data = workdir / name
-    data.mkdir(parents=True, exist_ok=True)
-    config = workdir / f"{name}.yml"
-    config.write_text(
+def distribution_config(port: int, storage: str) -> str:
+    """distribution's configuration: quiet, an in-memory blob descriptor cache, deletes on,
+    ``storage`` (the driver's section, indented under ``storage:``) and the address."""
+    return (
         "version: 0.1\n"
         "log:\n"
         "  level: error\n"
@@ -179,13 +185,20 @@ def distribution_server(workdir: Path, name: str = "distribution") -> Server:
         "storage:\n"
         "  cache:\n"
         "    blobdescriptor: inmemory\n"
-        "  filesystem:\n"
-        f"    rootdirectory: {data}\n"
+        f"{storage}"
         "  delete:\n"
         "    enabled: true\n"
         "http:\n"
         f"  addr: 127.0.0.1:{port}\n"
     )
+
+
+def distribution_server(workdir: Path, name: str = "distribution") -> Server:
+    port = free_port()
+    data = workdir / name
+    data.mkdir(parents=True, exist_ok=True)
+    config = workdir / f"{name}.yml"
+    config.write_text(distribution_config(port, f"  filesystem:\n    rootdirectory: {data}\n"))
     return Server(name, ["docker-registry", "serve", str(config)], port, workdir / f"{name}.log")
 
 
@@ -232,12 +245,16 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far."""
+def cpu_seconds(pids: list[int], reaped: bool = False) -> float:
+    """User + system CPU time of these processes so far; with ``reaped``, that of their
+    children already waited for too (a whole tree's CPU then never falls when a process in it
+    exits, as PostgreSQL's backends and autovacuum workers do)."""
     ticks = 0
     for pid in pids:
         if (fields := _stat_fields(pid)) is not None:
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            if reaped:
+                ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -732,11 +749,25 @@ class Row:
     target: str = ""
     # how a ratio (ocigate / distribution) or value meets the target
     check: Callable[[float, float], bool] | None = None
+    # the target is on the value itself: no ratio shown, the mark beside the value
+    absolute: bool = False
 
 
 def _at_least(label: str, key: str, minimum: float) -> Row:
     """A row whose ratio (ocigate / distribution) must reach ``minimum``."""
     return Row(label, key, "{:,.0f}", f"≥ {minimum:g}x", lambda value, ratio: ratio >= minimum)
+
+
+def _rss_target(label: str, fmt: str) -> Row:
+    """The ``rss_delta_mb`` row: under ``TARGET_RSS_DELTA_MB``, whatever the reference."""
+    return Row(
+        label,
+        "rss_delta_mb",
+        fmt,
+        f"< {TARGET_RSS_DELTA_MB:g} MB",
+        lambda value, ratio: value < TARGET_RSS_DELTA_MB,
+        absolute=True,
+    )
 
 
 ROWS = [
@@ -755,23 +786,23 @@ ROWS = [
     Row("RSS baseline MB", "rss_baseline_mb", "{:.1f}"),
     Row("RSS peak during push MB", "rss_peak_push_mb", "{:.1f}"),
     Row("RSS peak during pull MB", "rss_peak_pull_mb", "{:.1f}"),
-    Row(
-        "RSS delta (peak - baseline) MB",
-        "rss_delta_mb",
-        "{:.1f}",
-        f"< {TARGET_RSS_DELTA_MB:g} MB",
-        lambda value, ratio: value < TARGET_RSS_DELTA_MB,
-    ),
+    _rss_target("RSS delta (peak - baseline) MB", "{:.1f}"),
     Row("errors (HEAD + GET)", "errors", "{:,.0f}"),
 ]
 
 
-def table(outcomes: dict[str, Outcome]) -> tuple[str, dict[str, dict[str, Any]]]:
-    reference = outcomes.get("distribution")
-    contenders = [name for name in outcomes if name not in ("distribution", "gateway")]
+def table(
+    outcomes: dict[str, Outcome],
+    rows: list[Row] | None = None,
+    reference_name: str = "distribution",
+    skip: tuple[str, ...] = ("distribution", "gateway"),
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A markdown table of ``rows``: the reference, then each other outcome and its ratio."""
+    reference = outcomes.get(reference_name)
+    contenders = [name for name in outcomes if name not in skip and name != reference_name]
     header = ["metric"]
     if reference:
-        header.append("distribution")
+        header.append(reference_name)
     for name in contenders:
         header.append(name)
         if reference:
@@ -780,33 +811,33 @@ def table(outcomes: dict[str, Outcome]) -> tuple[str, dict[str, dict[str, Any]]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     verdicts: dict[str, dict[str, Any]] = {name: {} for name in contenders}
 
-    for row in ROWS:
+    for row in ROWS if rows is None else rows:
         cells = [row.label]
         ref_value = reference.metrics.get(row.key) if reference else None
         if reference:
             cells.append(_fmt(row.fmt, ref_value))
         for name in contenders:
             value = outcomes[name].metrics.get(row.key)
-            ratio = value / ref_value if value is not None and ref_value else None
+            numeric = isinstance(value, int | float) and isinstance(ref_value, int | float)
+            ratio = value / ref_value if numeric and ref_value else None
             mark = ""
-            if row.check is not None and value is not None:
+            if row.check is not None and isinstance(value, int | float):
                 ok = row.check(value, ratio if ratio is not None else float("nan"))
                 verdicts[name][row.key] = {"value": value, "ratio": ratio, "ok": ok}
                 mark = " ✅" if ok else " ❌"
-            if row.key == "rss_delta_mb":
-                cells.append(_fmt(row.fmt, value) + mark)
-            else:
-                cells.append(_fmt(row.fmt, value))
+            cells.append(_fmt(row.fmt, value) + (mark if row.absolute else ""))
             if reference:
-                meaningful = ratio is not None and row.key != "rss_delta_mb"
+                meaningful = ratio is not None and not row.absolute
                 ratio_cell = f"{ratio:.2f}x" if meaningful else "-"
-                cells.append(ratio_cell + (mark if row.key != "rss_delta_mb" else ""))
+                cells.append(ratio_cell + ("" if row.absolute else mark))
         cells.append(row.target)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), verdicts
 
 
 def _fmt(fmt: str, value: Any) -> str:
+    if isinstance(value, list):  # one value per replica
+        return " / ".join(_fmt(fmt, item) for item in value)
     return "-" if value is None else fmt.format(value)
 
 
@@ -899,9 +930,11 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument(
         "--registries",
-        default=os.environ.get("BENCH_REGISTRIES", "distribution,ocigate-w1,ocigate-w2,gateway"),
-        help="comma-separated subset of distribution,ocigate-w1,ocigate-w2,gateway"
-        " (ocigate-wN works)",
+        default=os.environ.get(
+            "BENCH_REGISTRIES", "distribution,ocigate-w1,ocigate-w2,gateway,objects"
+        ),
+        help="comma-separated subset of distribution,ocigate-w1,ocigate-w2,gateway,objects"
+        " (ocigate-wN works; objects: the objects backend's section, bench/objects_section.py)",
     )
     parser.add_argument("--ocigate-log-level", default="error")
     parser.add_argument(
@@ -918,7 +951,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         duration, blob_mib, rounds = 2.0, 64, 1
     registries = [name.strip() for name in args.registries.split(",") if name.strip()]
     for name in registries:
-        if name not in ("distribution", "gateway") and not re.fullmatch(r"ocigate-w\d+", name):
+        sections = ("distribution", "gateway", "objects")
+        if name not in sections and not re.fullmatch(r"ocigate-w\d+", name):
             parser.error(f"unknown registry {name!r}")
     return Settings(
         duration=duration,
@@ -994,13 +1028,26 @@ def run_rounds(
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    with_distribution = {"distribution", "gateway"} & set(settings.registries)
+    objects = "objects" in settings.registries
+    settings.registries = [name for name in settings.registries if name != "objects"]
+    with_distribution = objects or {"distribution", "gateway"} & set(settings.registries)
     needed = ["hey", "wrk"] + (["docker-registry"] if with_distribution else [])
+    needed += ["radosgw", "ceph-mon", "ceph-osd", "haproxy"] if objects else []
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
         log(f"missing tools: {', '.join(missing)} (make debs installs them)")
         return 2
+    if settings.registries:
+        registries_section(settings, argv)
+    if objects:  # the objects backend's section, after the others (its own servers)
+        import objects_section
 
+        objects_section.run_and_report(settings)
+    return 0
+
+
+def registries_section(settings: Settings, argv: list[str] | None) -> None:
+    """ocigate (embedded store, gateway) against distribution on its filesystem driver."""
     blob = BigBlob.make(settings.blob_size)
     started = time.perf_counter()
     digest = blob.digest()
@@ -1096,7 +1143,6 @@ def main(argv: list[str] | None = None) -> int:
     settings.json_path.parent.mkdir(parents=True, exist_ok=True)
     settings.json_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"wrote {settings.json_path}")
-    return 0
 
 
 if __name__ == "__main__":
