@@ -139,37 +139,36 @@ def build_store(settings: Settings, jobs: list[Job]) -> Backend:
     return Backend(gateway, health.Readiness(probes), namespaces=gateway.resolve_namespace)
 
 
-def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:
-    """An S3 bucket and PostgreSQL, shared with the other replicas; upload expiry here too
-    (any replica may run it: an upload held elsewhere is skipped)."""
-    from .store.objects.store import ObjectsStore  # asyncpg and obstore only when configured
+def _logic(config: EmbeddedStoreConfig | ObjectsStoreConfig) -> dict[str, Any]:
+    """The registry logic's knobs, as both backends over ports take them."""
+    return config.model_dump(include={"sparse_index", "auto_mount", "upload_expiry", "gc_grace"})
 
-    store = ObjectsStore(
-        config.s3,
-        config.database,
-        sparse_index=config.sparse_index,
-        auto_mount=config.auto_mount,
-        upload_expiry=config.upload_expiry,
-        gc_grace=config.gc_grace,
-    )
+
+def _maintain(
+    store: EmbeddedStore | ObjectsStore,
+    config: EmbeddedStoreConfig | ObjectsStoreConfig,
+    jobs: list[Job],
+) -> None:
+    """Upload expiry always (on the objects backend any replica may run it: an upload held
+    elsewhere is skipped), GC when scheduled (one run per interval across workers/replicas)."""
     jobs.append(partial(expire_uploads_forever, store, config.upload_expiry))
     if config.gc_interval:
         jobs.append(partial(collect_garbage_forever, store, config.gc_interval))
+
+
+def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:
+    """An S3 bucket and PostgreSQL, shared with the other replicas."""
+    from .store.objects.store import ObjectsStore  # asyncpg and obstore only when configured
+
+    store = ObjectsStore(config.s3, config.database, **_logic(config))
+    _maintain(store, config, jobs)
     return store
 
 
 def embedded_store(config: EmbeddedStoreConfig, jobs: list[Job]) -> EmbeddedStore:
-    """Blob files and SQLite in ``data_dir``; upload expiry always, GC when scheduled."""
-    store = EmbeddedStore(
-        config.data_dir,
-        sparse_index=config.sparse_index,
-        auto_mount=config.auto_mount,
-        upload_expiry=config.upload_expiry,
-        gc_grace=config.gc_grace,
-    )
-    jobs.append(partial(expire_uploads_forever, store, config.upload_expiry))
-    if config.gc_interval:
-        jobs.append(partial(collect_garbage_forever, store, config.gc_interval))
+    """Blob files and SQLite in ``data_dir``."""
+    store = EmbeddedStore(config.data_dir, **_logic(config))
+    _maintain(store, config, jobs)
     return store
 
 

@@ -89,15 +89,7 @@ def _check_metadata(
         rows = conn.execute("SELECT repo, digest, data, size FROM manifests")
         for repo, digest, data, size in rows:
             manifests.add((repo, digest))
-            algorithm, _, encoded = digest.partition(":")
-            try:
-                actual = hashlib.new(algorithm, bytes(data)).hexdigest()
-            except ValueError:
-                actual = ""
-            if actual != encoded:
-                report.problems.append(f"manifest {repo}@{digest}: stored bytes do not match")
-            elif size != len(data):
-                report.problems.append(f"manifest {repo}@{digest}: size {size} != {len(data)}")
+            check_manifest_row(repo, digest, bytes(data), size, report)
             if not has_file(digest):
                 report.problems.append(f"manifest {repo}@{digest}: its blob file is missing")
         for repo, digest, size in conn.execute("SELECT repo, digest, size FROM repo_blobs"):
@@ -121,6 +113,19 @@ def _check_metadata(
         conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+def check_manifest_row(repo: str, digest: str, data: bytes, size: int, report: FsckReport) -> None:
+    """A stored manifest's bytes hash to its digest and have its recorded size."""
+    algorithm, _, encoded = digest.partition(":")
+    try:
+        actual = hashlib.new(algorithm, data).hexdigest()
+    except ValueError:
+        actual = ""
+    if actual != encoded:
+        report.problems.append(f"manifest {repo}@{digest}: stored bytes do not match")
+    elif size != len(data):
+        report.problems.append(f"manifest {repo}@{digest}: size {size} != {len(data)}")
 
 
 def _check_leftovers(data_dir: Path, report: FsckReport) -> None:

@@ -12,11 +12,10 @@ It holds the GC lock shared, as a commit does, so a collection cannot delete wha
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ..embedded.fsck import FsckReport
+from ..embedded.fsck import FsckReport, check_manifest_row
 from .store import ObjectsStore
 
 SEGMENTS = "segments/"
@@ -74,15 +73,7 @@ async def _check_metadata(store: ObjectsStore, held: _Held, report: FsckReport) 
             "SELECT repo, digest, data, size FROM manifests"
         ):
             manifests.add((repo, digest))
-            algorithm, _, encoded = digest.partition(":")
-            try:
-                actual = hashlib.new(algorithm, bytes(data)).hexdigest()
-            except ValueError:
-                actual = ""
-            if actual != encoded:
-                report.problems.append(f"manifest {repo}@{digest}: stored bytes do not match")
-            elif size != len(data):
-                report.problems.append(f"manifest {repo}@{digest}: size {size} != {len(data)}")
+            check_manifest_row(repo, digest, bytes(data), size, report)
             if digest not in held.sizes:
                 report.problems.append(f"manifest {repo}@{digest}: its blob is missing")
         for repo, digest, size in await conn.fetch("SELECT repo, digest, size FROM repo_blobs"):
