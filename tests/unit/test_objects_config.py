@@ -10,6 +10,8 @@ import pytest
 
 from ocigate.cli import main
 from ocigate.config import MASK, load_settings
+from ocigate.objects_config import S3Config
+from ocigate.store.objects.store import bucket_config
 from ocigate.store_config import ObjectsStoreConfig
 
 EXAMPLE = """\
@@ -154,3 +156,24 @@ def test_config_check_names_an_unreadable_ca_file(
     config.write_text(EXAMPLE.replace("/etc/ssl/rgw.pem", str(tmp_path / "missing.pem")))
     assert main(["config", "check", str(config)]) == 2
     assert "store.s3.ca_file: cannot read" in capsys.readouterr().err
+
+
+def test_every_bucket_key_reaches_the_bucket_and_secrets_stay_out_of_its_repr() -> None:
+    s3 = S3Config(
+        bucket="b",
+        endpoint="http://s3.example:9000",
+        access_key="AKIA",
+        secret_key="s3cr3t-s3",
+        session_token="t0ken-t0ken",
+        prefix="p/",
+        path_style=False,
+        connect_timeout=2,
+        request_timeout=7,
+        retries=4,
+    )
+    bucket = bucket_config(s3)
+    # A session token in the file was dropped before: only AWS_SESSION_TOKEN reached obstore.
+    assert bucket.session_token == "t0ken-t0ken" and bucket.secret_key == "s3cr3t-s3"
+    assert (bucket.prefix, bucket.path_style, bucket.max_retries) == ("p/", False, 4)
+    assert (bucket.connect_timeout, bucket.request_timeout) == (2, 7)
+    assert "s3cr3t-s3" not in repr(bucket) and "t0ken-t0ken" not in repr(bucket)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,8 @@ class BucketConfig:
     endpoint: str | None = None  # None: AWS_ENDPOINT_URL, else AWS itself
     region: str | None = None
     access_key: str | None = None
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)  # temporary credentials
     prefix: str = ""  # keys are ``prefix/...``
     path_style: bool = True  # ``endpoint/bucket/key`` rather than ``bucket.endpoint/key``
     tls_verify: bool = True
@@ -80,6 +81,7 @@ def open_store(config: BucketConfig) -> S3Store:
         ("region", config.region),
         ("access_key_id", config.access_key),
         ("secret_access_key", config.secret_key),
+        ("session_token", config.session_token),
     ):
         if value is not None:
             options[key] = value

@@ -10,6 +10,7 @@ when configured to, at each worker's start-up.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ...objects_config import DatabaseConfig, S3Config
@@ -27,22 +28,16 @@ from .bucket import Bucket, BucketConfig
 PROBE_KEY = "ready-probe"  # never written: reading it proves the bucket answers
 
 
+# The keys of `s3:` that the bucket takes under the same name (all but `retries`).
+_BUCKET_KEYS = frozenset(f.name for f in dataclasses.fields(BucketConfig)) & set(
+    S3Config.model_fields
+)
+
+
 def bucket_config(s3: S3Config) -> BucketConfig:
     """The bucket's settings as the blob store takes them."""
-    return BucketConfig(
-        bucket=s3.bucket,
-        endpoint=s3.endpoint,
-        region=s3.region,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        prefix=s3.prefix,
-        path_style=s3.path_style,
-        tls_verify=s3.tls_verify,
-        ca_file=s3.ca_file,
-        connect_timeout=s3.connect_timeout,
-        request_timeout=s3.request_timeout,
-        max_retries=s3.retries,
-    )
+    same = {name: getattr(s3, name) for name in _BUCKET_KEYS}
+    return BucketConfig(**same, max_retries=s3.retries)
 
 
 def database(config: DatabaseConfig) -> Database:
