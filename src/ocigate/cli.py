@@ -1,4 +1,4 @@
-"""Command line: ocigate serve | fsck | gc | db | validate | events | config."""
+"""Command line: ocigate serve | fsck | gc | migrate | db | validate | events | config."""
 
 from __future__ import annotations
 
@@ -215,21 +215,18 @@ def _where(config: EmbeddedStoreConfig | ObjectsStoreConfig) -> str:
 async def _opened(
     config: EmbeddedStoreConfig | ObjectsStoreConfig, *, migrate: bool | None = None
 ) -> AsyncIterator[RegistryOverPorts]:
-    """The store of ``config``, open, closed after the block."""
+    """The store of ``config`` built as ``serve`` builds it (its background jobs not run),
+    open, closed after the block; ``migrate`` overrides ``database.migrate``."""
+    from .assemble import embedded_store, objects_store
+
     store: RegistryOverPorts
     if isinstance(config, EmbeddedStoreConfig):
-        from .store.embedded import EmbeddedStore
-
-        store = EmbeddedStore(config.data_dir)
+        store = embedded_store(config, [])
     else:
-        from .store.objects.store import ObjectsStore
-
-        database = (
-            config.database
-            if migrate is None
-            else config.database.model_copy(update={"migrate": migrate})
-        )
-        objects = ObjectsStore(config.s3, database)
+        if migrate is not None:
+            database = config.database.model_copy(update={"migrate": migrate})
+            config = config.model_copy(update={"database": database})
+        objects = objects_store(config, [])
         await objects.open()
         store = objects
     try:
