@@ -158,7 +158,10 @@ class MetadataStore(Protocol):
     method returns. Digests of the GC methods are ``algorithm:hex`` strings."""
 
     @property
-    def changes(self) -> ChangeStamp: ...
+    def changes(self) -> ChangeStamp | None:
+        """None when no query-free stamp can tell every sharer of the store about a change
+        (replicas on several machines): the registry logic then keeps no answers in memory."""
+        ...
 
     @property
     def outbox(self) -> Outbox | None:

@@ -43,13 +43,12 @@ async def test_a_manifest_missing_a_requirement_changes_nothing(metadata: Metada
     required = [Required(d.digest, "blob") for d in manifest.blobs]
     await metadata.link_blob("r", Digest.of(b"{}"), 2)
     assert await metadata.first_missing("r", required) == required[1]
-    # A stamp may also change with no change (PostgreSQL's changes on every read): then only
-    # the other stores' are checked for staying put.
-    steady = metadata.changes.read() == metadata.changes.read()
-    before = metadata.changes.read()
+    # PostgreSQL's store has no stamp (every read asks it); the others' stays put.
+    stamp = metadata.changes
+    before = stamp.read() if stamp is not None else b""
     with pytest.raises(ManifestBlobUnknown, match="blob unknown to registry"):
         await metadata.put_manifest("r", manifest, data, [Tag("t")], required)
-    assert metadata.changes.read() == before or not steady
+    assert stamp is None or stamp.read() == before
     assert await metadata.manifest_by_digest("r", manifest.digest) is None
     assert await metadata.manifest_by_tag("r", Tag("t")) is None
     assert await metadata.blob_size("r", manifest.digest) is None
@@ -121,9 +120,10 @@ async def test_every_change_moves_the_stamp_seen_by_every_instance(
     metadata_stores: MetadataStores,
 ) -> None:
     one, two = metadata_stores(), metadata_stores()
-    seen = two.changes.read()
+    stamp = two.changes  # None: a store whose sharers always ask it (PostgreSQL)
+    seen = stamp.read() if stamp is not None else b""
     await one.link_blob("r", Digest.of(b"x"), 1)
-    assert two.changes.read() != seen
+    assert stamp is None or stamp.read() != seen
     assert await two.blob_size("r", Digest.of(b"x")) == 1
 
 

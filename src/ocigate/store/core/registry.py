@@ -31,7 +31,7 @@ from ...registry import (
 from ..ports import BlobStore, MetadataStore, Required
 from . import gc
 from .gc import GcReport
-from .stamped_cache import StampedCache
+from .stamped_cache import StampedCache, stamped_cache
 
 CACHE_SECONDS = 2.0
 
@@ -71,13 +71,13 @@ class RegistryOverPorts:
         self.gc_grace = gc_grace
         stamp = meta.changes
         self._manifests: StampedCache[tuple[str, Reference], StoredManifest]
-        self._manifests = StampedCache(stamp, CACHE_SECONDS, capacity=64 * 1024)  # KiB
+        self._manifests = stamped_cache(stamp, CACHE_SECONDS, capacity=64 * 1024)  # KiB
         self._tags: StampedCache[tuple[str, str | None, int | None], Page]
-        self._tags = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
+        self._tags = stamped_cache(stamp, CACHE_SECONDS, capacity=100_000)  # names
         self._referrers: StampedCache[tuple[str, Digest, str | None], list[Descriptor]]
-        self._referrers = StampedCache(stamp, CACHE_SECONDS, capacity=20_000)  # descriptors
+        self._referrers = stamped_cache(stamp, CACHE_SECONDS, capacity=20_000)  # descriptors
         self._catalog: StampedCache[tuple[str | None, int | None], Page]
-        self._catalog = StampedCache(stamp, CACHE_SECONDS, capacity=100_000)  # names
+        self._catalog = stamped_cache(stamp, CACHE_SECONDS, capacity=100_000)  # names
 
     # -- blobs -----------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ Every metadata commit, in any worker process, changes the metadata store's chang
 and for at most ``max_age`` seconds, which bounds staleness even if a writer died between its
 commit and its stamp. Hot reads (pulls by tag, tag lists polled by image updaters, referrers
 queried by signature verifiers on every admission) then cost a dictionary lookup instead of a query.
+A store with no such stamp (shared across machines, where only a query can tell what changed)
+gets :class:`NoCache`: every read asks it, and nothing is kept in vain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from ..ports import ChangeStamp
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+def stamped_cache(stamp: ChangeStamp | None, max_age: float, capacity: int) -> StampedCache[K, V]:
+    """A cache under ``stamp``, or none at all when the store offers no stamp."""
+    return NoCache() if stamp is None else StampedCache(stamp, max_age, capacity)
 
 
 class StampedCache(Generic[K, V]):
@@ -61,3 +68,19 @@ class StampedCache(Generic[K, V]):
             found = await load()
             self.store(key, found, stamp, weigh(found))
         return found
+
+
+class NoCache(StampedCache[K, V]):
+    """Keeps nothing: every ``get`` loads."""
+
+    def __init__(self) -> None:
+        pass
+
+    def lookup(self, key: K) -> tuple[V | None, bytes]:
+        return None, b""
+
+    def store(self, key: K, value: V, stamp: bytes, weight: int = 1) -> None:
+        pass
+
+    async def get(self, key: K, load: Callable[[], Awaitable[V]], weigh: Callable[[V], int]) -> V:
+        return await load()

@@ -8,8 +8,8 @@ replicas are decided by the database (``INSERT … ON CONFLICT``, row locks), ne
 lock. Reads are one statement each.
 
 Change stamp: a tag moved on one replica must be seen by the very next request on any other,
-and no query-free read can know that across machines, so :attr:`changes` never returns the
-same bytes twice: ``RegistryOverPorts``' caches then always ask the database.
+and no query-free read can know that across machines, so there is no change stamp
+(:attr:`changes` is None): ``RegistryOverPorts`` keeps no answers and always asks the database.
 
 Events (``events.staging``): when the events layer staged a decision, the transaction first
 takes a transaction-level advisory lock on the repository (so racing writers of one repository
@@ -20,7 +20,6 @@ events into the outbox (``outbox``) before it commits.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -43,16 +42,6 @@ from .outbox import PostgresOutbox, insert_events
 
 if TYPE_CHECKING:
     from .database import Connection
-
-
-class AlwaysNew:
-    """A change stamp that differs on every read (see the module's docstring)."""
-
-    def __init__(self) -> None:
-        self._reads = itertools.count()
-
-    def read(self) -> bytes:
-        return next(self._reads).to_bytes(8, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +91,11 @@ class PostgresMetadata:
         its whole run; commits hold it shared for milliseconds)."""
         self.db = db
         self.lock_wait = lock_wait
-        self._stamp = AlwaysNew()
         self._outbox = PostgresOutbox(db)
 
     @property
-    def changes(self) -> ChangeStamp:
-        return self._stamp
+    def changes(self) -> ChangeStamp | None:
+        return None
 
     @property
     def outbox(self) -> Outbox | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.store.core.stamped_cache import StampedCache
+from ocigate.store.core.stamped_cache import StampedCache, stamped_cache
 from ocigate.store.embedded.stamp import Stamp
 
 
@@ -78,3 +78,16 @@ async def test_get_loads_only_what_is_not_kept(stamp: Stamp) -> None:
     stamp.bump()
     await cache.get("a", loader("a"), lambda found: 1 + len(found))
     assert loads == ["a", "a"]
+
+
+@pytest.mark.anyio
+async def test_without_a_stamp_every_get_loads_and_nothing_is_kept() -> None:
+    cache: StampedCache[str, int] = stamped_cache(None, 2.0, capacity=10)
+    loads = []
+
+    async def load() -> int:
+        loads.append(1)
+        return len(loads)
+
+    assert [await cache.get("k", load, lambda _: 1) for _ in range(3)] == [1, 2, 3]
+    assert cache.lookup("k") == (None, b"")
