@@ -4,6 +4,7 @@ when no unit is given)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -18,3 +19,9 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(number + unit for number, unit in parts) != value:
         raise ValueError(f"not a duration: {text!r} (e.g. 90, 90s, 30m, 1h, 1h30m, 2d)")
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def duration_field(value: Any) -> Any:
+    """A pydantic ``before`` validator's half: text parsed as a duration, anything else (a
+    number) left for the field's own type to check."""
+    return parse_duration(value) if isinstance(value, str) else value

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .durations import parse_duration
+from .durations import duration_field
 
 # Keys of `s3:` and the AWS variables that stand in for them, first found wins (the names the
 # AWS CLI and SDKs read).
@@ -22,10 +22,6 @@ AWS_VARIABLES: dict[str, tuple[str, ...]] = {
     "secret_key": ("AWS_SECRET_ACCESS_KEY",),
     "session_token": ("AWS_SESSION_TOKEN",),
 }
-
-
-def _seconds(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
 
 
 class S3Config(BaseModel):
@@ -77,7 +73,7 @@ class S3Config(BaseModel):
         1200.0, gt=0, le=7 * 86400, description="Lifetime of a presigned URL (`20m`)."
     )
 
-    _parse_redirect_expiry = field_validator("redirect_expiry", mode="before")(_seconds)
+    _parse_redirect_expiry = field_validator("redirect_expiry", mode="before")(duration_field)
 
     @model_validator(mode="before")
     @classmethod

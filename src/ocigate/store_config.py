@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .durations import parse_duration
+from .durations import duration_field
 from .objects_config import DatabaseConfig, S3Config
 from .upstream_config import UpstreamConfig, check_prefixes
 
@@ -53,10 +53,7 @@ class _OverPortsConfig(BaseModel):
         " seconds, or a duration such as `30m`, `1h`, `2d`. Also `ocigate gc`'s default.",
     )
 
-    @field_validator("gc_grace", mode="before")
-    @classmethod
-    def _parse_gc_grace(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
+    _parse_gc_grace = field_validator("gc_grace", mode="before")(duration_field)
 
 
 class EmbeddedStoreConfig(_OverPortsConfig):
