@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
@@ -30,7 +30,9 @@ from .logformat import configure_logging
 from .metrics import GC_FREED, GC_RUNS, exposition
 from .registry import Registry
 from .server.limits import Limits
+from .store.core.gc import GcReport
 from .store.core.registry import RegistryOverPorts
+from .store.core.retention_run import Retention
 from .store.embedded import EmbeddedStore
 from .store.gateway import build_gateway
 from .store.ports import MetadataStore
@@ -42,6 +44,15 @@ from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig, UpstreamsStor
 log = logging.getLogger("ocigate")
 
 Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+@runtime_checkable
+class ScheduledCollector(Protocol):
+    """A store whose sharers agree on one scheduled collection per interval."""
+
+    async def collect_garbage_if_due(
+        self, interval: float, retention: Retention | None = None
+    ) -> GcReport | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,9 @@ def create_app(settings: Settings) -> App:
     auth = Authenticator(settings.auth, policy, data_dir) if settings.auth and policy else None
     jobs: list[Job] = []
     backend = build_store(settings, jobs)
-    registry = build_layers(settings, backend, policy, jobs)
+    changes = with_events(settings, backend.registry, backend.metadata, jobs)
+    schedule_gc(settings, backend.registry, changes, jobs)
+    registry = build_layers(settings, changes, policy)
     embedded = isinstance(settings.store, EmbeddedStoreConfig)
     return App(
         registry,
@@ -149,11 +162,20 @@ def _maintain(
     config: EmbeddedStoreConfig | ObjectsStoreConfig,
     jobs: list[Job],
 ) -> None:
-    """Upload expiry always (on the objects backend any replica may run it: an upload held
-    elsewhere is skipped), GC when scheduled (one run per interval across workers/replicas)."""
+    """Upload expiry (on the objects backend any replica may run it: an upload held
+    elsewhere is skipped)."""
     jobs.append(partial(expire_uploads_forever, store, config.upload_expiry))
-    if config.gc_interval:
-        jobs.append(partial(collect_garbage_forever, store, config.gc_interval))
+
+
+def schedule_gc(settings: Settings, store: Registry, changes: Registry, jobs: list[Job]) -> None:
+    """GC when scheduled (one run per interval across workers/replicas), retention first,
+    deleting through ``changes`` (the store under its events layer)."""
+    config = settings.store
+    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig) or not config.gc_interval:
+        return
+    assert isinstance(store, ScheduledCollector)  # what both kinds build
+    retention = Retention(settings.retention, changes)
+    jobs.append(partial(collect_garbage_forever, store, config.gc_interval, retention))
 
 
 def objects_store(config: ObjectsStoreConfig, jobs: list[Job]) -> ObjectsStore:
@@ -181,11 +203,13 @@ async def expire_uploads_forever(store: RegistryOverPorts, expiry: int) -> None:
             log.exception("upload expiry failed")
 
 
-async def collect_garbage_forever(store: EmbeddedStore | ObjectsStore, interval: int) -> None:
+async def collect_garbage_forever(
+    store: ScheduledCollector, interval: int, retention: Retention
+) -> None:
     while True:
         await anyio.sleep(interval)
         try:
-            report = await store.collect_garbage_if_due(interval)
+            report = await store.collect_garbage_if_due(interval, retention)
         except Exception:
             log.exception("garbage collection failed")
             continue
@@ -195,18 +219,24 @@ async def collect_garbage_forever(store: EmbeddedStore | ObjectsStore, interval:
             log.info(json.dumps({"gc": report.summary()}))
 
 
-def build_layers(
-    settings: Settings, backend: Backend, policy: Policy | None, jobs: list[Job]
+def with_events(
+    settings: Settings, store: Registry, metadata: MetadataStore | None, jobs: list[Job] | None
 ) -> Registry:
-    """The layers the settings ask for around a store: policy(validate(events(store)));
-    jobs the layers need run for the app's lifetime are appended to ``jobs``."""
-    registry = backend.registry
-    # Events innermost: they record what the store did, and the reads telling what a change
-    # was (previous tag, new repository) must not be subject to the caller's access policy.
-    if settings.events.active:
-        # Asked only now: an outbox is opened on first use.
-        outbox = backend.metadata.outbox if backend.metadata is not None else None
-        registry = build_events(settings.events, registry, outbox, settings.store.data_dir, jobs)
+    """The events layer around ``store`` when events are on (webhook delivery appended to
+    ``jobs``, unless None); ``metadata``: the store's, whose outbox its transactions write."""
+    if not settings.events.active:
+        return store
+    # Asked only now: an outbox is opened on first use.
+    outbox = metadata.outbox if metadata is not None else None
+    return build_events(settings.events, store, outbox, settings.store.data_dir, jobs)
+
+
+def build_layers(settings: Settings, changes: Registry, policy: Policy | None) -> Registry:
+    """The layers the settings ask for around ``changes`` (the store under its events layer,
+    ``with_events``): policy(validate(events(store))). Events innermost: they record what the
+    store did, and the reads telling what a change was (previous tag, new repository) must
+    not be subject to the caller's access policy."""
+    registry = changes
     # Without artifact types or rules there is nothing to check: no layer, no cost per push.
     if settings.artifact_types or settings.artifact_policy:
         registry = ValidatingRegistry(registry, settings.artifact_types, settings.artifact_policy)

@@ -36,7 +36,7 @@ APP_FACTORY = "ocigate.assemble:app_from_environment"
 COMMANDS = {
     "serve": "serve the registry (embedded store, gateway or pull-through cache)",
     "fsck": "re-hash every blob and check every reference of a store (embedded, objects)",
-    "gc": "delete blobs no manifest references (--dry-run: list them)",
+    "gc": "apply retention, delete blobs no manifest references (--dry-run: list them)",
     "migrate": "copy an embedded store into the store of another configuration (--to)",
     "db migrate": "create or upgrade the objects store's database schema",
     "db status": "the objects store's schema migrations, applied and pending",
@@ -180,7 +180,11 @@ async def _fsck_objects(config: ObjectsStoreConfig) -> list[str]:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    config = _settings_from(args).store
+    from .assemble import with_events
+    from .store.core.retention_run import Retention
+
+    settings = _settings_from(args)
+    config = settings.store
     if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
         raise StartupError(
             f"gc: the store is kind {config.kind}; gc is for kinds embedded and objects"
@@ -189,18 +193,27 @@ def _gc(args: argparse.Namespace) -> int:
 
     # Safe beside running servers: the sweep holds the store's GC lock, which commits share
     # (a file lock for the embedded store, a PostgreSQL advisory lock for objects).
+    # Retention deletes through the events layer: its events reach the store's outbox, which
+    # the servers deliver.
     async def collect() -> GcReport:
         async with _opened(config) as store:
-            return await store.collect_garbage(grace, dry_run=args.dry_run)
+            retention = Retention(
+                settings.retention, with_events(settings, store, store.meta, None)
+            )
+            return await store.collect_garbage(grace, dry_run=args.dry_run, retention=retention)
 
     report = asyncio.run(collect())
     verb = "would delete" if report.dry_run else "deleted"
+    for deletion in report.retention:
+        print(f"{verb} {deletion}")
     for item in report.removed:
         print(f"{verb} {item.digest} {item.size} bytes: {item.reason}")
+    summary = report.summary()
     print(
         f"gc {_where(config)}{' (dry run)' if report.dry_run else ''}: {verb}"
         f" {report.blobs_removed} blobs, {report.bytes_freed} bytes freed;"
-        f" kept {report.blobs_kept} blobs"
+        f" kept {report.blobs_kept} blobs; retention {verb} {summary['tags_deleted']} tags,"
+        f" {summary['manifests_deleted']} manifests"
     )
     return 0
 

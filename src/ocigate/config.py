@@ -27,6 +27,7 @@ from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
+from .retention_config import RetentionConfig
 from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
 
 MiB = 1024 * 1024
@@ -135,6 +136,12 @@ class Settings(BaseSettings):
         description="Durable events (outbox) and their CloudEvents webhooks: webhooks (name,"
         " url, secret, headers, timeout, repositories, types, artifact_types), pulls,"
         " max_attempts, backoff_initial, backoff_max, poll_interval, source, enabled.",
+    )
+
+    retention: RetentionConfig = Field(
+        default_factory=lambda: RetentionConfig.model_validate({}),
+        description="What garbage collection deletes before its mark: rules (repos, keep_last,"
+        " keep_younger_than, keep_tags) and untagged_grace (default 24h).",
     )
 
     tls: TlsConfig | None = Field(

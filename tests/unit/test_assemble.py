@@ -79,7 +79,7 @@ def test_jobs_per_configuration(tmp_path: Path) -> None:
     assert _jobs(plain) == [expire_uploads_forever]
     assert len(plain.readiness.probes) == 1  # the embedded store's SQLite
     busy = create_app(Settings(data_dir=tmp_path, gc_interval=60, events={"webhooks": [HOOK]}))
-    assert _jobs(busy) == [expire_uploads_forever, collect_garbage_forever, Deliverer.run_forever]
+    assert _jobs(busy) == [expire_uploads_forever, Deliverer.run_forever, collect_garbage_forever]
     upstreams = [{"url": "http://a.example", "prefix": "a"}, {"url": "http://b.example"}]
     gateway = create_app(Settings(data_dir=tmp_path, upstreams=upstreams))
     assert _jobs(gateway) == []

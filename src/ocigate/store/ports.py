@@ -59,6 +59,17 @@ class Required:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ManifestNode:
+    """A manifest of a repository as retention sees it: when it was first stored and which
+    manifests it points at (digests as ``algorithm:hex``)."""
+
+    digest: str
+    stored: float  # unix seconds
+    subject: str | None
+    children: tuple[str, ...]  # an index's manifests
+
+
 class ChangeStamp(Protocol):
     """The metadata store's change counter: different bytes after every committed change, in
     any process or replica sharing the store; reading it is cheap (no query)."""
@@ -234,6 +245,10 @@ class MetadataStore(Protocol):
         ...
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page: ...
+
+    async def manifest_nodes(self, repo: str) -> list[ManifestNode]:
+        """Every manifest of ``repo`` (none when it does not exist), in push order."""
+        ...
 
     async def referrers(
         self, repo: str, subject: Digest, artifact_type: str | None

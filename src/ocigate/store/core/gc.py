@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...oci.digest import Digest
 from ..ports import BlobStore, MetadataStore
+
+if TYPE_CHECKING:
+    from .retention import Deletion
 
 DEFAULT_GRACE = 3600.0
 
@@ -42,16 +46,21 @@ class GcReport:
     bytes_freed: int
     dry_run: bool = False
     removed: list[Garbage] = field(default_factory=list)  # or, in a dry run, what would be
+    # What retention deleted before the mark (or, in a dry run, would): tags and manifests.
+    retention: list[Deletion] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
+            "tags_deleted": sum(1 for item in self.retention if item.tag is not None),
+            "manifests_deleted": sum(1 for item in self.retention if item.tag is None),
             "blobs_kept": self.blobs_kept,
             "blobs_removed": self.blobs_removed,
             "bytes_freed": self.bytes_freed,
         }
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
+    """A duration as a report says it: 90 s, 5 min, 3 h, 4 d."""
     if seconds >= 2 * 86400:
         return f"{seconds / 86400:.0f} d"
     if seconds >= 2 * 3600:
@@ -61,10 +70,10 @@ def _ago(seconds: float) -> str:
 
 def _reason(links: tuple[int, float] | None, age: float) -> str:
     if links is None:
-        return f"no manifest references it and no repository links it (written {_ago(age)} ago)"
+        return f"no manifest references it and no repository links it (written {ago(age)} ago)"
     count, _ = links
     where = "repository" if count == 1 else "repositories"
-    return f"no manifest references it; linked in {count} {where}, last {_ago(age)} ago"
+    return f"no manifest references it; linked in {count} {where}, last {ago(age)} ago"
 
 
 async def collect(

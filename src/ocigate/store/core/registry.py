@@ -13,6 +13,7 @@ after everything in them is deleted; deleting only removes links, bytes go with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
@@ -32,6 +33,7 @@ from ...registry import (
 from ..ports import BlobStore, MetadataStore, Required
 from . import gc
 from .gc import GcReport
+from .retention_run import Retention
 from .stamped_cache import StampedCache, stamped_cache
 
 CACHE_SECONDS = 2.0
@@ -231,12 +233,20 @@ class RegistryOverPorts:
     # -- maintenance -----------------------------------------------------------------------
 
     async def collect_garbage(
-        self, grace: float | None = None, *, dry_run: bool = False
+        self,
+        grace: float | None = None,
+        *,
+        dry_run: bool = False,
+        retention: Retention | None = None,
     ) -> GcReport:
-        """Delete what no manifest references and is older than ``grace`` seconds (default:
-        the store's ``gc_grace``); with ``dry_run`` only report it."""
+        """Apply ``retention`` (its deletions go through its registry), then delete what no
+        manifest references and is older than ``grace`` seconds (default: the store's
+        ``gc_grace``); with ``dry_run`` only report both. A dry run's blobs are those
+        unreferenced now: what the retention it reports would free is not among them."""
         grace = self.gc_grace if grace is None else grace
-        return await gc.collect(self.blobs, self.meta, grace, dry_run)
+        deleted = await retention.run(self.meta, dry_run=dry_run) if retention else []
+        report = await gc.collect(self.blobs, self.meta, grace, dry_run)
+        return replace(report, retention=deleted)
 
     async def close(self) -> None:
         await self.meta.close()

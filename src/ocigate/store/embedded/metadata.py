@@ -48,7 +48,7 @@ from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
 from ...registry import Page, StoredManifest, TagDetail
-from ..ports import ChangeStamp, Required
+from ..ports import ChangeStamp, ManifestNode, Required
 from .gc_lock import FileLock
 from .stamp import Stamp
 
@@ -167,6 +167,21 @@ _TAG_DETAILS = (
 def tag_detail(row: Row) -> TagDetail:
     """A tag from ``(tag, digest, media_type, size, pushed)`` (both databases' rows)."""
     return TagDetail(row[0], Digest.parse(row[1]), row[2], int(row[3]), float(row[4]))
+
+
+# One statement, so the children read belong to the manifests read.
+_NODES = (
+    "SELECT m.digest, m.stored, m.subject, (SELECT group_concat(r.digest, ' ')"
+    " FROM manifest_refs r WHERE r.repo = m.repo AND r.manifest = m.digest AND r.kind = 'child')"
+    " FROM manifests m WHERE m.repo = ? ORDER BY m.id"
+)
+
+
+def manifest_node(row: Row) -> ManifestNode:
+    """A node from ``(digest, stored, subject, children)``, the children a space-separated
+    text or a list (both databases' rows)."""
+    children = row[3].split() if isinstance(row[3], str) else row[3] or ()
+    return ManifestNode(row[0], float(row[1]), row[2], tuple(sorted(children)))
 
 
 def _stored(digest: str, media_type: str, data: bytes) -> StoredManifest:
@@ -440,6 +455,9 @@ class SqliteMetadata:
         limit = -1 if n is None else n + 1
         rows = self.conn().execute(sql, (*params, limit)).fetchall()
         return page([r[0] for r in rows], n)
+
+    async def manifest_nodes(self, repo: str) -> list[ManifestNode]:
+        return [manifest_node(row) for row in await self._call(self._rows, _NODES, (repo,))]
 
     async def referrers(
         self, repo: str, subject: Digest, artifact_type: str | None

@@ -21,11 +21,13 @@ worst an unlinked file is left for GC). See ``blobstore``, ``uploads``, ``metada
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ..core import gc
 from ..core.gc import GcReport
 from ..core.registry import RegistryOverPorts
+from ..core.retention_run import Retention
 from .blobstore import LocalBlobStore
 from .gc_lock import FileLock
 from .gc_schedule import collect_if_due
@@ -56,6 +58,10 @@ class EmbeddedStore(RegistryOverPorts):
             gc_grace=gc_grace,
         )
 
-    async def collect_garbage_if_due(self, interval: float) -> GcReport | None:
-        """A scheduled collection: None when another worker ran one within ``interval``."""
-        return await collect_if_due(self.data_dir / "gc.last", interval, self.collect_garbage)
+    async def collect_garbage_if_due(
+        self, interval: float, retention: Retention | None = None
+    ) -> GcReport | None:
+        """A scheduled collection (with ``retention`` first): None when another worker ran one
+        within ``interval``."""
+        collect = partial(self.collect_garbage, retention=retention)
+        return await collect_if_due(self.data_dir / "gc.last", interval, collect)

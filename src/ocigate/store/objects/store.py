@@ -18,6 +18,7 @@ from ...oci.errors import Unavailable
 from ..core import gc
 from ..core.gc import GcReport
 from ..core.registry import RegistryOverPorts
+from ..core.retention_run import Retention
 from ..postgres.database import Database, DatabaseUnavailable
 from ..postgres.ledger import PostgresLedger
 from ..postgres.metadata import PostgresMetadata
@@ -97,11 +98,13 @@ class ObjectsStore(RegistryOverPorts):
                 " (database.migrate is false): run `ocigate db migrate`",
             )
 
-    async def collect_garbage_if_due(self, interval: float) -> GcReport | None:
-        """A scheduled collection, one per ``interval`` across every replica: None when
-        another replica ran one within it or is deciding now. The schedule's row is claimed
-        (its time moved on) before collecting, so a collection that fails waits for the next
-        interval rather than being retried by every replica at once."""
+    async def collect_garbage_if_due(
+        self, interval: float, retention: Retention | None = None
+    ) -> GcReport | None:
+        """A scheduled collection (with ``retention`` first), one per ``interval`` across
+        every replica: None when another replica ran one within it or is deciding now. The
+        schedule's row is claimed (its time moved on) before collecting, so a collection that
+        fails waits for the next interval rather than being retried by every replica at once."""
         async with self.database.transaction() as conn:
             last = await conn.fetchval(
                 "SELECT last_run FROM gc_schedule WHERE id = 1 FOR UPDATE SKIP LOCKED"
@@ -110,7 +113,7 @@ class ObjectsStore(RegistryOverPorts):
             if last is None or now - last < interval * 0.9:
                 return None
             await conn.execute("UPDATE gc_schedule SET last_run = $1 WHERE id = 1", now)
-        return await self.collect_garbage()
+        return await self.collect_garbage(retention=retention)
 
     # Readiness probes: None when the part answers, else what is wrong.
 

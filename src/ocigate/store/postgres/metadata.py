@@ -34,8 +34,8 @@ from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
 from ...registry import Page, StoredManifest, TagDetail
-from ..embedded.metadata import LINKS, REFERENCED, page, referrer, tag_detail
-from ..ports import ChangeStamp, Required
+from ..embedded.metadata import LINKS, REFERENCED, manifest_node, page, referrer, tag_detail
+from ..ports import ChangeStamp, ManifestNode, Required
 from . import locks
 from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
 from .outbox import PostgresOutbox, insert_events
@@ -347,6 +347,15 @@ class PostgresMetadata:
             None if n is None else n + 1,
         )
         return page([row[0] for row in rows], n)
+
+    async def manifest_nodes(self, repo: str) -> list[ManifestNode]:
+        rows = await self.db.fetch(
+            "SELECT m.digest, m.stored, m.subject, array(SELECT r.digest FROM manifest_refs r"
+            " WHERE r.repo = m.repo AND r.manifest = m.digest AND r.kind = 'child')"
+            " FROM manifests m WHERE m.repo = $1 ORDER BY m.id",
+            repo,
+        )
+        return [manifest_node(row) for row in rows]
 
     async def referrers(
         self, repo: str, subject: Digest, artifact_type: str | None
