@@ -1,0 +1,62 @@
+"""Content for the retention tests, pushed over HTTP: a multi-platform image (an index over
+two images) and artifacts referring to a manifest (OCI 1.1 ``subject``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from .support import (
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Blob,
+    json_bytes,
+    make_image,
+    make_index,
+    push_blob_monolithic,
+    push_image,
+    put_manifest,
+)
+
+SMALL = (2_000,)  # layer sizes: retention is about manifests, small blobs keep pushes quick
+
+
+@dataclass(frozen=True)
+class MultiPlatform:
+    index: Blob
+    children: tuple[Blob, ...]
+    layers: tuple[Blob, ...]  # the children's layers
+
+
+def push_multi_platform(
+    http: httpx.Client, base: str, repo: str, seed: str, tag: str
+) -> MultiPlatform:
+    """Two platform images pushed by digest, then their index tagged ``tag``."""
+    images = [make_image(seed, arch, layer_sizes=SMALL) for arch in ("amd64", "arm64")]
+    for image in images:
+        push_image(http, base, repo, image, image.manifest.digest)
+    index = make_index(images)
+    put_manifest(http, base, repo, tag, index)
+    layers = tuple(layer for image in images for layer in image.layers)
+    return MultiPlatform(index, tuple(image.manifest for image in images), layers)
+
+
+def push_referrer(http: httpx.Client, base: str, repo: str, subject: Blob, kind: str) -> Blob:
+    """An artifact of type ``kind`` about ``subject``, pushed by digest (as cosign and oras
+    attach signatures and SBOMs)."""
+    empty = Blob(OCI_EMPTY, b"{}")
+    payload = Blob("text/plain", f"{kind} of {subject.digest}".encode())
+    for blob in (empty, payload):
+        push_blob_monolithic(http, base, repo, blob.data)
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": kind,
+        "config": empty.descriptor(),
+        "layers": [payload.descriptor()],
+        "subject": subject.descriptor(),
+    }
+    manifest = Blob(OCI_MANIFEST, json_bytes(doc))
+    put_manifest(http, base, repo, manifest.digest, manifest)
+    return manifest
