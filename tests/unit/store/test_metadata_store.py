@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -101,6 +103,29 @@ async def test_tag_details_say_when_each_tag_was_last_pushed(metadata: MetadataS
     assert moved[1] == first[1]
     assert moved[0].pushed is not None and first[0].pushed is not None
     assert moved[0].pushed > first[0].pushed
+
+
+async def test_manifest_nodes_for_retention(metadata: MetadataStore) -> None:
+    assert await metadata.manifest_nodes("r") == []
+    await link_image(metadata, "r", b"{}", b"layer")
+    before = time.time()
+    child, child_data = image(b"{}", [b"layer"])
+    await metadata.put_manifest("r", child, child_data, [], [])
+    parent, parent_data = index([child])
+    await metadata.put_manifest("r", parent, parent_data, [Tag("v1")], [])
+    about = Descriptor(parent.media_type, parent.digest, parent.size)
+    referrer, referrer_data = image(b"{}", [b"layer"], subject=about, artifact_type="a/sig")
+    await metadata.put_manifest("r", referrer, referrer_data, [], [])
+    nodes = await metadata.manifest_nodes("r")
+    assert [(n.digest, n.subject, n.children) for n in nodes] == [
+        (str(child.digest), None, ()),
+        (str(parent.digest), None, (str(child.digest),)),
+        (str(referrer.digest), str(parent.digest), ()),
+    ]
+    assert all(before <= n.stored <= time.time() for n in nodes)
+    await metadata.put_manifest("r", child, child_data, [], [])  # a re-push: first stored stays
+    assert (await metadata.manifest_nodes("r"))[0].stored == nodes[0].stored
+    assert await metadata.manifest_nodes("other") == []
 
 
 async def test_referrers_in_push_order_and_filtered(metadata: MetadataStore) -> None:
