@@ -47,6 +47,8 @@ class Retention:
     async def run(self, meta: MetadataStore, *, dry_run: bool) -> list[Deletion]:
         """What the rules delete (or, in a dry run, would), in every repository."""
         rules = self.config.rules
+        if not rules:  # the default: no catalog walk on every collection
+            return []
         globs = [rule.repos for rule in rules]
         done: list[Deletion] = []
         async for repo in _repositories(meta):
