@@ -82,7 +82,7 @@ header{display:flex;justify-content:space-between;align-items:center;gap:1rem;
  padding:.5rem 1rem;background:#f2f2f2;border-bottom:1px solid #ccc;flex-wrap:wrap}
 .home{font-weight:bold;color:#1a1a1a;text-decoration:none}
 a{color:#0645ad}
-main,.crumbs{padding:0 1rem;max-width:72rem;margin:0 auto}
+main,.crumbs{padding:0 1rem;max-width:72rem;margin:0 auto;overflow-wrap:anywhere}
 .crumbs{padding-top:.5rem;overflow-wrap:anywhere}
 h1{font-size:1.4rem;overflow-wrap:anywhere}
 h2{font-size:1.1rem;margin-top:1.5rem}
@@ -100,7 +100,7 @@ button{cursor:pointer}
 .error{color:#8b0000;font-weight:600}
 ul.tree{padding-left:1.2rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
-dt{font-weight:600}
+dt{font-weight:600;min-width:0}
 dd{margin:0;overflow-wrap:anywhere}
 .cmd{user-select:all}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
