@@ -149,6 +149,19 @@ class StoredManifest:
 
 
 @dataclass(frozen=True, slots=True)
+class TagDetail:
+    """A tag with what a listing shows of the manifest it points at."""
+
+    tag: str
+    digest: Digest
+    media_type: str
+    size: int  # the manifest's bytes
+    pushed: (
+        float | None
+    )  # unix seconds the tag was last moved; None when the backend cannot tell (a gateway)
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     items: list[str]
     more: bool  # another page follows the last item
@@ -207,6 +220,11 @@ class Registry(Protocol):
     async def delete_tag(self, repo: str, tag: Tag) -> None: ...
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page: ...
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        """Every tag of ``repo`` in ASCII order, with its manifest's digest, media type, size
+        and push time; NameUnknown when the repository does not exist."""
+        ...
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ocigate.oci.errors import NameUnknown
 from ocigate.oci.reference import Tag
 from ocigate.registry import Page, Registry
 
-from .conftest import Names
+from .conftest import ROUTER_PREFIXES, Names
 from .content import image
 
 pytestmark = pytest.mark.anyio
@@ -78,3 +80,33 @@ async def test_catalog_follows_pushes(registry: Registry, names: Names) -> None:
     assert early in (await registry.list_repositories(names.base, None)).items
     await image("late").push(registry, late, "v1")
     assert {early, late} <= set((await registry.list_repositories(names.base, None)).items)
+
+
+# Backends that keep push times; a gateway (and the router's gateway half) cannot tell them.
+KEEPS_PUSH_TIMES = ("memory", "embedded", "objects-radosgw", "objects-seaweedfs")
+
+
+async def test_tag_details(registry: Registry, names: Names, backend: str) -> None:
+    repo = names.repo()
+    before = time.time()
+    first = await image("first").push(registry, repo, "v2", "latest")
+    second = await image("second").push(registry, repo, "v1")
+    after = time.time()
+    details = await registry.list_tag_details(repo)
+    assert [(d.tag, d.digest, d.size) for d in details] == [
+        ("latest", first.digest, len(first.data)),
+        ("v1", second.digest, len(second.data)),
+        ("v2", first.digest, len(first.data)),
+    ]
+    assert {d.media_type for d in details} == {first.manifest.media_type}
+    knows = backend in KEEPS_PUSH_TIMES or repo.startswith(f"{ROUTER_PREFIXES[0]}/")
+    for detail in details:
+        if knows:
+            assert detail.pushed is not None and before - 1 <= detail.pushed <= after + 1
+        else:
+            assert detail.pushed is None
+
+    await registry.delete_tag(repo, Tag("v2"))
+    assert [d.tag for d in await registry.list_tag_details(repo)] == ["latest", "v1"]
+    with pytest.raises(NameUnknown):
+        await registry.list_tag_details(names.repo("never-used"))

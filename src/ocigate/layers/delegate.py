@@ -15,6 +15,7 @@ from ..registry import (
     Page,
     Registry,
     StoredManifest,
+    TagDetail,
     UploadChunk,
     UploadState,
 )
@@ -74,6 +75,9 @@ class Delegate:
 
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
         return await self.inner.list_tags(repo, last, n)
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        return await self.inner.list_tag_details(repo)
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None

@@ -23,6 +23,7 @@ from ..registry import (
     Page,
     Registry,
     StoredManifest,
+    TagDetail,
     UploadChunk,
     UploadState,
 )
@@ -199,6 +200,10 @@ class PolicyLayer(Delegate):
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
         self._require(repo, "pull")
         return await self.inner.list_tags(repo, last, n)
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        self._require(repo, "pull")
+        return await self.inner.list_tag_details(repo)
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None

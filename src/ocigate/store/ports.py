@@ -33,7 +33,7 @@ from ..oci.digest import Digest
 from ..oci.errors import ManifestBlobUnknown
 from ..oci.manifests import Manifest
 from ..oci.reference import Tag
-from ..registry import BlobBody, Chunks, Page, StoredManifest
+from ..registry import BlobBody, Chunks, Page, StoredManifest, TagDetail
 
 
 class BlobEntry(NamedTuple):
@@ -212,7 +212,7 @@ class MetadataStore(Protocol):
     ) -> None:
         """In one transaction: check ``required`` (raising ``Required.unknown()`` for the first
         missing, changing nothing), store the manifest (a re-push keeps its push order), link
-        its bytes, record what it references and move ``tags`` to it."""
+        its bytes, record what it references and move ``tags`` to it (pushed: now)."""
         ...
 
     async def delete_manifest(self, repo: str, digest: Digest) -> bool:
@@ -226,6 +226,11 @@ class MetadataStore(Protocol):
     # listings (names in ASCII order; ``n`` None: all)
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page | None:
         """Tags after ``last``; None when the repository does not exist."""
+        ...
+
+    async def tag_details(self, repo: str) -> list[TagDetail] | None:
+        """Every tag with its manifest and when the tag was last pushed; None when the
+        repository does not exist."""
         ...
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page: ...

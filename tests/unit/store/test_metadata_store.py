@@ -80,6 +80,29 @@ async def test_manifests_tags_and_children(metadata: MetadataStore) -> None:
     assert await metadata.manifest_by_tag("r", Tag("a")) is None  # its tags went with it
 
 
+async def test_tag_details_say_when_each_tag_was_last_pushed(metadata: MetadataStore) -> None:
+    assert await metadata.tag_details("r") is None  # no repository yet
+    await link_image(metadata, "r", b"{}", b"layer")
+    manifest, data = image(b"{}", [b"layer"])
+    assert await metadata.tag_details("r") == []
+    await metadata.put_manifest("r", manifest, data, [Tag("b"), Tag("a")], [])
+    first = await metadata.tag_details("r")
+    assert first is not None and [(d.tag, d.digest, d.size) for d in first] == [
+        ("a", manifest.digest, len(data)),
+        ("b", manifest.digest, len(data)),
+    ]
+    assert first[0].media_type == manifest.media_type
+    await anyio.sleep(0.05)
+    parent, parent_data = index([manifest])
+    await metadata.put_manifest("r", parent, parent_data, [Tag("a")], [])  # "a" moves
+    await metadata.put_manifest("r", manifest, data, [], [])  # a push without tags moves none
+    moved = await metadata.tag_details("r")
+    assert moved is not None and [d.digest for d in moved] == [parent.digest, manifest.digest]
+    assert moved[1] == first[1]
+    assert moved[0].pushed is not None and first[0].pushed is not None
+    assert moved[0].pushed > first[0].pushed
+
+
 async def test_referrers_in_push_order_and_filtered(metadata: MetadataStore) -> None:
     await link_image(metadata, "r", b"{}", b"app")
     subject, subject_data = image(b"{}", [b"app"])

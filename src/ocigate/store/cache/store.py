@@ -69,10 +69,12 @@ from ...registry import (
     Registry,
     StoredManifest,
     Stream,
+    TagDetail,
     UploadChunk,
     UploadState,
 )
 from ..embedded.blobfiles import BlobFiles
+from ..stat_details import stat_tag_details
 from ..upstream import UpstreamStore
 from .breaker import OUTAGE, Breaker
 from .fill import BlobFill
@@ -372,6 +374,10 @@ class CacheStore(Delegate):
         names: list[str] = await self._listing("tags", repo, "", fetch)
         after = names if last is None else [name for name in names if name > last]
         return Page(after if n is None else after[:n], n is not None and len(after) > n)
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        # From the cached listing and cached manifests, so it is served while offline too.
+        return await stat_tag_details(self.list_tags, self.stat_manifest, repo)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         async def fetch() -> dict[str, Any]:

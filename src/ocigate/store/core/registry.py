@@ -25,6 +25,7 @@ from ...registry import (
     ManifestInfo,
     Page,
     StoredManifest,
+    TagDetail,
     UploadChunk,
     UploadState,
 )
@@ -203,6 +204,13 @@ class RegistryOverPorts:
         # Polled by image updaters: kept while nothing changes.
         found = await self._tags.get((repo, last, n), list_, _page_weight)
         return Page(list(found.items), found.more)  # the caller's to keep or change
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        # Not cached: asked by the web UI and retention, not polled.
+        found = await self.meta.tag_details(repo)
+        if found is None:
+            raise NameUnknown({"name": repo[:300]})
+        return found
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None

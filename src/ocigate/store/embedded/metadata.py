@@ -13,9 +13,12 @@ ASCIIbetical):
 - ``repo_blobs(repo, digest, size, linked)``: which blobs (layers, configs and manifest bytes) a
   repository holds, and when each was last linked there (unix seconds; 0 for links made before
   the column existed): garbage collection's grace period counts from it.
-- ``manifests(id, repo, digest, media_type, data, subject, artifact_type, annotations, size)``:
-  ``data`` is byte-exact; ``id`` gives push order (the referrers list order).
-- ``tags(repo, tag, digest)``.
+- ``manifests(id, repo, digest, media_type, data, subject, artifact_type, annotations, size,
+  stored)``: ``data`` is byte-exact; ``id`` gives push order (the referrers list order),
+  ``stored`` when it was first stored (unix seconds; the migration's time for manifests stored
+  before the column existed).
+- ``tags(repo, tag, digest, pushed)``: ``pushed`` is when the tag was last pushed (moved or
+  pushed again; the migration's time for older tags): retention's "last N" and "younger than".
 - ``manifest_refs(repo, manifest, digest, kind)``: what each manifest references, ``kind`` being
   ``blob`` (config, layers) or ``child`` (index entries); with the manifests themselves and
   their subjects, what garbage collection keeps.
@@ -44,14 +47,14 @@ from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
-from ...registry import Page, StoredManifest
+from ...registry import Page, StoredManifest, TagDetail
 from ..ports import ChangeStamp, Required
 from .gc_lock import FileLock
 from .stamp import Stamp
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS repo_blobs (
@@ -63,11 +66,12 @@ CREATE TABLE IF NOT EXISTS manifests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL, data BLOB NOT NULL,
     subject TEXT, artifact_type TEXT, annotations TEXT, size INTEGER NOT NULL,
+    stored REAL NOT NULL,
     UNIQUE (repo, digest));
 CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (repo, subject)
     WHERE subject IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tags (
-    repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+    repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, pushed REAL NOT NULL,
     PRIMARY KEY (repo, tag)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_digest ON tags (repo, digest);
 CREATE TABLE IF NOT EXISTS manifest_refs (
@@ -154,6 +158,17 @@ def referrer(row: Row) -> Descriptor:
     )
 
 
+_TAG_DETAILS = (
+    "SELECT t.tag, t.digest, m.media_type, m.size, t.pushed FROM tags t JOIN manifests m"
+    " ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ? ORDER BY t.tag"
+)
+
+
+def tag_detail(row: Row) -> TagDetail:
+    """A tag from ``(tag, digest, media_type, size, pushed)`` (both databases' rows)."""
+    return TagDetail(row[0], Digest.parse(row[1]), row[2], int(row[3]), float(row[4]))
+
+
 def _stored(digest: str, media_type: str, data: bytes) -> StoredManifest:
     algorithm, _, encoded = digest.partition(":")
     return StoredManifest(Digest(algorithm, encoded), media_type, bytes(data))
@@ -198,6 +213,11 @@ class SqliteMetadata:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 1:  # version 2 added the time of each link
                 conn.execute("ALTER TABLE repo_blobs ADD COLUMN linked REAL NOT NULL DEFAULT 0")
+            if 1 <= version < 3:  # version 3 added push times: older rows get the time now
+                now = time.time()
+                for table, column in (("tags", "pushed"), ("manifests", "stored")):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL NOT NULL DEFAULT 0")
+                    conn.execute(f"UPDATE {table} SET {column} = ?", (now,))
             if version < SCHEMA_VERSION:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -333,6 +353,7 @@ class SqliteMetadata:
     ) -> None:
         def put() -> None:
             digest = str(manifest.digest)
+            now = time.time()
             with self.changing() as conn:
                 missing = self._first_missing(conn, repo, required)
                 if missing is not None:
@@ -340,7 +361,7 @@ class SqliteMetadata:
                 self._link(conn, repo, digest, len(data))
                 conn.execute(
                     "INSERT OR IGNORE INTO manifests (repo, digest, media_type, data, subject,"
-                    " artifact_type, annotations, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " artifact_type, annotations, size, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         repo,
                         digest,
@@ -350,6 +371,7 @@ class SqliteMetadata:
                         manifest.artifact_type,
                         json.dumps(manifest.annotations) if manifest.annotations else None,
                         len(data),
+                        now,
                     ),
                 )
                 refs = [(repo, digest, str(d.digest), "blob") for d in manifest.blobs]
@@ -360,9 +382,10 @@ class SqliteMetadata:
                     refs,
                 )
                 conn.executemany(
-                    "INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?)"
-                    " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
-                    [(repo, tag.name, digest) for tag in tags],
+                    "INSERT INTO tags (repo, tag, digest, pushed) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (repo, tag) DO UPDATE"
+                    " SET digest = excluded.digest, pushed = excluded.pushed",
+                    [(repo, tag.name, digest, now) for tag in tags],
                 )
 
         await self._call(put)
@@ -400,6 +423,14 @@ class SqliteMetadata:
 
         # In a thread: a page may hold every tag of a large repository.
         return await self._call(list_)
+
+    async def tag_details(self, repo: str) -> list[TagDetail] | None:
+        def details() -> list[TagDetail] | None:
+            if not self.repo_exists(repo):
+                return None
+            return [tag_detail(row) for row in self._rows(_TAG_DETAILS, (repo,))]
+
+        return await self._call(details)
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         sql = "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?"

@@ -25,6 +25,7 @@ from ...registry import (
     Page,
     Registry,
     StoredManifest,
+    TagDetail,
     UploadChunk,
     UploadState,
 )
@@ -140,6 +141,10 @@ class RouterStore:
     async def list_tags(self, repo: str, last: str | None, n: int | None) -> Page:
         registry, _, inner = self.route(repo)
         return await registry.list_tags(inner, last, n)
+
+    async def list_tag_details(self, repo: str) -> list[TagDetail]:
+        registry, _, inner = self.route(repo)
+        return await registry.list_tag_details(inner)
 
     async def list_referrers(
         self, repo: str, digest: Digest, artifact_type: str | None

@@ -33,8 +33,8 @@ from ...oci.descriptors import Descriptor
 from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
-from ...registry import Page, StoredManifest
-from ..embedded.metadata import LINKS, REFERENCED, page, referrer
+from ...registry import Page, StoredManifest, TagDetail
+from ..embedded.metadata import LINKS, REFERENCED, page, referrer, tag_detail
 from ..ports import ChangeStamp, Required
 from . import locks
 from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
@@ -242,6 +242,7 @@ class PostgresMetadata:
         required: Sequence[Required],
     ) -> None:
         digest = str(manifest.digest)
+        now = time.time()
         async with self._changing(repo, tags) as change:
             conn = change.conn
             missing = await self._first_missing(conn, repo, required)
@@ -250,7 +251,8 @@ class PostgresMetadata:
             await self._link(conn, repo, digest, len(data))
             await conn.execute(
                 "INSERT INTO manifests (repo, digest, media_type, data, subject,"
-                " artifact_type, annotations, size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " artifact_type, annotations, size, stored)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 " ON CONFLICT (repo, digest) DO NOTHING",
                 repo,
                 digest,
@@ -260,6 +262,7 @@ class PostgresMetadata:
                 manifest.artifact_type,
                 json.dumps(manifest.annotations) if manifest.annotations else None,
                 len(data),
+                now,
             )
             refs = [(str(d.digest), "blob") for d in manifest.blobs]
             refs += [(str(d.digest), "child") for d in manifest.children]
@@ -276,12 +279,14 @@ class PostgresMetadata:
             if tags:
                 # Sorted, so that racing pushes lock tag rows in one order (no deadlock).
                 await conn.execute(
-                    "INSERT INTO tags (repo, tag, digest)"
-                    " SELECT $1, t, $2 FROM unnest($3::text[]) AS t ORDER BY t"
-                    " ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
+                    "INSERT INTO tags (repo, tag, digest, pushed)"
+                    " SELECT $1, t, $2, $4 FROM unnest($3::text[]) AS t ORDER BY t"
+                    " ON CONFLICT (repo, tag) DO UPDATE"
+                    " SET digest = excluded.digest, pushed = excluded.pushed",
                     repo,
                     digest,
                     sorted({tag.name for tag in tags}),
+                    now,
                 )
 
     async def delete_manifest(self, repo: str, digest: Digest) -> bool:
@@ -321,6 +326,19 @@ class PostgresMetadata:
         )
         assert row is not None
         return page(list(row[1]), n) if row[0] else None
+
+    async def tag_details(self, repo: str) -> list[TagDetail] | None:
+        async with self.db.connection() as conn:
+            exists = await conn.fetchval("SELECT 1 FROM repositories WHERE name = $1", repo)
+            if exists is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT t.tag, t.digest, m.media_type, m.size, t.pushed FROM tags t"
+                " JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest"
+                " WHERE t.repo = $1 ORDER BY t.tag",
+                repo,
+            )
+        return [tag_detail(row) for row in rows]
 
     async def list_repositories(self, last: str | None, n: int | None) -> Page:
         rows = await self.db.fetch(

@@ -69,11 +69,22 @@ CREATE TABLE gc_schedule (id integer PRIMARY KEY CHECK (id = 1), last_run double
 INSERT INTO gc_schedule VALUES (1, 0);
 """
 
+# When each tag was last pushed and each manifest first stored; rows older than the columns
+# get the migration's time (the default is dropped: every write states its time).
+_PUSH_TIMES = """
+ALTER TABLE tags ADD COLUMN pushed double precision NOT NULL DEFAULT extract(epoch FROM now());
+ALTER TABLE tags ALTER COLUMN pushed DROP DEFAULT;
+ALTER TABLE manifests ADD COLUMN stored double precision NOT NULL
+    DEFAULT extract(epoch FROM now());
+ALTER TABLE manifests ALTER COLUMN stored DROP DEFAULT;
+"""
+
 MIGRATIONS: Final = (
     ("0001_metadata", _METADATA),
     ("0002_outbox", _OUTBOX),
     ("0003_object_ledger", _OBJECT_LEDGER),
     ("0004_gc_schedule", _GC_SCHEDULE),
+    ("0005_push_times", _PUSH_TIMES),
 )
 
 _TABLE = (

@@ -20,7 +20,8 @@ from ...oci.manifests import Manifest
 from ...oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from ...oci.numbers import parse_decimal
 from ...oci.reference import Reference, Tag
-from ...registry import ManifestInfo, StoredManifest
+from ...registry import ManifestInfo, StoredManifest, TagDetail
+from ..stat_details import stat_tag_details
 from .blobs import UpstreamBlobs
 from .core import UpstreamCore, scope
 from .listings import UpstreamListings
@@ -97,6 +98,10 @@ class UpstreamManifests:
 
     async def stat(self, repo: str, reference: Reference) -> ManifestInfo:
         return await self._core.collapsed(self._stat, repo, reference)
+
+    async def tag_details(self, repo: str) -> list[TagDetail]:
+        """The upstream keeps no push times we could read: pushed is None."""
+        return await stat_tag_details(self._listings.tags, self.stat, repo)
 
     async def _stat(self, repo: str, reference: Reference) -> ManifestInfo:
         response = await self.head(repo, reference)

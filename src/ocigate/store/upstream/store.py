@@ -64,6 +64,7 @@ class UpstreamStore:
         self.delete_manifest = manifests.delete
         self.delete_tag = manifests.delete_tag
         self.list_tags = listings.tags
+        self.list_tag_details = manifests.tag_details
         self.list_referrers = referrers.find
         self.list_repositories = listings.repositories
 

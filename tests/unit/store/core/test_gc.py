@@ -162,6 +162,8 @@ async def test_links_made_before_link_times_were_kept_count_as_old(tmp_path: Pat
     await store.close()
     with sqlite3.connect(tmp_path / "meta.db") as conn:  # the version 1 schema
         conn.execute("ALTER TABLE repo_blobs DROP COLUMN linked")
+        conn.execute("ALTER TABLE tags DROP COLUMN pushed")
+        conn.execute("ALTER TABLE manifests DROP COLUMN stored")
         conn.execute("PRAGMA user_version = 1")
     store = EmbeddedStore(tmp_path)
     age(store, 2 * HOUR)  # the file's time

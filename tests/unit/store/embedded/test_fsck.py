@@ -61,7 +61,11 @@ async def test_detects_missing_files_and_dangling_rows(tmp_path: Path) -> None:
     store = await healthy(tmp_path)
     store.blobs.files.path(Digest.of(b"layer")).unlink()
     absent = str(Digest.of(b"absent"))
-    sql(tmp_path, "INSERT INTO tags (repo, tag, digest) VALUES ('r', 'dangling', ?)", absent)
+    sql(
+        tmp_path,
+        "INSERT INTO tags (repo, tag, digest, pushed) VALUES ('r', 'dangling', ?, 0)",
+        absent,
+    )
     problems = fsck(tmp_path)
     assert any("tag r:dangling" in p for p in problems)
     assert any("other links missing blob" in p for p in problems)

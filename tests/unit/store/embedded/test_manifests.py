@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 import anyio
@@ -297,3 +299,25 @@ async def test_reads_kept_in_memory_follow_changes_made_by_another_worker(tmp_pa
     assert len(await reader.list_referrers("r", subject.digest, None)) == 2
     await reader.close()
     await writer.close()
+
+
+async def test_push_times_of_a_database_older_than_them_are_the_migration_time(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedStore(tmp_path)
+    await push_image(store, "r", b"{}", [b"layer"], tags=["v1"])
+    await store.close()
+    with sqlite3.connect(tmp_path / "meta.db") as conn:  # the version 2 schema
+        conn.execute("ALTER TABLE tags DROP COLUMN pushed")
+        conn.execute("ALTER TABLE manifests DROP COLUMN stored")
+        conn.execute("PRAGMA user_version = 2")
+    before = time.time()
+    store = EmbeddedStore(tmp_path)
+    [detail] = await store.list_tag_details("r")
+    assert detail.tag == "v1" and detail.pushed is not None
+    assert before <= detail.pushed <= time.time()
+    with sqlite3.connect(tmp_path / "meta.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        [(stored,)] = conn.execute("SELECT stored FROM manifests").fetchall()
+        assert stored == detail.pushed
+    await store.close()

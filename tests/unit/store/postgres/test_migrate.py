@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
+from ocigate.store.postgres import migrate as migrate_module
 from ocigate.store.postgres.database import Database
 from ocigate.store.postgres.migrate import MIGRATIONS, migrate, pending
 
@@ -44,4 +47,27 @@ async def test_a_failing_migration_leaves_nothing_half_applied(postgres_url: str
     assert await db.fetchrow("SELECT to_regclass('repositories')") == (None,)
     await db.execute("DROP TABLE manifest_refs")
     assert await migrate(db) == NAMES
+    await db.close()
+
+
+async def test_push_times_of_rows_older_than_them_are_the_migration_time(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = await Database.connect(postgres_url)
+    monkeypatch.setattr(migrate_module, "MIGRATIONS", MIGRATIONS[:4])  # the release before
+    await migrate(db)
+    await db.execute("INSERT INTO tags (repo, tag, digest) VALUES ('r', 'v1', 'sha256:x')")
+    await db.execute(
+        "INSERT INTO manifests (repo, digest, media_type, data, size)"
+        " VALUES ('r', 'sha256:x', 'm', ''::bytea, 0)"
+    )
+    monkeypatch.setattr(migrate_module, "MIGRATIONS", MIGRATIONS)
+    before = time.time()
+    assert await migrate(db) == ["0005_push_times"]
+    pushed, stored = await db.fetchrow(
+        "SELECT t.pushed, m.stored FROM tags t JOIN manifests m ON m.digest = t.digest"
+    )
+    assert before - 1 <= pushed <= time.time() and stored == pushed
+    with pytest.raises(Exception, match="pushed"):  # no default: every write states its time
+        await db.execute("INSERT INTO tags (repo, tag, digest) VALUES ('r', 'v2', 'sha256:x')")
     await db.close()
