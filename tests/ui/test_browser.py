@@ -4,6 +4,7 @@ chromium-driver, against the shared server. Screenshots of each page are kept (s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from .conftest import ATTESTATION, PAGE_SIZE, SIGNATURE, Content
 
@@ -41,6 +45,14 @@ def anonymous(browser: WebDriver, content: Content) -> WebDriver:
     return browser
 
 
+def follow(browser: WebDriver, element: WebElement) -> None:
+    """Click a link or submit button and wait for the next page (a form's 303 races the
+    next lookup otherwise)."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 10).until(staleness_of(page))
+
+
 def shot(browser: WebDriver, artifacts: Path, name: str) -> None:
     assert browser.save_screenshot(str(artifacts / f"{name}.png"))
 
@@ -57,7 +69,7 @@ def log_in(browser: WebDriver, content: Content, user: str, password: str) -> No
     browser.get(f"{content.url}/ui/login")
     browser.find_element(By.ID, "username").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(password)
-    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.login button"))
 
 
 def test_anonymous_sees_public_repositories_paged_and_filtered(
@@ -69,14 +81,14 @@ def test_anonymous_sees_public_repositories_paged_and_filtered(
     first = listed(browser)
     assert first == ["public/app", "public/multi", "public/p1"]
     assert len(first) == PAGE_SIZE
-    browser.find_element(By.LINK_TEXT, "Next page").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Next page"))
     assert listed(browser) == ["public/p2", "public/p3"]  # team-a/*, secret/* never listed
     assert not browser.find_elements(By.LINK_TEXT, "Next page")
-    browser.find_element(By.LINK_TEXT, "First page").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "First page"))
     assert listed(browser) == first
     search = browser.find_element(By.ID, "q")
     search.send_keys("mult")
-    browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.filter button"))
     assert listed(browser) == ["public/multi"]
     assert browser.find_element(By.ID, "q").get_attribute("value") == "mult"
     shot(browser, artifacts, "repositories-filtered")
@@ -86,13 +98,17 @@ def test_repository_to_tag_to_manifest_to_referrers(
     anonymous: WebDriver, content: Content, artifacts: Path
 ) -> None:
     browser = anonymous
-    browser.find_element(By.LINK_TEXT, "public/app").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "public/app"))
     assert heading(browser) == "public/app"
     row = browser.find_element(By.CSS_SELECTOR, "table.tags tbody tr")
     assert "v1" in row.text and content.image[:19] in row.text
     assert "application/vnd.oci.image.manifest.v1+json" in row.text
+    pushed = row.find_element(By.TAG_NAME, "time").get_attribute("datetime")
+    assert pushed is not None
+    age = datetime.now(UTC) - datetime.fromisoformat(pushed)
+    assert timedelta(0) <= age < timedelta(minutes=10), pushed  # pushed by the fixture
     shot(browser, artifacts, "tags")
-    browser.find_element(By.LINK_TEXT, "v1").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "v1"))
     assert heading(browser) == f"public/app@{content.image}"
     text = browser.find_element(By.TAG_NAME, "main").text
     host = content.url.removeprefix("http://")
@@ -107,13 +123,13 @@ def test_repository_to_tag_to_manifest_to_referrers(
     nested = tree.find_element(By.CSS_SELECTOR, "ul.tree li ul.tree li")
     assert ATTESTATION in nested.text
     shot(browser, artifacts, "manifest")
-    tree.find_element(By.PARTIAL_LINK_TEXT, content.signature[:19]).click()
+    follow(browser, tree.find_element(By.PARTIAL_LINK_TEXT, content.signature[:19]))
     assert heading(browser) == f"public/app@{content.signature}"
     main = browser.find_element(By.TAG_NAME, "main")
     assert SIGNATURE in main.text
     # An annotation carrying markup is shown as text, not run.
     assert "<script>alert(1)</script>" in main.text
-    main.find_element(By.PARTIAL_LINK_TEXT, content.image).click()  # back via the subject
+    follow(browser, main.find_element(By.PARTIAL_LINK_TEXT, content.image))  # back via the subject
     assert heading(browser) == f"public/app@{content.image}"
 
 
@@ -122,16 +138,16 @@ def test_index_children_by_platform(
 ) -> None:
     browser = anonymous
     browser.get(f"{content.url}/ui/r/public/multi")
-    browser.find_element(By.LINK_TEXT, "latest").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "latest"))
     main = browser.find_element(By.TAG_NAME, "main")
     assert "application/vnd.oci.image.index.v1+json" in main.text
     assert "linux/amd64" in main.text and "linux/arm64" in main.text
     shot(browser, artifacts, "index")
-    main.find_element(By.PARTIAL_LINK_TEXT, content.children[1][:19]).click()
+    follow(browser, main.find_element(By.PARTIAL_LINK_TEXT, content.children[1][:19]))
     assert heading(browser) == f"public/multi@{content.children[1]}"
     assert browser.find_element(By.XPATH, "//h2[text()='Layers']")
     crumbs = browser.find_element(By.CSS_SELECTOR, "nav.crumbs")
-    crumbs.find_element(By.LINK_TEXT, "public/multi").click()
+    follow(browser, crumbs.find_element(By.LINK_TEXT, "public/multi"))
     assert heading(browser) == "public/multi"
 
 
@@ -144,7 +160,7 @@ def test_tags_are_paged(anonymous: WebDriver, content: Content) -> None:
         return [cell.text for cell in cells]
 
     assert tags() == ["v1", "v2", "v3"]
-    browser.find_element(By.LINK_TEXT, "Next page").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Next page"))
     assert tags() == ["v4"]
 
 
@@ -169,7 +185,7 @@ def test_denied_repository_is_neither_listed_nor_shown(
     browser.get(f"{content.url}/ui/r/secret/nothing-here")
     assert browser.find_element(By.TAG_NAME, "main").text == denied_text  # nothing revealed
     assert heading(browser) == "Not found"
-    browser.find_element(By.CSS_SELECTOR, "header .logout button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "header .logout button"))
     assert browser.find_element(By.LINK_TEXT, "Log in")
     browser.get(f"{content.url}/ui/r/team-a/tool")
     assert heading(browser) == "Not found"
@@ -185,7 +201,7 @@ def test_wrong_password_is_refused_and_admin_sees_all(
     log_in(browser, content, "root", "root-pw")
     browser.get(f"{content.url}/ui/?q=vault")
     assert listed(browser) == ["secret/vault"]
-    browser.find_element(By.LINK_TEXT, "secret/vault").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "secret/vault"))
     assert heading(browser) == "secret/vault"
 
 

@@ -8,6 +8,7 @@ visible at each interpolation, no dependency.
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from ..auth.identity import Identity
@@ -32,6 +33,14 @@ def size(count: int) -> str:
             return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def moment(seconds: float | None) -> str:
+    """A UTC time as HTML; "unknown" when the backend cannot tell (a gateway)."""
+    if seconds is None:
+        return "unknown"
+    when = datetime.fromtimestamp(seconds, UTC)
+    return f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d %H:%M:%S} UTC</time>'
 
 
 def short(digest: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..registry import Page
-from .html import e, short, size, url
-from .views import Item, ManifestView, Referrer, TagRow
+from ..registry import Page, TagDetail
+from .html import e, moment, short, size, url
+from .views import Item, ManifestView, Referrer
 
 
 def repo_path(repo: str) -> str:
@@ -42,24 +42,24 @@ def repositories(base: str, page: Page, query: str, last: str | None) -> str:
     return form + listing + _pager(nxt, first)
 
 
-def tags(base: str, repo: str, rows: list[TagRow], more: bool, last: str | None) -> str:
+def tags(base: str, repo: str, rows: list[TagDetail], more: bool, last: str | None) -> str:
     # Where the quota feature's usage of this repository is to be shown: above the tags.
     if not rows:
         return "<p>No tags.</p>"
     body = "".join(
         "<tr>"
         f'<td><a href="{url(base, manifest_path(repo, row.tag))}">{e(row.tag)}</a></td>'
-        f'<td><a href="{url(base, manifest_path(repo, row.digest))}"><code>{e(short(row.digest))}'
-        "</code></a></td>"
-        f"<td>{e(row.media_type)}</td><td>{e(size(row.size))}</td>"
+        f'<td><a href="{url(base, manifest_path(repo, str(row.digest)))}">'
+        f"<code>{e(short(str(row.digest)))}</code></a></td>"
+        f"<td>{e(row.media_type)}</td><td>{e(size(row.size))}</td><td>{moment(row.pushed)}</td>"
         "</tr>"
         for row in rows
     )
     table = (
         '<div class="scroll"><table class="tags"><caption class="visually-hidden">Tags</caption>'
         "<thead><tr><th scope=col>Tag</th><th scope=col>Digest</th>"
-        "<th scope=col>Media type</th><th scope=col>Size</th></tr></thead>"
-        f"<tbody>{body}</tbody></table></div>"
+        "<th scope=col>Media type</th><th scope=col>Size</th><th scope=col>Pushed</th></tr>"
+        f"</thead><tbody>{body}</tbody></table></div>"
     )
     nxt = url(base, repo_path(repo), last=rows[-1].tag) if more else None
     first = url(base, repo_path(repo)) if last else None

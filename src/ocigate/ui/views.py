@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..oci.digest import Digest
-from ..oci.reference import Reference, Tag
-from ..registry import Page, Registry
+from ..oci.reference import Reference
+from ..registry import Page, Registry, TagDetail
 
 # Repository names read per call while filtering: a filter matching few of many names costs
 # one call per this many.
@@ -37,23 +37,14 @@ async def repositories(registry: Registry, query: str, last: str | None, n: int)
         cursor = page.items[-1]
 
 
-@dataclass(frozen=True, slots=True)
-class TagRow:
-    tag: str
-    digest: str
-    media_type: str
-    size: int
-
-
 async def tags(
     registry: Registry, repo: str, last: str | None, n: int
-) -> tuple[list[TagRow], bool]:
-    page = await registry.list_tags(repo, last, n)
-    rows = []
-    for name in page.items:
-        info = await registry.stat_manifest(repo, Tag(name))
-        rows.append(TagRow(name, str(info.digest), info.media_type, info.size))
-    return rows, page.more
+) -> tuple[list[TagDetail], bool]:
+    """``n`` tags after ``last`` with their details, and whether more follow. The details come
+    as one list (a gateway asks its upstream once per tag there): paged here."""
+    details = await registry.list_tag_details(repo)
+    after = [detail for detail in details if last is None or detail.tag > last]
+    return after[:n], len(after) > n
 
 
 @dataclass(frozen=True, slots=True)
