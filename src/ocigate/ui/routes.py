@@ -73,7 +73,9 @@ class Ui:
         entered = enter(RequestContext(request_id, identity))
         try:
             await self._answer(request, send, identity)
-        except _Refused as refused:
+        except (OCIError, _Refused) as problem:
+            # Pages are rendered whole before any byte is sent: an error can still be a page.
+            refused = problem if isinstance(problem, _Refused) else self._refusal(problem, identity)
             await self._page(send, refused.status, refused.title, refused.body, identity)
         finally:
             leave(entered)
@@ -128,24 +130,23 @@ class Ui:
         self, request: Request, send: Send, identity: Identity, path: str
     ) -> None:
         repo, _, reference = path.partition("/-/manifest/")
-        try:
-            check_name(repo)
-            if reference:
-                view = await views.manifest(self.registry, repo, parse_reference(reference))
-                host = request.headers.get("host", "localhost")
-                body = pages.manifest(self.base, repo, host, view)
-                crumbs = pages.crumbs(self.base, repo, view.digest)
-                await self._page(send, 200, f"{repo}@{view.digest}", body, identity, crumbs)
-            else:
-                last = request.param("last") or None
-                rows, more = await views.tags(self.registry, repo, last, self.page_size)
-                body = pages.tags(self.base, repo, rows, more, last)
-                await self._page(send, 200, repo, body, identity, pages.crumbs(self.base, repo))
-        except _HIDDEN:
-            raise self._not_found(identity) from None
-        except OCIError as error:
-            body = pages.error(self.base, error.message)
-            raise _Refused(error.status, "Cannot show this", body) from None
+        check_name(repo)
+        if reference:
+            view = await views.manifest(self.registry, repo, parse_reference(reference))
+            host = request.headers.get("host", "localhost")
+            body = pages.manifest(self.base, repo, host, view)
+            crumbs = pages.crumbs(self.base, repo, view.digest)
+            await self._page(send, 200, f"{repo}@{view.digest}", body, identity, crumbs)
+        else:
+            last = request.param("last") or None
+            rows, more = await views.tags(self.registry, repo, last, self.page_size)
+            body = pages.tags(self.base, repo, rows, more, last)
+            await self._page(send, 200, repo, body, identity, pages.crumbs(self.base, repo))
+
+    def _refusal(self, error: OCIError, identity: Identity) -> _Refused:
+        if isinstance(error, _HIDDEN):
+            return self._not_found(identity)
+        return _Refused(error.status, "Cannot show this", pages.error(self.base, error.message))
 
     def _not_found(self, identity: Identity) -> _Refused:
         message = _NOT_FOUND
