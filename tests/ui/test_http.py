@@ -184,3 +184,16 @@ def test_configuration_errors_name_the_key(ui: dict[str, str], problem: str) -> 
         Settings(ui=ui)
     assert problem in str(caught.value)
     assert "ui" in str(caught.value)
+
+
+def test_pages_and_logins_spend_the_address_budget(tmp_path: Path) -> None:
+    budget = {"rate": 0.01, "burst": 2}
+    limits = {"rules": [{"repository": "**", "reads": budget, "writes": budget}]}
+    with serve_ocigate(tmp_path, rate_limits=limits) as url:
+        assert [httpx.get(f"{url}/ui/").status_code for _ in range(3)] == [200, 200, 429]
+        form = {"username": "x", "password": "y"}
+        posts = [
+            httpx.post(f"{url}/ui/login", data=form, headers={"origin": url}).status_code
+            for _ in range(3)
+        ]
+        assert posts == [404, 404, 429]  # no logins configured here; the third is not tried

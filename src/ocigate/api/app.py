@@ -170,6 +170,11 @@ class App:
             route = self._route(request)
             if route.endpoint == "mount":
                 assert self._mount is not None
+                if self.limits is not None:
+                    # Per address, under the rule for "**": the pages identify the caller
+                    # themselves, and each one costs several registry reads (a login, bcrypt).
+                    client = self.limits.client(ANONYMOUS, _address(scope))
+                    self._limit(client, request, route)
                 identity = await self._mount(request, exchange, request_id)
                 return
             if route.endpoint in OPERATIONS:
@@ -178,8 +183,7 @@ class App:
             if self.auth is not None:
                 identity = await self.auth.identify(request)
             if self.limits is not None:
-                address = scope["client"][0] if scope.get("client") else ""
-                client = self.limits.client(identity, address)
+                client = self.limits.client(identity, _address(scope))
                 self._limit(client, request, route)
             context = self._context(request, request_id, identity)
             entered = enter(context)
@@ -333,6 +337,12 @@ class App:
 
 
 _BODIES = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _address(scope: Scope) -> str:
+    return scope["client"][0] if scope.get("client") else ""
+
+
 _MOUNTED = Route("mount")
 
 
