@@ -95,7 +95,7 @@ def web_ui(settings: Settings, registry: Registry, auth: Authenticator | None) -
     if not enabled:
         return None
     if config.session_secret is not None:
-        secret = config.session_secret.get_secret_value().encode()
+        secret = config.session_secret.encode()
     else:
         secret = load_or_create_secret(settings.store.data_dir / "ui-session.key")
     return Ui(registry, config, Sessions(secret, config.session_ttl), auth)

@@ -82,6 +82,7 @@ def server_environment() -> dict[str, str]:
 
 
 def serve(tmp: Path, ui: dict[str, Any]) -> ServerProcess:
+    tmp.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(tmp / "htpasswd", USERS)
     config = tmp / "ocigate.yaml"
     settings = {"auth": {"htpasswd": str(htpasswd), "realm": "basic"}, "policy": POLICY, "ui": ui}

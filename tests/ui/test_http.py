@@ -16,7 +16,7 @@ from ocigate.assemble import create_app
 from ocigate.config import Settings
 from spec.conftest import serve_app, serve_ocigate
 
-from .conftest import Content
+from .conftest import Content, serve
 
 COOKIE = "ocigate_session"
 
@@ -197,3 +197,28 @@ def test_pages_and_logins_spend_the_address_budget(tmp_path: Path) -> None:
             for _ in range(3)
         ]
         assert posts == [404, 404, 429]  # no logins configured here; the third is not tried
+
+
+def test_replicas_with_one_secret_accept_each_others_logins(tmp_path: Path) -> None:
+    secret = "s" * 40
+    one = serve(tmp_path / "one", {"session_secret": secret})
+    other = serve(tmp_path / "other", {"session_secret": secret})
+    stranger = serve(tmp_path / "stranger", {})
+    try:
+        response = httpx.post(
+            f"{one.url}/ui/login",
+            data={"username": "alice", "password": "alice-pw"},
+            headers={"origin": one.url},
+        )
+        assert response.status_code == 303
+        cookies = {COOKIE: response.cookies[COOKIE]}
+        # Each server has its own empty data directory: the repository is missing on all
+        # three, but only the servers sharing the secret see alice logged in.
+        for server, user in ((one, "alice"), (other, "alice"), (stranger, None)):
+            shown = httpx.get(f"{server.url}/ui/", cookies=cookies)
+            assert shown.status_code == 200
+            assert ("<span>alice</span>" in shown.text) == (user is not None), server.url
+        assert not (tmp_path / "one" / "data" / "ui-session.key").exists()
+    finally:
+        for process in (one, other, stranger):
+            process.stop()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Paths the API owns: the UI may not be mounted over them.
 _RESERVED = ("/v2/", "/token/", "/healthz/", "/readyz/", "/metrics/")
@@ -27,9 +27,12 @@ class UiConfig(BaseModel):
         None, description="serve the UI; unset: on for stored backends, off for gateways"
     )
     path: str = Field("/ui/", description="where the UI is mounted: /NAME/ (segments a-z0-9_-)")
-    session_secret: SecretStr | None = Field(
+    # A plain string kept out of repr, as the other secrets: the workers receive the settings
+    # serialised, and a SecretStr would reach them masked.
+    session_secret: str | None = Field(
         None,
         min_length=32,
+        repr=False,
         description="signs login cookies; the same on every replica. Unset: a random key"
         " kept in DATA_DIR/ui-session.key, shared by the workers of one data directory",
     )
