@@ -68,6 +68,7 @@ def test_logout_clears_the_cookie(content: Content) -> None:
     [
         {"origin": "http://evil.example"},
         {"referer": "http://evil.example/ui/login"},
+        {"origin": "null"},  # a sandboxed or privacy-sensitive context
         {},  # neither: a browser always sends one of them with a form post
     ],
 )
@@ -83,6 +84,14 @@ def test_form_posts_from_elsewhere_are_refused(content: Content, headers: dict[s
 def test_a_referer_from_the_site_itself_is_enough(content: Content) -> None:
     response = login(content, "alice", "alice-pw", referer=f"{content.url}/ui/login")
     assert response.status_code == 303
+
+
+def test_behind_a_proxy_ending_tls_the_cookie_is_secure(content: Content) -> None:
+    # The proxy forwards the browser's Host; the page the form was on was https.
+    host = content.url.removeprefix("http://")
+    response = login(content, "alice", "alice-pw", origin=f"https://{host}")
+    assert response.status_code == 303
+    assert response.headers["set-cookie"].endswith("; Secure")
 
 
 def test_wrong_password_gets_401_and_no_cookie(content: Content) -> None:

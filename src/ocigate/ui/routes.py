@@ -4,7 +4,7 @@ not exist: the UI never tells them apart."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from ..api.auth import Authenticator
 from ..api.http import Headers, Request, Send, respond
@@ -166,23 +166,21 @@ class Ui:
             body = pages.login(self.base, "Invalid user name or password.")
             raise _Refused(401, "Log in", body) from None
         cookie = self.sessions.issue(identity)
-        secure = request.scope.get("scheme") == "https"
+        # Over HTTPS, also when a proxy ended it (the form's page was https).
+        origin = request.headers.get("origin") or request.headers.get("referer") or ""
+        secure = request.scope.get("scheme") == "https" or origin.startswith("https://")
         header = _session_cookie(self.base, cookie, self.sessions.ttl, secure=secure)
         await _redirect(send, self.base, 303, [header])
 
     def _same_origin(self, request: Request) -> None:
         """Form posts only from the UI's own pages (SameSite=Strict aside, a login form posted
-        from elsewhere could log a victim in as the attacker)."""
-        scheme = request.scope.get("scheme", "http")
-        own = f"{scheme}://{request.headers.get('host', '')}"
-        origin = request.headers.get("origin")
-        referer = request.headers.get("referer", "")
-        if origin is not None and origin == own:
-            return
-        if origin is None and referer.startswith(own + "/"):
-            return
-        body = pages.error(self.base, "The form was not sent from this site's own page.")
-        raise _Refused(403, "Refused", body)
+        from elsewhere could log a victim in as the attacker). The host is compared, not the
+        scheme: behind a proxy ending TLS the request arrives as http."""
+        host = request.headers.get("host", "")
+        sender = request.headers.get("origin") or request.headers.get("referer") or ""
+        if not host or urlsplit(sender).netloc != host:
+            body = pages.error(self.base, "The form was not sent from this site's own page.")
+            raise _Refused(403, "Refused", body)
 
     async def _page(
         self,
