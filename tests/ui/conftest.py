@@ -81,11 +81,11 @@ def server_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != ARTIFACTS_VARIABLE}
 
 
-def serve(tmp: Path, ui: dict[str, Any]) -> ServerProcess:
+def serve(tmp: Path, ui: dict[str, Any], realm: str = "basic") -> ServerProcess:
     tmp.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(tmp / "htpasswd", USERS)
     config = tmp / "ocigate.yaml"
-    settings = {"auth": {"htpasswd": str(htpasswd), "realm": "basic"}, "policy": POLICY, "ui": ui}
+    settings = {"auth": {"htpasswd": str(htpasswd), "realm": realm}, "policy": POLICY, "ui": ui}
     config.write_text(json.dumps(settings))
     process = ocigate_server(tmp / "data", tmp / "server.log", workers=2)
     process.argv.extend(["--config", str(config)])

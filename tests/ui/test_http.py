@@ -231,3 +231,21 @@ def test_replicas_with_one_secret_accept_each_others_logins(tmp_path: Path) -> N
     finally:
         for process in (one, other, stranger):
             process.stop()
+
+
+def test_logins_work_with_the_token_realm_too(tmp_path: Path) -> None:
+    process = serve(tmp_path, {}, realm="token")
+    try:
+        response = httpx.post(
+            f"{process.url}/ui/login",
+            data={"username": "alice", "password": "alice-pw"},
+            headers={"origin": process.url},
+        )
+        assert response.status_code == 303
+        shown = httpx.get(f"{process.url}/ui/", cookies={COOKIE: response.cookies[COOKIE]})
+        assert "<span>alice</span>" in shown.text
+        # The API beside it challenges with the token flow as before.
+        challenge = httpx.get(f"{process.url}/v2/").headers["www-authenticate"]
+        assert challenge.startswith("Bearer realm=")
+    finally:
+        process.stop()
