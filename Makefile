@@ -4,9 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 # Debian packages the tests and the benchmark drive for real (README, "Quick start"):
 # docker.io is the docker CLI, containerd brings ctr; PostgreSQL, Ceph (radosgw on a throw-away
-# one-OSD cluster) and HAProxy are the objects backend's real parts.
+# one-OSD cluster) and HAProxy are the objects backend's real parts; chromium and its driver run
+# the web UI's browser tests.
 DEBS    := skopeo docker-registry podman docker.io containerd wrk hey curl openssl \
-           postgresql-15 radosgw ceph-common ceph-mon ceph-osd haproxy
+           postgresql-15 radosgw ceph-common ceph-mon ceph-osd haproxy chromium chromium-driver
 DATA    ?= ./ocigate-data
 LISTEN  ?= 0.0.0.0:5000
 # What is installed into the venv: running needs ocigate alone, the tests their extras too.

@@ -40,6 +40,8 @@ from .store.ports import MetadataStore
 if TYPE_CHECKING:
     from .store.objects.store import ObjectsStore
 from .store_config import EmbeddedStoreConfig, ObjectsStoreConfig, UpstreamsStoreConfig
+from .ui.routes import Ui
+from .ui.session import Sessions, load_or_create_secret
 
 log = logging.getLogger("ocigate")
 
@@ -92,7 +94,24 @@ def create_app(settings: Settings) -> App:
         partial(exposition, data_dir, embedded) if settings.metrics.enabled else None,
         opening=backend.opening,
         namespaces=backend.namespaces,
+        mount=web_ui(settings, registry, auth),
     )
+
+
+def web_ui(settings: Settings, registry: Registry, auth: Authenticator | None) -> Ui | None:
+    """The web UI over the same layers as the API, unless switched off. A gateway's default is
+    off: its upstreams may list nothing, and its users pull, they do not browse."""
+    config = settings.ui
+    enabled = config.enabled
+    if enabled is None:
+        enabled = not isinstance(settings.store, UpstreamsStoreConfig)
+    if not enabled:
+        return None
+    if config.session_secret is not None:
+        secret = config.session_secret.encode()
+    else:
+        secret = load_or_create_secret(settings.store.data_dir / "ui-session.key")
+    return Ui(registry, config, Sessions(secret, config.session_ttl), auth)
 
 
 def app_from_environment() -> App:

@@ -29,6 +29,7 @@ from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_typ
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
 from .retention_config import RetentionConfig
 from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
+from .ui.config import UiConfig
 
 MiB = 1024 * 1024
 # The parsed configuration file while load_settings builds a Settings from it.
@@ -155,6 +156,12 @@ class Settings(BaseSettings):
         default_factory=lambda: RateLimitsConfig.model_validate({}),
         description="Token buckets per client and repository glob (rules: repository, reads,"
         " writes), max_uploads per client, max_connections per worker.",
+    )
+
+    ui: UiConfig = Field(
+        default_factory=lambda: UiConfig.model_validate({}),
+        description="The web UI: enabled (unset: on except for gateways), path, session_secret,"
+        " session_ttl, page_size.",
     )
 
     @model_validator(mode="before")

@@ -10,7 +10,7 @@ import ocigate
 
 ROOT = Path(ocigate.__file__).parent
 # Parts that receive their own sub-model or plain values, never the whole Settings.
-NO_SETTINGS = ("store", "layers", "events", "api", "auth", "server", "client")
+NO_SETTINGS = ("store", "layers", "events", "api", "auth", "server", "client", "ui")
 # Parts the API and the CLI are built on: they must not reach back up to them.
 NO_API_OR_CLI = ("store", "layers", "events")
 

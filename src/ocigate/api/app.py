@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Token
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import anyio
@@ -74,6 +74,17 @@ _BODY_ACTIONS: dict[tuple[str, str], Action] = {
 _API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 
 
+class Mount(Protocol):
+    """Pages served beside the API under a path of their own (the web UI): they identify the
+    caller their own way and answer every request under ``owns``."""
+
+    def owns(self, path: str) -> bool: ...
+
+    async def __call__(self, request: Request, send: Send, request_id: str) -> Identity:
+        """Answer the request; the identity it was answered for (for the access log)."""
+        ...
+
+
 class App:
     """The registry's ASGI application around one :class:`Registry`."""
 
@@ -88,6 +99,7 @@ class App:
         exposition: Callable[[], bytes] | None = None,
         opening: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         namespaces: Callable[[str], str | None] | None = None,
+        mount: Mount | None = None,
     ) -> None:
         self.options = options
         # Run at start-up before any request (a backend connecting to its database); one
@@ -109,6 +121,7 @@ class App:
         # Whether the registry routes by a request's ``ns`` host (a gateway's router does).
         self._namespaces = namespaces
         self._tasks: list[asyncio.Task[None]] = []
+        self._mount = mount
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -155,14 +168,22 @@ class App:
         client = ""
         try:
             route = self._route(request)
+            if route.endpoint == "mount":
+                assert self._mount is not None
+                if self.limits is not None:
+                    # Per address, under the rule for "**": the pages identify the caller
+                    # themselves, and each one costs several registry reads (a login, bcrypt).
+                    client = self.limits.client(ANONYMOUS, _address(scope))
+                    self._limit(client, request, route)
+                identity = await self._mount(request, exchange, request_id)
+                return
             if route.endpoint in OPERATIONS:
                 await self._operations(request, route.endpoint, exchange)
                 return
             if self.auth is not None:
                 identity = await self.auth.identify(request)
             if self.limits is not None:
-                address = scope["client"][0] if scope.get("client") else ""
-                client = self.limits.client(identity, address)
+                client = self.limits.client(identity, _address(scope))
                 self._limit(client, request, route)
             context = self._context(request, request_id, identity)
             entered = enter(context)
@@ -255,6 +276,8 @@ class App:
             raise HeadersTooLarge(f"limit is {options.max_header_size} bytes")
         if len(headers) > options.max_header_count:
             raise HeadersTooLarge(f"limit is {options.max_header_count} headers")
+        if self._mount is not None and self._mount.owns(request.path):
+            return _MOUNTED
         route = match(request.path)
         if route is None:
             raise NotFound(clip(request.path, ECHO_MAX))
@@ -314,6 +337,13 @@ class App:
 
 
 _BODIES = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _address(scope: Scope) -> str:
+    return scope["client"][0] if scope.get("client") else ""
+
+
+_MOUNTED = Route("mount")
 
 
 class _CountedReceive:

@@ -69,12 +69,12 @@ class Authenticator:
             user, password = _basic(credentials.strip())
             if not user and not password:
                 return ANONYMOUS  # what some clients send after a logout
-            return await self._login(user, password)
+            return await self.login(user, password)
         if scheme == "bearer":
             return await self._bearer(credentials.strip())
         raise Unauthorized({"scheme": scheme[:20]}, "unsupported authorization scheme")
 
-    async def _login(self, user: str, password: str) -> Identity:
+    async def login(self, user: str, password: str) -> Identity:
         """A user name and password: an htpasswd user, or an OIDC token as the password."""
         if self.oidc is not None and self.oidc.looks_like_ours(password):
             return await self._oidc(password)
@@ -173,7 +173,7 @@ class Authenticator:
         if form.get("grant_type") != "password":
             return 400, {"error": "unsupported_grant_type"}
         try:
-            identity = await self._login(form.get("username", ""), form.get("password", ""))
+            identity = await self.login(form.get("username", ""), form.get("password", ""))
         except Unauthorized:
             return 401, {"error": "invalid_grant"}
         scopes = form.get("scope", "").split()
