@@ -24,6 +24,7 @@ from .config import Settings
 from .config_env import RESOLVED_SETTINGS
 from .events.build import build_events
 from .layers.policy import PolicyLayer
+from .layers.quota import QuotaLayer
 from .layers.ratelimit import RateLimiter
 from .layers.validate import ValidatingRegistry
 from .logformat import configure_logging
@@ -198,7 +199,7 @@ async def collect_garbage_forever(store: EmbeddedStore | ObjectsStore, interval:
 def build_layers(
     settings: Settings, backend: Backend, policy: Policy | None, jobs: list[Job]
 ) -> Registry:
-    """The layers the settings ask for around a store: policy(validate(events(store)));
+    """The layers the settings ask for around a store: policy(validate(quota(events(store))));
     jobs the layers need run for the app's lifetime are appended to ``jobs``."""
     registry = backend.registry
     # Events innermost: they record what the store did, and the reads telling what a change
@@ -207,6 +208,10 @@ def build_layers(
         # Asked only now: an outbox is opened on first use.
         outbox = backend.metadata.outbox if backend.metadata is not None else None
         registry = build_events(settings.events, registry, outbox, settings.store.data_dir, jobs)
+    # Outside events: a refused push changed nothing, so it is no event. Settings refuse
+    # quotas for a backend without a metadata store of its own (a gateway).
+    if settings.quotas and backend.metadata is not None:
+        registry = QuotaLayer(registry, settings.quotas, backend.metadata)
     # Without artifact types or rules there is nothing to check: no layer, no cost per push.
     if settings.artifact_types or settings.artifact_policy:
         registry = ValidatingRegistry(registry, settings.artifact_types, settings.artifact_policy)

@@ -27,7 +27,14 @@ from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
-from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
+from .quota_config import QuotaRule
+from .store_config import (
+    EmbeddedStoreConfig,
+    StoreConfig,
+    UpstreamsStoreConfig,
+    default_kind,
+    map_old_keys,
+)
 
 MiB = 1024 * 1024
 # The parsed configuration file while load_settings builds a Settings from it.
@@ -149,6 +156,22 @@ class Settings(BaseSettings):
         description="Token buckets per client and repository glob (rules: repository, reads,"
         " writes), max_uploads per client, max_connections per worker.",
     )
+
+    quotas: list[QuotaRule] = Field(
+        default_factory=list,
+        description="Storage quotas per repository glob (first matching rule applies): repos,"
+        " max_bytes, max_tags. Embedded and objects stores only.",
+    )
+
+    @model_validator(mode="after")
+    def _quotas_need_local_store(self) -> Settings:
+        # A gateway or cache does not hold what its upstream stores: it cannot count it.
+        if self.quotas and isinstance(self.store, UpstreamsStoreConfig):
+            raise ValueError(
+                f"quotas: the store is kind {self.store.kind}; quotas are enforced on the"
+                " stores holding the bytes (kinds embedded and objects), not on an upstream"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
