@@ -4,10 +4,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .layers.globs import check_glob, matches
+
+_SIZE = TypeAdapter(ByteSize)
 
 
 class QuotaRule(BaseModel):
@@ -30,6 +42,18 @@ class QuotaRule(BaseModel):
     @classmethod
     def _check_repos(cls, value: str) -> str:
         return check_glob(value)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        # pydantic's own message ("could not parse value and unit from byte string") names
+        # neither what was given nor what would do.
+        if not isinstance(value, str):
+            return value
+        try:
+            return _SIZE.validate_python(value)
+        except ValidationError:
+            raise ValueError(f"not a size: {value!r} (bytes, or e.g. 500MiB, 2GB, 10G)") from None
 
     @model_validator(mode="after")
     def _limits_something(self) -> QuotaRule:
