@@ -22,6 +22,7 @@ from .support import (
     make_image,
     ocigate_argv,
     push_blob_monolithic,
+    push_blob_post_digest,
     push_image,
     put_manifest,
     sha256_digest,
@@ -110,6 +111,7 @@ def test_a_blob_the_repository_holds_counts_once(
     layer = os.urandom(70 * KiB)
     push_blob_monolithic(client, base, "small/b", layer)
     push_blob_monolithic(client, base, "small/b", layer)  # 70 KiB again would be 140 KiB
+    push_blob_post_digest(client, base, "small/b", layer)  # one POST with the body
     mounted = client.post(
         f"{base}/v2/small/b/blobs/uploads/?mount={sha256_digest(layer)}&from=small/b"
     )
@@ -120,6 +122,11 @@ def test_a_blob_the_repository_holds_counts_once(
         client.post(f"{base}/v2/small/c/blobs/uploads/?mount={sha256_digest(layer)}&from=small/b")
     )
     assert "70.0 KiB of 100.0 KiB used, this blob adds 70.0 KiB" in error["message"]
+    extra = os.urandom(40 * KiB)
+    posted = client.post(
+        f"{base}/v2/small/c/blobs/uploads/?digest={sha256_digest(extra)}", content=extra
+    )
+    assert "70.0 KiB of 100.0 KiB used, this blob adds 40.0 KiB" in denied(posted)["message"]
 
 
 def test_a_chunked_upload_is_refused_at_the_crossing_chunk(
