@@ -36,6 +36,7 @@ QUOTAS = [
     {"repos": "small/*", "max_bytes": "100KiB"},
     {"repos": "tags/*", "max_tags": 2},
     {"repos": "lib/**", "max_bytes": "200KiB", "max_tags": 5},
+    {"repos": "tiny/*", "max_bytes": 300},
 ]
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -191,6 +192,27 @@ def test_tags_past_max_tags_are_refused_and_moving_one_is_not(
     assert client.get(f"{base}/v2/tags/a/tags/list").json()["tags"] == ["v1", "v2"]
     put_manifest(client, base, "tags/a", "v1", second.manifest)  # a move adds no tag
     put_manifest(client, base, "tags/a", first.manifest.digest, first.manifest)  # untagged
+
+
+def test_a_manifest_past_the_limit_is_refused(server: ServerProcess, client: httpx.Client) -> None:
+    base = server.url
+    config_blob = Blob("application/vnd.oci.empty.v1+json", b"{}")
+    layer = Blob("application/octet-stream", os.urandom(100))
+    for blob in (config_blob, layer):
+        push_blob_monolithic(client, base, "tiny/a", blob.data)
+    manifest = image_manifest(config_blob, [layer])
+    assert 102 + len(manifest.data) > 300
+    response = client.put(
+        f"{base}/v2/tiny/a/manifests/v1",
+        content=manifest.data,
+        headers={"Content-Type": manifest.media_type},
+    )
+    error = denied(response)
+    assert error["message"] == (
+        'quota exceeded for repository "tiny/a" (rule "tiny/*"):'
+        f" 102 B of 300 B used, this manifest adds {len(manifest.data)} B"
+    )
+    assert client.head(f"{base}/v2/tiny/a/manifests/{manifest.digest}").status_code == 404
 
 
 def test_skopeo_is_refused_with_the_message(server: ServerProcess, tmp_path: Path) -> None:

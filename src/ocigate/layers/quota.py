@@ -16,6 +16,7 @@ to what the last of them adds; the next push is refused.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from pydantic import ByteSize
 
@@ -37,19 +38,30 @@ def _quota_of(repo: str, rule: QuotaRule) -> str:
     return f'quota exceeded for repository "{repo}" (rule "{rule.repos}")'
 
 
-def _exceeded(repo: str, rule: QuotaRule, usage: Usage, adds: int, what: str) -> Denied:
-    assert rule.max_bytes is not None
-    return Denied(
-        {
-            "repository": repo,
-            "rule": rule.repos,
-            "used_bytes": usage.bytes,
-            "max_bytes": int(rule.max_bytes),
-            "adds_bytes": adds,
-        },
-        f"{_quota_of(repo, rule)}: {_size(usage.bytes)} of {_size(rule.max_bytes)} used,"
-        f" {what} adds {_size(adds)}",
-    )
+@dataclass(frozen=True, slots=True)
+class _ByteLimit:
+    """A repository's byte quota as it stands: the rule, its limit, the usage now."""
+
+    repo: str
+    rule: QuotaRule
+    max_bytes: int
+    usage: Usage
+
+    def fits(self, adds: int) -> bool:
+        return self.usage.bytes + adds <= self.max_bytes
+
+    def exceeded(self, adds: int, what: str) -> Denied:
+        return Denied(
+            {
+                "repository": self.repo,
+                "rule": self.rule.repos,
+                "used_bytes": self.usage.bytes,
+                "max_bytes": self.max_bytes,
+                "adds_bytes": adds,
+            },
+            f"{_quota_of(self.repo, self.rule)}: {_size(self.usage.bytes)} of"
+            f" {_size(self.max_bytes)} used, {what} adds {_size(adds)}",
+        )
 
 
 class QuotaLayer(Delegate):
@@ -58,28 +70,27 @@ class QuotaLayer(Delegate):
         self.rules = rules
         self.meta = meta
 
-    async def _byte_rule(self, repo: str) -> tuple[QuotaRule, Usage] | None:
-        """The rule limiting ``repo``'s bytes and its usage now; None when nothing does."""
+    async def _byte_limit(self, repo: str) -> _ByteLimit | None:
+        """The byte quota of ``repo``; None when no rule limits its bytes."""
         rule = rule_for(self.rules, repo)
         if rule is None or rule.max_bytes is None:
             return None
-        return rule, await self.meta.usage(repo)
+        return _ByteLimit(repo, rule, int(rule.max_bytes), await self.meta.usage(repo))
 
     async def _limited(
-        self, repo: str, upload_id: str, chunk: UploadChunk, allowance: int | None = None
+        self, repo: str, upload_id: str, chunk: UploadChunk, allowance: int = 0
     ) -> UploadChunk:
         """``chunk`` checked against the quota: refused now when its length crosses the limit,
         else its body cut off where it would. ``allowance``: the upload's total may reach it
         even past the quota (the size of a blob the repository already links)."""
-        limit = await self._byte_rule(repo)
+        limit = await self._byte_limit(repo)
         if limit is None:
             return chunk
-        rule, usage = limit
         offset = (await self.inner.upload_status(repo, upload_id)).offset
-        room = max(int(rule.max_bytes or 0) - usage.bytes, allowance or 0) - offset
+        room = max(limit.max_bytes - limit.usage.bytes, allowance) - offset
         if chunk.length is not None:
             if chunk.length > room:
-                raise _exceeded(repo, rule, usage, offset + chunk.length, "this blob")
+                raise limit.exceeded(offset + chunk.length, "this blob")
             return chunk
 
         async def cut_off(chunks: Chunks) -> AsyncIterator[bytes]:
@@ -87,7 +98,7 @@ class QuotaLayer(Delegate):
             async for data in chunks:
                 received += len(data)
                 if received > room:  # before this piece reaches the store
-                    raise _exceeded(repo, rule, usage, offset + received, "this blob")
+                    raise limit.exceeded(offset + received, "this blob")
                 yield data
 
         return UploadChunk(cut_off(chunk.chunks), chunk.offset, chunk.length)
@@ -101,26 +112,24 @@ class QuotaLayer(Delegate):
     ) -> int:
         linked = await self.meta.blob_size(repo, digest)
         if chunk is not None:
-            chunk = await self._limited(repo, upload_id, chunk, linked)
-        elif linked is None and (limit := await self._byte_rule(repo)) is not None:
+            chunk = await self._limited(repo, upload_id, chunk, linked or 0)
+        elif linked is None and (limit := await self._byte_limit(repo)) is not None:
             # Chunks that each fitted may not fit together with what was linked since.
-            rule, usage = limit
             offset = (await self.inner.upload_status(repo, upload_id)).offset
-            if usage.bytes + offset > int(rule.max_bytes or 0):
-                raise _exceeded(repo, rule, usage, offset, "this blob")
+            if not limit.fits(offset):
+                raise limit.exceeded(offset, "this blob")
         return await self.inner.commit_upload(repo, upload_id, digest, chunk)
 
     async def mount_blob(self, repo: str, source: str | None, digest: Digest) -> int:
-        limit = await self._byte_rule(repo)
+        limit = await self._byte_limit(repo)
         if limit is not None and await self.meta.blob_size(repo, digest) is None:
-            rule, usage = limit
             size = await (
                 self.meta.any_blob_size(digest)
                 if source is None
                 else self.meta.blob_size(source, digest)
             )
-            if size is not None and usage.bytes + size > int(rule.max_bytes or 0):
-                raise _exceeded(repo, rule, usage, size, "this blob")
+            if size is not None and not limit.fits(size):
+                raise limit.exceeded(size, "this blob")
         return await self.inner.mount_blob(repo, source, digest)
 
     async def put_manifest(
@@ -129,12 +138,12 @@ class QuotaLayer(Delegate):
         rule = rule_for(self.rules, repo)
         if rule is not None:
             usage = await self.meta.usage(repo)
-            if (
-                rule.max_bytes is not None
-                and usage.bytes + len(data) > rule.max_bytes
-                and await self.meta.blob_size(repo, manifest.digest) is None
-            ):
-                raise _exceeded(repo, rule, usage, len(data), "this manifest")
+            if rule.max_bytes is not None:
+                limit = _ByteLimit(repo, rule, int(rule.max_bytes), usage)
+                # A re-push of a manifest the repository holds adds nothing.
+                fits = limit.fits(len(data))
+                if not fits and await self.meta.blob_size(repo, manifest.digest) is None:
+                    raise limit.exceeded(len(data), "this manifest")
             if rule.max_tags is not None and tags:
                 await self._check_tags(repo, rule, rule.max_tags, usage, tags)
         await self.inner.put_manifest(repo, manifest, data, tags)
