@@ -24,6 +24,7 @@ from .config import Settings
 from .config_env import RESOLVED_SETTINGS
 from .events.build import build_events
 from .layers.policy import PolicyLayer
+from .layers.quota import QuotaLayer
 from .layers.ratelimit import RateLimiter
 from .layers.validate import ValidatingRegistry
 from .logformat import configure_logging
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> App:
     backend = build_store(settings, jobs)
     changes = with_events(settings, backend.registry, backend.metadata, jobs)
     schedule_gc(settings, backend.registry, changes, jobs)
-    registry = build_layers(settings, changes, policy)
+    registry = build_layers(settings, changes, backend.metadata, policy)
     embedded = isinstance(settings.store, EmbeddedStoreConfig)
     return App(
         registry,
@@ -250,12 +251,21 @@ def with_events(
     return build_events(settings.events, store, outbox, settings.store.data_dir, jobs)
 
 
-def build_layers(settings: Settings, changes: Registry, policy: Policy | None) -> Registry:
+def build_layers(
+    settings: Settings,
+    changes: Registry,
+    metadata: MetadataStore | None,
+    policy: Policy | None,
+) -> Registry:
     """The layers the settings ask for around ``changes`` (the store under its events layer,
-    ``with_events``): policy(validate(events(store))). Events innermost: they record what the
-    store did, and the reads telling what a change was (previous tag, new repository) must
-    not be subject to the caller's access policy."""
+    ``with_events``; ``metadata``: the store's): policy(validate(quota(events(store)))). Events
+    innermost: they record what the store did, and the reads telling what a change was
+    (previous tag, new repository) must not be subject to the caller's access policy."""
     registry = changes
+    # Outside events: a refused push changed nothing, so it is no event. Settings refuse
+    # quotas for a backend without a metadata store of its own (a gateway).
+    if settings.quotas and metadata is not None:
+        registry = QuotaLayer(registry, settings.quotas, metadata)
     # Without artifact types or rules there is nothing to check: no layer, no cost per push.
     if settings.artifact_types or settings.artifact_policy:
         registry = ValidatingRegistry(registry, settings.artifact_types, settings.artifact_policy)

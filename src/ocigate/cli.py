@@ -1,4 +1,4 @@
-"""Command line: ocigate serve | fsck | gc | migrate | db | validate | events | config."""
+"""Command line: ocigate serve | fsck | gc | quota | migrate | db | validate | events | config."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ COMMANDS = {
     "serve": "serve the registry (embedded store, gateway or pull-through cache)",
     "fsck": "re-hash every blob and check every reference of a store (embedded, objects)",
     "gc": "apply retention, delete blobs no manifest references (--dry-run: list them)",
+    "quota": "each repository's storage use against its quota (REPO-GLOB: only those)",
     "migrate": "copy an embedded store into the store of another configuration (--to)",
     "db migrate": "create or upgrade the objects store's database schema",
     "db status": "the objects store's schema migrations, applied and pending",
@@ -215,6 +216,24 @@ def _gc(args: argparse.Namespace) -> int:
         f" kept {report.blobs_kept} blobs; retention {verb} {summary['tags_deleted']} tags,"
         f" {summary['manifests_deleted']} manifests"
     )
+    return 0
+
+
+def _quota(args: argparse.Namespace) -> int:
+    from .quota_table import usage_table
+
+    settings = _settings_from(args)
+    config = settings.store
+    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
+        raise StartupError(
+            f"quota: the store is kind {config.kind}; quotas are for kinds embedded and objects"
+        )
+
+    async def table() -> str:
+        async with _opened(config) as store:
+            return await usage_table(store.meta, settings.quotas, args.glob)
+
+    print(asyncio.run(table()))
     return 0
 
 
@@ -430,6 +449,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument(
         "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
+    quota = command(commands, "quota", _quota)
+    quota.set_defaults(needs_store=True)
+    quota.add_argument(
+        "glob", nargs="?", default="**", metavar="REPO-GLOB", help="repositories shown (default **)"
     )
     migrate = command(commands, "migrate", _migrate)
     migrate.set_defaults(needs_store=True)

@@ -27,8 +27,15 @@ from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
+from .quota_config import QuotaRule
 from .retention_config import RetentionConfig
-from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
+from .store_config import (
+    EmbeddedStoreConfig,
+    StoreConfig,
+    UpstreamsStoreConfig,
+    default_kind,
+    map_old_keys,
+)
 from .ui.config import UiConfig
 
 MiB = 1024 * 1024
@@ -163,6 +170,22 @@ class Settings(BaseSettings):
         description="The web UI: enabled (unset: on except for gateways), path, session_secret,"
         " session_ttl, page_size.",
     )
+
+    quotas: list[QuotaRule] = Field(
+        default_factory=list,
+        description="Storage quotas per repository glob (first matching rule applies): repos,"
+        " max_bytes, max_tags. Embedded and objects stores only.",
+    )
+
+    @model_validator(mode="after")
+    def _quotas_need_local_store(self) -> Settings:
+        # A gateway or cache does not hold what its upstream stores: it cannot count it.
+        if self.quotas and isinstance(self.store, UpstreamsStoreConfig):
+            raise ValueError(
+                f"quotas: the store is kind {self.store.kind}; quotas are enforced on the"
+                " stores holding the bytes (kinds embedded and objects), not on an upstream"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -70,6 +70,15 @@ class ManifestNode:
     children: tuple[str, ...]  # an index's manifests
 
 
+class Usage(NamedTuple):
+    """What a repository holds against its quota: ``bytes`` is the sum of the sizes of the
+    distinct blobs it links, manifests included (a manifest's bytes are linked like a blob's),
+    each counted once however many manifests reference it; ``tags`` how many tags it has."""
+
+    bytes: int
+    tags: int
+
+
 class ChangeStamp(Protocol):
     """The metadata store's change counter: different bytes after every committed change, in
     any process or replica sharing the store; reading it is cheap (no query)."""
@@ -202,6 +211,10 @@ class MetadataStore(Protocol):
 
     async def unlink_blob(self, repo: str, digest: Digest) -> bool:
         """Remove ``repo``'s link; whether there was one."""
+        ...
+
+    async def usage(self, repo: str) -> Usage:
+        """What ``repo`` holds (zeros for a repository that does not exist)."""
         ...
 
     # manifests and tags

@@ -12,7 +12,7 @@ from ocigate.oci.digest import Digest
 from ocigate.oci.errors import ManifestBlobUnknown
 from ocigate.oci.reference import Tag
 from ocigate.registry import Page
-from ocigate.store.ports import MetadataStore, Required
+from ocigate.store.ports import MetadataStore, Required, Usage
 
 from ..embedded_helpers import image, index
 from .conftest import MetadataStores
@@ -216,3 +216,20 @@ async def test_the_gc_lock_excludes_sharers(metadata_stores: MetadataStores) -> 
         await anyio.sleep(0.1)
         events.append("commit done")
     assert events == ["commit done", "sweep"]
+
+
+async def test_usage_counts_each_linked_blob_and_manifest_once(metadata: MetadataStore) -> None:
+    assert await metadata.usage("r") == Usage(0, 0)  # no repository yet
+    await link_image(metadata, "r", b"{}", b"layer")
+    await metadata.link_blob("r", Digest.of(b"layer"), 5)  # linked again: still once
+    await metadata.link_blob("other", Digest.of(b"layer"), 5)  # another repository's count
+    manifest, data = image(b"{}", [b"layer"])
+    required = [Required(d.digest, "blob") for d in manifest.blobs]
+    await metadata.put_manifest("r", manifest, data, [Tag("a"), Tag("b")], required)
+    await metadata.put_manifest("r", manifest, data, [Tag("a")], required)  # a re-push
+    assert await metadata.usage("r") == Usage(2 + 5 + len(data), 2)
+    assert await metadata.usage("other") == Usage(5, 0)
+    assert await metadata.delete_tag("r", Tag("b"))
+    assert await metadata.usage("r") == Usage(2 + 5 + len(data), 1)
+    assert await metadata.delete_manifest("r", manifest.digest)
+    assert await metadata.usage("r") == Usage(2 + 5, 0)

@@ -48,7 +48,7 @@ from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
 from ...registry import Page, StoredManifest, TagDetail
-from ..ports import ChangeStamp, ManifestNode, Required
+from ..ports import ChangeStamp, ManifestNode, Required, Usage
 from .gc_lock import FileLock
 from .stamp import Stamp
 
@@ -139,6 +139,12 @@ REFERENCED = (
     " UNION SELECT subject FROM manifests WHERE subject IS NOT NULL"
 )
 LINKS = "SELECT digest, count(*), max(linked) FROM repo_blobs GROUP BY digest"
+# A repository's quota usage, ``{repo}`` its placeholder in the database's dialect: (repo,
+# digest) is repo_blobs' primary key, so each distinct blob counts once.
+USAGE = (
+    "SELECT (SELECT coalesce(sum(size), 0) FROM repo_blobs WHERE repo = {repo}),"
+    " (SELECT count(*) FROM tags WHERE repo = {repo})"
+)
 
 
 class Row(Protocol):
@@ -305,6 +311,10 @@ class SqliteMetadata:
     async def unlink_blob(self, repo: str, digest: Digest) -> bool:
         sql = "DELETE FROM repo_blobs WHERE repo = ? AND digest = ?"
         return await self._call(self._change, sql, (repo, str(digest)))
+
+    async def usage(self, repo: str) -> Usage:
+        row = self.conn().execute(USAGE.format(repo="?1"), (repo,)).fetchone()
+        return Usage(int(row[0]), int(row[1]))
 
     def _change(self, sql: str, params: tuple[str, ...]) -> bool:
         """One statement as a change; whether it changed a row."""

@@ -34,8 +34,16 @@ from ...oci.digest import Digest
 from ...oci.manifests import Manifest
 from ...oci.reference import Tag
 from ...registry import Page, StoredManifest, TagDetail
-from ..embedded.metadata import LINKS, REFERENCED, manifest_node, page, referrer, tag_detail
-from ..ports import ChangeStamp, ManifestNode, Required
+from ..embedded.metadata import (
+    LINKS,
+    REFERENCED,
+    USAGE,
+    manifest_node,
+    page,
+    referrer,
+    tag_detail,
+)
+from ..ports import ChangeStamp, ManifestNode, Required, Usage
 from . import locks
 from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
 from .outbox import PostgresOutbox, insert_events
@@ -188,6 +196,11 @@ class PostgresMetadata:
     async def unlink_blob(self, repo: str, digest: Digest) -> bool:
         sql = "DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2"
         return await self._change(repo, sql, repo, str(digest))
+
+    async def usage(self, repo: str) -> Usage:
+        row = await self.db.fetchrow(USAGE.format(repo="$1"), repo)
+        assert row is not None  # two aggregates: always one row
+        return Usage(int(row[0]), int(row[1]))
 
     async def _change(self, repo: str, sql: str, *args: object) -> bool:
         """One statement as a change; whether it changed a row."""
