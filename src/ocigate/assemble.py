@@ -210,6 +210,12 @@ def build_layers(
     # Without artifact types or rules there is nothing to check: no layer, no cost per push.
     if settings.artifact_types or settings.artifact_policy:
         registry = ValidatingRegistry(registry, settings.artifact_types, settings.artifact_policy)
+    # The scheduled sync writes below the access policy (it is the server's own job) and
+    # above the events layer and validation: what it copies is reported and checked.
+    if settings.sync:
+        from .mirror.schedule import sync_forever
+
+        jobs.append(partial(sync_forever, settings.sync, registry, settings.store.data_dir))
     # Access policy outermost: a denied request reaches nothing, so it learns nothing.
     if policy is not None:
         registry = PolicyLayer(registry, policy)

@@ -26,6 +26,7 @@ from .auth.policy import PolicyConfig
 from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
+from .mirror.config import SyncConfig
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
 from .store_config import EmbeddedStoreConfig, StoreConfig, default_kind, map_old_keys
 
@@ -135,6 +136,13 @@ class Settings(BaseSettings):
         description="Durable events (outbox) and their CloudEvents webhooks: webhooks (name,"
         " url, secret, headers, timeout, repositories, types, artifact_types), pulls,"
         " max_attempts, backoff_initial, backoff_max, poll_interval, source, enabled.",
+    )
+
+    sync: list[SyncConfig] = Field(
+        default_factory=list,
+        description="Scheduled pulls into this registry, each: source, repos, tags, interval,"
+        " referrers, platform, prefix, username, password, tls_verify, jobs. The copies go"
+        " through the events layer: each is reported as a push.",
     )
 
     tls: TlsConfig | None = Field(

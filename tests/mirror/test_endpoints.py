@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ocigate.mirror.endpoints import Endpoint, credentials, file_credentials, parse_endpoint
+from ocigate.mirror.credentials import credentials, file_credentials
+from ocigate.mirror.endpoints import Endpoint, parse_endpoint
 
 
 def test_endpoints_default_to_https_and_keep_a_prefix() -> None:

@@ -10,10 +10,12 @@ import re
 import sys
 from dataclasses import dataclass
 
-from .endpoints import credentials, open_registry, parse_endpoint
+from .credentials import credentials
+from .endpoints import parse_endpoint
 from .engine import Mirror
 from .plan import Options, Platform, Summary
 from .progress import BarsReporter, LogReporter, Reporter, on_terminal
+from .remote import open_registry
 
 log = logging.getLogger("ocigate.mirror")
 
