@@ -3,11 +3,17 @@ referrers tag schema) and ocigate (the API), both ways, byte-exact and increment
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
+import subprocess
+from pathlib import Path
+
 import httpx
 
 from e2e.support import ServerProcess
 
-from .conftest import Mirror
+from .conftest import Mirror, mirror_argv
 from .content import assert_holds, manifest_bytes, push_set
 
 
@@ -91,3 +97,32 @@ def test_ocigate_to_ocigate_dry_run_tags_platform_and_a_failing_repository(
     assert failing.returncode == 1
     assert "failed: 1" in failing.stdout
     assert "failed missing: NAME_UNKNOWN" in failing.stdout
+
+
+def test_on_a_terminal_progress_bars_show_bytes_and_rate(
+    ocigate_pair: tuple[ServerProcess, ServerProcess], http: httpx.Client, tmp_path: Path
+) -> None:
+    source, dest = ocigate_pair
+    push_set(http, source.url, "app", fallback=False)
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm-256color", "COLUMNS": "120"}
+    process = subprocess.Popen(
+        mirror_argv(source.url, dest.url, "--repo", "app"),
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=env,
+        text=True,
+    )
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process closed its end
+        while chunk := os.read(controller, 65536):
+            shown += chunk
+    os.close(controller)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout
+    screen = shown.decode(errors="replace")
+    assert "total" in screen and "━" in screen  # the overall bar
+    assert "/s" in screen  # a transfer rate
+    assert "tagged app:v1" in screen
+    assert "copied: 4 manifests, 2 tags," in stdout
