@@ -98,6 +98,14 @@ def test_ocigate_to_ocigate_dry_run_tags_platform_and_a_failing_repository(
     assert "failed: 1" in failing.stdout
     assert "failed missing: NAME_UNKNOWN" in failing.stdout
 
+    gone = mirror("http://127.0.0.1:1", dest.url, "--repo", "app")
+    assert gone.returncode == 1
+    assert "failed app: UNAVAILABLE" in gone.stdout
+
+    bad = mirror(source.url, dest.url, "--tags", "[")
+    assert bad.returncode == 2
+    assert "error: --tags [:" in bad.stderr
+
 
 def test_on_a_terminal_progress_bars_show_bytes_and_rate(
     ocigate_pair: tuple[ServerProcess, ServerProcess], http: httpx.Client, tmp_path: Path

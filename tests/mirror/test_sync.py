@@ -1,5 +1,6 @@
 """The server's scheduled ``sync:``: pulls from distribution 2.8.2 into the embedded store on
-its interval, once per interval across workers, each copy reported by the events layer."""
+its interval (with indexes and referrers), once per interval across workers, each copy reported
+by the events layer."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from e2e.support import ServerProcess, free_port, make_image, ocigate_argv, push
 from e2e.webhook_receiver import Receiver
 from ocigate.config import Settings
 
-from .content import manifest_bytes
+from .content import assert_holds, manifest_bytes, push_set
 
 INTERVAL = 2.0
 
@@ -73,13 +74,16 @@ def test_a_new_tag_is_pulled_within_the_interval_and_reported(
     first, second = make_image("sync-1"), make_image("sync-2")
     push_image(http, distribution.url, "lib/app", first, "v1")
     push_image(http, distribution.url, "lib/app", first, "skipped")
+    # Indexes and referrers (signature of an SBOM), in the referrers tag schema distribution has.
+    signed = push_set(http, distribution.url, "lib/signed", fallback=True)
     settings = {
         "events": {"webhooks": [{"name": "hook", "url": receiver.url}], "poll_interval": 0.05},
         "sync": [
             {
                 "source": distribution.url,
                 "repos": ["lib/*"],
-                "tags": "v[0-9]+",
+                "tags": "v[0-9]+|multi",
+                "referrers": True,
                 "interval": f"{INTERVAL}s",
                 "prefix": "mirror",
             }
@@ -90,6 +94,7 @@ def test_a_new_tag_is_pulled_within_the_interval_and_reported(
         _wait_for(http, server.url, "mirror/lib/app", "v1", first.manifest.data)
         push_image(http, distribution.url, "lib/app", second, "v2")
         _wait_for(http, server.url, "mirror/lib/app", "v2", second.manifest.data)
+        assert_holds(http, server.url, "mirror/lib/signed", signed, api=True)
         time.sleep(INTERVAL * 2)  # more runs: nothing new to copy, nothing reported
         events = receiver.events()
         log = server.log_tail(20000)

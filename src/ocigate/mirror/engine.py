@@ -162,6 +162,9 @@ class Mirror:
         future = self._once.get(key)
         if future is None:
             future = self._once[key] = asyncio.ensure_future(work())
+            # Its failure is reported by whoever awaits it; one no longer awaited (its tag
+            # failed elsewhere first) is not a stray "exception never retrieved".
+            future.add_done_callback(_observed)
         return future
 
     async def _content(self, src_repo: str, dst_repo: str, stored: StoredManifest) -> Manifest:
@@ -254,6 +257,11 @@ class Mirror:
                     await _quietly(self._dest.cancel_upload(dst_repo, upload.id))
         finally:
             await body.close()
+
+
+def _observed(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _counted(chunks: Chunked, advance: Callable[[int], None]) -> AsyncIterator[bytes]:
