@@ -83,7 +83,9 @@ def create_app(settings: Settings) -> App:
     backend = build_store(settings, jobs)
     changes = with_events(settings, backend.registry, backend.metadata, jobs)
     schedule_gc(settings, backend.registry, changes, jobs)
-    registry = build_layers(settings, changes, backend.metadata, policy)
+    checked = build_layers(settings, changes, backend.metadata)
+    schedule_sync(settings, checked, jobs)
+    registry = with_policy(checked, policy)
     embedded = isinstance(settings.store, EmbeddedStoreConfig)
     return App(
         registry,
@@ -251,16 +253,12 @@ def with_events(
     return build_events(settings.events, store, outbox, settings.store.data_dir, jobs)
 
 
-def build_layers(
-    settings: Settings,
-    changes: Registry,
-    metadata: MetadataStore | None,
-    policy: Policy | None,
-) -> Registry:
-    """The layers the settings ask for around ``changes`` (the store under its events layer,
-    ``with_events``; ``metadata``: the store's): policy(validate(quota(events(store)))). Events
+def build_layers(settings: Settings, changes: Registry, metadata: MetadataStore | None) -> Registry:
+    """The checks the settings ask for around ``changes`` (the store under its events layer,
+    ``with_events``; ``metadata``: the store's): validate(quota(events(store))). Events
     innermost: they record what the store did, and the reads telling what a change was
-    (previous tag, new repository) must not be subject to the caller's access policy."""
+    (previous tag, new repository) must not be subject to the caller's access policy, which
+    ``with_policy`` puts outermost."""
     registry = changes
     # Outside events: a refused push changed nothing, so it is no event. Settings refuse
     # quotas for a backend without a metadata store of its own (a gateway).
@@ -269,7 +267,19 @@ def build_layers(
     # Without artifact types or rules there is nothing to check: no layer, no cost per push.
     if settings.artifact_types or settings.artifact_policy:
         registry = ValidatingRegistry(registry, settings.artifact_types, settings.artifact_policy)
-    # Access policy outermost: a denied request reaches nothing, so it learns nothing.
-    if policy is not None:
-        registry = PolicyLayer(registry, policy)
     return registry
+
+
+def schedule_sync(settings: Settings, checked: Registry, jobs: list[Job]) -> None:
+    """The scheduled sync, writing into ``checked`` (``build_layers``): below the access
+    policy (it is the server's own job), above events, quotas and validation, so what it
+    copies is reported, counted and checked like any push."""
+    if settings.sync:
+        from .mirror.schedule import sync_forever
+
+        jobs.append(partial(sync_forever, settings.sync, checked, settings.store.data_dir))
+
+
+def with_policy(checked: Registry, policy: Policy | None) -> Registry:
+    """Access policy outermost: a denied request reaches nothing, so it learns nothing."""
+    return checked if policy is None else PolicyLayer(checked, policy)

@@ -1,4 +1,5 @@
-"""Command line: ocigate serve | fsck | gc | quota | migrate | db | validate | events | config."""
+"""Command line: ocigate serve | fsck | gc | quota | migrate | mirror | db | validate | events |
+config."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ COMMANDS = {
     "gc": "apply retention, delete blobs no manifest references (--dry-run: list them)",
     "quota": "each repository's storage use against its quota (REPO-GLOB: only those)",
     "migrate": "copy an embedded store into the store of another configuration (--to)",
+    "mirror": "copy repositories, tags, indexes and referrers from one registry to another",
     "db migrate": "create or upgrade the objects store's database schema",
     "db status": "the objects store's schema migrations, applied and pending",
     "validate": "check artifact payload files offline against artifact types",
@@ -331,6 +333,26 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mirror(args: argparse.Namespace) -> int:
+    from .mirror.command import Request, mirror
+
+    return mirror(
+        Request(
+            args.source,
+            args.dest,
+            tuple(args.repo),
+            args.tags,
+            args.platform,
+            args.referrers,
+            args.dry_run,
+            args.jobs,
+            args.src_creds,
+            args.dest_creds,
+            not args.insecure,
+        )
+    )
+
+
 def _config_check(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     check_files(settings)
@@ -400,6 +422,46 @@ def _options(parser: argparse.ArgumentParser, which: str, default: Any) -> None:
         parser.add_argument("--data-dir", type=Path, default=default, help="data directory")
 
 
+def _mirror_options(mirror: argparse.ArgumentParser) -> None:
+    where = "[http://|https://]HOST[:PORT][/REPOSITORY-PREFIX] (https when no scheme)"
+    mirror.add_argument("source", metavar="SRC", help=f"the registry copied from: {where}")
+    mirror.add_argument("dest", metavar="DST", help="the registry copied to, the same form")
+    mirror.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        metavar="NAME|GLOB",
+        help="a repository under SRC's prefix (repeatable); a glob lists SRC's _catalog;"
+        " default: every repository of the catalog",
+    )
+    mirror.add_argument("--tags", metavar="REGEX", help="copy only tags matching REGEX in full")
+    platforms = mirror.add_mutually_exclusive_group()
+    platforms.add_argument(
+        "--all-platforms",
+        action="store_true",
+        help="copy indexes whole, byte-exact (the default)",
+    )
+    platforms.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only that platform's image of an index, tagged in place of the index",
+    )
+    mirror.add_argument(
+        "--referrers", action="store_true", help="copy referrers (signatures, SBOMs) too"
+    )
+    mirror.add_argument("--dry-run", action="store_true", help="say what would be copied")
+    mirror.add_argument("--jobs", type=int, default=4, help="parallel transfers (default 4)")
+    mirror.add_argument(
+        "--src-creds", metavar="USER:PASS", help="SRC credentials (or MIRROR_SRC_CREDS)"
+    )
+    mirror.add_argument(
+        "--dest-creds", metavar="USER:PASS", help="DST credentials (or MIRROR_DEST_CREDS)"
+    )
+    mirror.add_argument(
+        "--insecure", action="store_true", help="do not verify the registries' TLS certificates"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocigate",
@@ -460,6 +522,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--to", type=Path, required=True, metavar="CONFIG", help="the destination's configuration"
     )
+    _mirror_options(command(commands, "mirror", _mirror, "none"))
     db = commands.add_parser("db", description="the objects store's database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     for name in ("migrate", "status"):

@@ -26,6 +26,7 @@ from .auth.policy import PolicyConfig
 from .config_env import ENV_NESTED, ENV_PREFIX, Environment
 from .events.config import EventsConfig
 from .layers.artifacts import ArtifactRule, ArtifactType, check_rules, check_types
+from .mirror.config import SyncConfig
 from .production_config import MetricsConfig, RateLimitsConfig, TlsConfig
 from .quota_config import QuotaRule
 from .retention_config import RetentionConfig
@@ -150,6 +151,13 @@ class Settings(BaseSettings):
         default_factory=lambda: RetentionConfig.model_validate({}),
         description="What garbage collection deletes before its mark: rules (repos, keep_last,"
         " keep_younger_than, keep_tags) and untagged_grace (default 24h).",
+    )
+
+    sync: list[SyncConfig] = Field(
+        default_factory=list,
+        description="Scheduled pulls into this registry, each: source, repos, tags, interval,"
+        " referrers, platform, prefix, username, password, tls_verify, jobs. The copies go"
+        " through the events layer: each is reported as a push.",
     )
 
     tls: TlsConfig | None = Field(

@@ -1,5 +1,6 @@
-"""Scheduled garbage collection shared by the worker processes of one data directory: one
-collection per interval, whichever worker gets there first (``gc.last`` records when)."""
+"""A job shared by the worker processes of one data directory: one run per interval, whichever
+worker gets there first (a marker file records when). Scheduled GC (``gc.last``) and the
+scheduled sync use it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
-from ..core.gc import GcReport
+T = TypeVar("T")
 
 
 async def collect_if_due(
-    marker: Path, interval: float, collect: Callable[[], Awaitable[GcReport]]
-) -> GcReport | None:
+    marker: Path, interval: float, collect: Callable[[], Awaitable[T]]
+) -> T | None:
     """``collect()``, unless another process is collecting now or finished one less than
     ``interval`` seconds ago (``marker`` holds when)."""
     fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
