@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import uvloop
 
 from ..production_config import TlsConfig
+from .arenas import cap_arenas
 from .certificates import ReloadingContext
 from .limits import Limits
 from .protocol import App, HttpConnection, Message, ServerState
@@ -119,6 +120,7 @@ def _fork(build_app: Callable[[], App], sock: socket.socket, listener: Listener)
 
 
 def _worker(build_app: Callable[[], App], sock: socket.socket, listener: Listener) -> None:
+    cap_arenas()  # before the app starts any thread
     uvloop.run(_run(build_app, sock, listener))
 
 

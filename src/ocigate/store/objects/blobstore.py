@@ -19,7 +19,7 @@ segments back), then the upload ended and the blob indexed, in that order: a cra
 leaves unreferenced segments, never an index entry an expiry could delete. No copy: the blob is
 the segment list. Reads fetch only the byte ranges asked for, ``read_window`` (4 MiB) per
 request with one window fetched ahead; a single-segment blob may instead be answered with a
-redirect to a presigned GET URL.
+redirect to a presigned GET URL, or read with one GET by a ``SegmentReader`` (``relay``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ...registry import Chunks, Redirect, Stream
 from ..ports import BlobEntry, StagedUpload
 from .bucket import Bucket, StorageUnavailable
 from .ledger import BlobObject, ObjectLedger, Segment, UploadRecord
+from .relay import SegmentReader
 from .resumable_hash import ResumableSha256
 
 MiB = 1024 * 1024
@@ -174,6 +175,7 @@ class ObjectBlobStore:
         read_window: int = 4 * MiB,
         redirect: bool = False,
         redirect_expiry: float = 1200.0,
+        reader: SegmentReader | None = None,
     ) -> None:
         if segment_size > part_size and part_size < MIN_PART:
             raise ValueError(f"part_size {part_size} is below S3's minimum of {MIN_PART}")
@@ -189,6 +191,7 @@ class ObjectBlobStore:
         self.read_window = read_window
         self.redirect = redirect
         self.redirect_expiry = redirect_expiry
+        self.reader = reader
 
     # -- segments --------------------------------------------------------------------------
 
@@ -314,6 +317,8 @@ class ObjectBlobStore:
         if self.redirect and len(blob.segments) == 1:
             url = await self.bucket.sign_get(blob.segments[0].key, self.redirect_expiry)
             return Redirect(307, url)
+        if self.reader is not None and len(blob.segments) == 1 and length:
+            return await self.reader.open(blob.segments[0].key, digest, size, start, length)
         windows = self._windows(blob.segments, start, length)
         first = next(windows, None)
         data = b""
@@ -374,4 +379,6 @@ class ObjectBlobStore:
         await self.delete_segments([s for blob in removed for s in blob.segments])
 
     async def close(self) -> None:
-        pass  # obstore's clients hold no resource needing release
+        # obstore's clients hold no resource needing release; the reader's pool does.
+        if self.reader is not None:
+            await self.reader.close()

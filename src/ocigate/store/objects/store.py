@@ -25,6 +25,7 @@ from ..postgres.metadata import PostgresMetadata
 from ..postgres.migrate import migrate, pending
 from .blobstore import ObjectBlobStore
 from .bucket import Bucket, BucketConfig
+from .relay import SegmentReader
 
 PROBE_KEY = "ready-probe"  # never written: reading it proves the bucket answers
 
@@ -67,12 +68,16 @@ class ObjectsStore(RegistryOverPorts):
     ) -> None:
         self.database = database(db)
         self.migrate_at_start = db.migrate
+        bucket = Bucket(bucket_config(s3))
+        # Spliced reads need a plain socket: on TLS endpoints obstore reads as well.
+        plain = (s3.endpoint or "").startswith("http://")
         blobs = ObjectBlobStore(
-            Bucket(bucket_config(s3)),
+            bucket,
             PostgresLedger(self.database),
             part_size=s3.part_size,
             redirect=s3.redirect,
             redirect_expiry=s3.redirect_expiry,
+            reader=SegmentReader(bucket, s3.redirect_expiry) if plain else None,
         )
         super().__init__(
             blobs,

@@ -2,12 +2,15 @@
 database is unavailable".
 
 Bounds: waiting for a pooled connection (or opening one) takes at most ``connect_timeout``
-seconds, each statement at most ``command_timeout`` (asyncpg cancels it on the server), and a
-whole unit of work (one statement, or one transaction) at most their sum. A refused or lost
-connection, a timeout or a server shutting down becomes :class:`DatabaseUnavailable`, a 503
-naming the database's host, port and name (never the password). Dead connections are dropped
-by the pool and replaced on the next acquire, so service resumes by itself once the server is
-back. asyncpg prepares and caches each statement per connection.
+seconds, the work done on it (one statement, or one transaction) at most ``command_timeout``,
+so a whole unit of work at most their sum. One deadline per unit of work, moved once when the
+connection is in hand: asyncpg's own per-call timeouts cost a timer per statement and a task
+per acquire, on every HEAD. The server bounds each statement too (``statement_timeout``, a
+second later), for work the client cannot cancel. A refused or lost connection, a timeout or a
+server shutting down becomes :class:`DatabaseUnavailable`, a 503 naming the database's host,
+port and name (never the password). Dead connections are dropped by the pool and replaced on
+the next acquire, so service resumes by itself once the server is back. asyncpg prepares and
+caches each statement per connection.
 """
 
 from __future__ import annotations
@@ -106,18 +109,24 @@ class Database:
         }
         settings: dict[str, Any] = {
             "timeout": self.connect_timeout,
-            "command_timeout": self.command_timeout,
             "max_inactive_connection_lifetime": 60.0,
-            "server_settings": server,
         }
+        # The lock pool's waits are bounded per call by their holders (``gc_lock``).
+        locks: dict[str, Any] = {"command_timeout": self.command_timeout, "server_settings": server}
+        statements = {**server, "statement_timeout": f"{int(1000 * self.command_timeout) + 1000}"}
         url = self._url
         try:
             async with asyncio.timeout(self.bound):
                 self.pool = await asyncpg.create_pool(
-                    url, min_size=1, max_size=self.pool_size, **settings
+                    url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    server_settings=statements,
+                    reset=_keep_session,
+                    **settings,
                 )
                 self.locks = await asyncpg.create_pool(
-                    url, min_size=0, max_size=self.lock_connections, **settings
+                    url, min_size=0, max_size=self.lock_connections, **locks, **settings
                 )
         except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
             raise _unavailable(self.where, exc, self._password, self.bound) from None
@@ -142,8 +151,18 @@ class Database:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection for a bounded unit of work (a few statements, no transaction)."""
-        async with self.bounded(), self.pool.acquire(timeout=self.connect_timeout) as conn:
-            yield conn
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.bound
+        try:
+            async with asyncio.timeout(self.connect_timeout) as deadline:
+                conn = await self.pool.acquire()
+                try:
+                    deadline.reschedule(loop.time() + self.command_timeout)
+                    yield conn
+                finally:  # within the bound too: a cancelled statement's connection may hang
+                    await self.pool.release(conn, timeout=max(end - loop.time(), 0.01))
+        except UNREACHABLE as exc:
+            raise _unavailable(self.where, exc, self._password, self.bound) from None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -184,6 +203,13 @@ class Database:
                     await pool.close()
             except UNREACHABLE:
                 pool.terminate()  # a server that went away cannot say goodbye
+
+
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The main pool's release: nothing to undo. Its work leaves no session state (no LISTEN,
+    no session locks: those take the lock pool), and asyncpg's default reset is a round trip
+    (``RESET ALL``, ``pg_advisory_unlock_all()``...) after every unit of work. An open
+    transaction is still rolled back by asyncpg itself."""
 
 
 def row_count(status: str) -> int:

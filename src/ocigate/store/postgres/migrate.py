@@ -113,8 +113,9 @@ async def migrate(db: Database) -> list[str]:
     """Apply the pending migrations; the names applied (none when another replica did)."""
     applied: list[str] = []
     # A migration may run longer than one statement's bound: the lock and the scripts get the
-    # whole unit-of-work bound each, on one connection that holds the lock throughout.
-    async with db.connection() as conn:
+    # whole unit-of-work bound each, on one connection that holds the lock throughout (of the
+    # lock pool, whose release ends any session lock a failure left).
+    async with db.bounded(), db.locks.acquire(timeout=db.connect_timeout) as conn:
         await conn.execute("SELECT pg_advisory_lock($1, $2)", locks.NAMESPACE, locks.MIGRATIONS)
         try:
             await conn.execute(_TABLE)

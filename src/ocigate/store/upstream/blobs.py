@@ -27,7 +27,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 HASH_OFF_LOOP = 256 * 1024
 
 
-class _ResponseStream:
+class ResponseStream:
     """A response body as an async iterator whose ``aclose`` always releases the connection,
     also when iteration never began. Skips and trims to serve a range the upstream ignored.
 
@@ -51,7 +51,7 @@ class _ResponseStream:
         self._verify = verify
         self._hasher = new_hasher(verify.algorithm) if verify is not None else None
 
-    def __aiter__(self) -> _ResponseStream:
+    def __aiter__(self) -> ResponseStream:
         return self
 
     async def __anext__(self) -> bytes:
@@ -187,7 +187,7 @@ class UpstreamBlobs:
         skip = start if status == 200 else 0
         # A whole blob is verified while relayed; a range cannot be, and is relayed as is.
         whole = status == 200 and start == 0 and length == size
-        stream = _ResponseStream(
+        stream = ResponseStream(
             response, skip, length, client.options.read_timeout, digest if whole else None
         )
         return Stream(digest, size, start, length, stream, stream.detach)

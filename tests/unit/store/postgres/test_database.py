@@ -140,3 +140,10 @@ async def test_the_server_bounds_what_a_stalled_or_vanished_replica_holds(db: Da
     assert tuple(row or ()) == ("6s", "10", "ocigate")  # 2 x (1 s connect + 2 s command)
     async with db.locks.acquire() as conn:  # the lock pool's connections too
         assert await conn.fetchval("SHOW tcp_keepalives_count") == "4"
+
+
+async def test_the_server_itself_bounds_each_statement(db: Database) -> None:
+    # A second after the client's own bound (2 s command), for what the client cannot cancel.
+    assert await db.fetchrow("SHOW statement_timeout") == ("3s",)
+    async with db.locks.acquire() as conn:  # lock waits are the lock holders' to bound
+        assert await conn.fetchval("SHOW statement_timeout") == "0"
