@@ -12,6 +12,18 @@ from .oci.errors import NameInvalid
 from .oci.names import check_name
 
 
+def prefix_field(value: str) -> str:
+    """A pydantic validator: a repository prefix without its slashes, a valid repository name
+    or empty (upstreams and the scheduled sync share it)."""
+    value = value.strip("/")
+    if value:
+        try:
+            check_name(value)
+        except NameInvalid as exc:
+            raise ValueError("must be a valid repository name (or empty)") from exc
+    return value
+
+
 class UpstreamConfig(BaseModel):
     """One upstream registry and the repository prefix routed to it."""
 
@@ -114,16 +126,7 @@ class UpstreamConfig(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        if value:
-            try:
-                check_name(value)
-            except NameInvalid as exc:
-                raise ValueError("must be a valid repository name (or empty)") from exc
-        return value
+    _check_prefix = field_validator("prefix")(prefix_field)
 
     @model_validator(mode="after")
     def _check_credentials(self) -> UpstreamConfig:

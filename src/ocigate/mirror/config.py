@@ -8,8 +8,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..durations import duration_field
-from ..oci.errors import NameInvalid
-from ..oci.names import check_name
+from ..upstream_config import prefix_field
 from .endpoints import parse_endpoint
 from .plan import Platform
 
@@ -69,16 +68,7 @@ class SyncConfig(BaseModel):
             Platform.parse(value)
         return value
 
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        if value:
-            try:
-                check_name(value)
-            except NameInvalid as exc:
-                raise ValueError("must be a valid repository name (or empty)") from exc
-        return value
+    _check_prefix = field_validator("prefix")(prefix_field)
 
     @model_validator(mode="after")
     def _check_credentials(self) -> SyncConfig:
