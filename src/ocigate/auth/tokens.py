@@ -9,7 +9,6 @@ service), ``exp``, ``nbf``, ``iat``, ``jti`` and ``access`` — a list of
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..keyfile import create_once
 from ..oci.errors import OCIError
 from .identity import Identity
 
@@ -77,19 +77,7 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivat
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temp, path)  # another worker may have won the race: keep its key
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
+        create_once(path, pem)
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if isinstance(loaded, rsa.RSAPrivateKey):
         return loaded

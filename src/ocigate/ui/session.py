@@ -12,13 +12,12 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
-import uuid
 from pathlib import Path
 
 from ..auth.identity import Identity
+from ..keyfile import create_once
 
 COOKIE = "ocigate_session"
 
@@ -26,19 +25,7 @@ COOKIE = "ocigate_session"
 def load_or_create_secret(path: Path) -> bytes:
     """The key in ``path``, created (32 random bytes, mode 0600) by whichever worker is first."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temp, path)  # another worker may have won the race: keep its key
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
+        create_once(path, secrets.token_bytes(32))
     return path.read_bytes()
 
 
