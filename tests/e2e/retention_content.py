@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import httpx
 
 from .support import (
-    OCI_EMPTY,
-    OCI_MANIFEST,
+    EMPTY_CONFIG,
     Blob,
-    json_bytes,
+    artifact_manifest,
     make_image,
     make_index,
     push_blob_monolithic,
@@ -45,18 +44,9 @@ def push_multi_platform(
 def push_referrer(http: httpx.Client, base: str, repo: str, subject: Blob, kind: str) -> Blob:
     """An artifact of type ``kind`` about ``subject``, pushed by digest (as cosign and oras
     attach signatures and SBOMs)."""
-    empty = Blob(OCI_EMPTY, b"{}")
     payload = Blob("text/plain", f"{kind} of {subject.digest}".encode())
-    for blob in (empty, payload):
+    for blob in (EMPTY_CONFIG, payload):
         push_blob_monolithic(http, base, repo, blob.data)
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": kind,
-        "config": empty.descriptor(),
-        "layers": [payload.descriptor()],
-        "subject": subject.descriptor(),
-    }
-    manifest = Blob(OCI_MANIFEST, json_bytes(doc))
+    manifest = artifact_manifest(kind, payload, subject)
     put_manifest(http, base, repo, manifest.digest, manifest)
     return manifest

@@ -354,6 +354,24 @@ def make_index(images: Sequence[Image]) -> Blob:
     )
 
 
+EMPTY_CONFIG = Blob(OCI_EMPTY, b"{}")  # an OCI 1.1 artifact's config
+
+
+def artifact_manifest(artifact_type: str, payload: Blob, subject: Blob | None = None) -> Blob:
+    """An OCI 1.1 artifact of ``artifact_type``: the empty config, ``payload`` its one layer,
+    about ``subject`` (the manifest it refers to) when given."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": EMPTY_CONFIG.descriptor(),
+        "layers": [payload.descriptor()],
+    }
+    if subject is not None:
+        doc["subject"] = subject.descriptor()
+    return Blob(OCI_MANIFEST, json_bytes(doc))
+
+
 def write_oci_layout(root: Path, blobs: Iterable[Blob], refs: dict[str, Blob]) -> None:
     """Write an OCI image layout: ``oci-layout``, ``index.json`` (one entry per tag), blobs."""
     blob_dir = root / "blobs" / "sha256"

@@ -19,9 +19,9 @@ import pytest
 from spec.conftest import serve_ocigate
 
 from .support import (
-    OCI_EMPTY,
     OCI_MANIFEST,
     Blob,
+    artifact_manifest,
     json_bytes,
     make_image,
     push_blob_monolithic,
@@ -51,24 +51,12 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def artifact_manifest(payload: Blob, artifact_type: str) -> Blob:
-    empty = Blob(OCI_EMPTY, b"{}")
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": empty.descriptor(),
-        "layers": [payload.descriptor()],
-    }
-    return Blob(OCI_MANIFEST, json_bytes(doc))
-
-
 def push_artifact(
     http: httpx.Client, base: str, repo: str, payload: Blob, artifact_type: str, tag: str
 ) -> httpx.Response:
     push_blob_monolithic(http, base, repo, b"{}")
     push_blob_monolithic(http, base, repo, payload.data)
-    manifest = artifact_manifest(payload, artifact_type)
+    manifest = artifact_manifest(artifact_type, payload)
     return http.put(
         f"{base}/v2/{repo}/manifests/{tag}",
         content=manifest.data,

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import httpx
 
 from e2e.support import (
+    EMPTY_CONFIG,
     MANIFEST_ACCEPT,
-    OCI_EMPTY,
     OCI_INDEX,
-    OCI_MANIFEST,
     Blob,
+    artifact_manifest,
     json_bytes,
     make_image,
     make_index,
@@ -22,7 +22,6 @@ from e2e.support import (
 
 SBOM_TYPE = "application/vnd.example.sbom.v1+json"
 SIGNATURE_TYPE = "application/vnd.example.signature.v1"
-EMPTY = Blob(OCI_EMPTY, b"{}")
 
 
 @dataclass(frozen=True)
@@ -30,18 +29,6 @@ class Pushed:
     tags: dict[str, Blob]  # tag -> the manifest it names
     manifests: tuple[Blob, ...]  # every manifest, the referrers' too
     referrers: dict[str, list[str]]  # subject digest -> its referrers' digests
-
-
-def artifact(artifact_type: str, payload: Blob, subject: Blob) -> Blob:
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": EMPTY.descriptor(),
-        "layers": [payload.descriptor()],
-        "subject": subject.descriptor(),
-    }
-    return Blob(OCI_MANIFEST, json_bytes(doc))
 
 
 def referrers_index(referrers: list[tuple[Blob, str]]) -> Blob:
@@ -68,10 +55,10 @@ def push_set(
     index = make_index([amd, arm])
     put_manifest(http, base, repo, "multi", index)
     sbom_payload = Blob("application/json", json_bytes({"packages": [seed]}))
-    sbom = artifact(SBOM_TYPE, sbom_payload, image.manifest)
+    sbom = artifact_manifest(SBOM_TYPE, sbom_payload, image.manifest)
     signature_payload = Blob("application/octet-stream", b"signature of " + sbom.digest.encode())
-    signature = artifact(SIGNATURE_TYPE, signature_payload, sbom)
-    for blob in (EMPTY, sbom_payload, signature_payload):
+    signature = artifact_manifest(SIGNATURE_TYPE, signature_payload, sbom)
+    for blob in (EMPTY_CONFIG, sbom_payload, signature_payload):
         push_blob_monolithic(http, base, repo, blob.data)
     for referrer in (sbom, signature):
         put_manifest(http, base, repo, referrer.digest, referrer)

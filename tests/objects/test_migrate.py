@@ -11,11 +11,9 @@ import httpx
 import yaml
 
 from e2e.support import (
+    EMPTY_CONFIG,
     MANIFEST_ACCEPT,
-    OCI_EMPTY,
-    OCI_MANIFEST,
-    Blob,
-    json_bytes,
+    artifact_manifest,
     make_image,
     make_index,
     ocigate_argv,
@@ -74,20 +72,9 @@ def test_an_embedded_registry_moves_onto_objects_byte_exact(
             push_image(http, base, REPOS[1], image, f"only-{image.manifest.digest[7:15]}")
         index = make_index(images)
         put_manifest(http, base, REPOS[1], "multi", index)
-        empty = Blob(OCI_EMPTY, b"{}")
-        push_blob_monolithic(http, base, REPOS[0], empty.data)
-        signature = Blob(
-            OCI_MANIFEST,
-            json_bytes(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "artifactType": "application/vnd.example.signature",
-                    "config": empty.descriptor(),
-                    "layers": [empty.descriptor()],
-                    "subject": app.manifest.descriptor(),
-                }
-            ),
+        push_blob_monolithic(http, base, REPOS[0], EMPTY_CONFIG.data)
+        signature = artifact_manifest(
+            "application/vnd.example.signature", EMPTY_CONFIG, app.manifest
         )
         put_manifest(http, base, REPOS[0], "sig", signature)
         http.put(
