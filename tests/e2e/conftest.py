@@ -14,10 +14,13 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from parts.registries import http
+
 from .support import ServerProcess, distribution_server, ocigate_server
+
+__all__ = ["http"]
 
 REGISTRY_KIND = os.environ.get("E2E_REGISTRY", "ocigate")
 if REGISTRY_KIND not in ("ocigate", "distribution"):
@@ -63,12 +66,6 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     yield factory
     for server in created:
         server.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as client:
-        yield client
 
 
 @pytest.fixture

@@ -45,12 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as client:
-        yield client
-
-
 def push_artifact(
     http: httpx.Client, base: str, repo: str, payload: Blob, artifact_type: str, tag: str
 ) -> httpx.Response:

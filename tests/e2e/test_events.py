@@ -55,12 +55,6 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as client:
-        yield client
-
-
 def short(event: dict[str, Any]) -> str:
     return str(event["type"]).removeprefix("io.ocigate.")
 

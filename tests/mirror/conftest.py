@@ -8,22 +8,15 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from e2e.support import ServerProcess, distribution_server, ocigate_argv, ocigate_server
+from e2e.support import ServerProcess, ocigate_argv, ocigate_server
+from parts.registries import distribution, http
+
+__all__ = ["distribution", "http"]
 
 AUTH_VARIABLES = ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "MIRROR_SRC_CREDS", "MIRROR_DEST_CREDS")
 Mirror = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def distribution(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = distribution_server(tmp_path / "dist", tmp_path / "dist.log").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -38,12 +31,6 @@ def ocigate_pair(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]
     finally:
         for server in servers:
             server.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as client:
-        yield client
 
 
 def mirror_argv(*args: str) -> list[str]:

@@ -8,28 +8,30 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from e2e.support import ServerProcess
 from parts.haproxy import HAProxy
 from parts.postgres import PostgresServer, postgres_server, postgres_url
+from parts.registries import http
 from parts.s3 import S3Bucket, S3Server, create_bucket, radosgw, s3_bucket, s3_server, seaweedfs
 
 from .support import balanced, objects_store, replicas
 
-__all__ = ["postgres_server", "postgres_url", "radosgw", "s3_bucket", "s3_server", "seaweedfs"]
+__all__ = [
+    "http",
+    "postgres_server",
+    "postgres_url",
+    "radosgw",
+    "s3_bucket",
+    "s3_server",
+    "seaweedfs",
+]
 
 
 @pytest.fixture(scope="session")
 def registry_kind() -> str:
     return "ocigate"  # what the e2e tests run here ask to tell ocigate from distribution
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30.0) as client:
-        yield client
 
 
 @pytest.fixture

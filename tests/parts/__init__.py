@@ -1,2 +1,3 @@
 """Real external parts the tests start: PostgreSQL (``postgres``), S3 servers (``s3``: radosgw,
-SeaweedFS), HAProxy (``haproxy``)."""
+SeaweedFS), HAProxy (``haproxy``); the ``distribution`` registry and ``http`` client fixtures
+(``registries``)."""
