@@ -190,12 +190,19 @@ class ServerProcess:
 
 
 def ocigate_server(
-    data_dir: Path, log_path: Path, workers: int = 2, port: int | None = None
+    data_dir: Path,
+    log_path: Path,
+    workers: int = 2,
+    port: int | None = None,
+    *,
+    config: Path | None = None,
 ) -> ServerProcess:
+    """``ocigate serve`` (not started) on a free loopback port, with ``config`` when given."""
     port = port or free_port()
     argv = [
         *ocigate_argv(),
         "serve",
+        *(["--config", str(config)] if config is not None else []),
         "--listen",
         f"127.0.0.1:{port}",
         "--data-dir",

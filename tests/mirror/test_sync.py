@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from e2e.support import ServerProcess, free_port, make_image, ocigate_argv, push_image
+from e2e.support import ServerProcess, make_image, ocigate_server, push_image
 from e2e.webhook_receiver import Receiver
 from ocigate.config import Settings
 
@@ -33,20 +33,7 @@ def receiver() -> Iterator[Receiver]:
 def _serve(tmp_path: Path, settings: dict[str, Any]) -> ServerProcess:
     config = tmp_path / "ocigate.yml"
     config.write_text(yaml.safe_dump(settings))
-    port = free_port()
-    argv = [
-        *ocigate_argv(),
-        "serve",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--workers",
-        "2",
-    ]
-    return ServerProcess("ocigate", argv, port, tmp_path / "ocigate.log")
+    return ocigate_server(tmp_path / "data", tmp_path / "ocigate.log", config=config)
 
 
 def _wait_for(http: httpx.Client, url: str, repo: str, tag: str, data: bytes) -> None:
