@@ -21,16 +21,17 @@ from .conftest import Content, serve
 COOKIE = "ocigate_session"
 
 
-def login(content: Content, user: str, password: str, **headers: str) -> httpx.Response:
+def login(url: str, user: str, password: str, **headers: str) -> httpx.Response:
     return httpx.post(
-        f"{content.url}/ui/login",
+        f"{url}/ui/login",
         data={"username": user, "password": password},
         headers=headers,
     )
 
 
-def as_alice(content: Content) -> str:
-    response = login(content, "alice", "alice-pw", origin=content.url)
+def as_alice(url: str) -> str:
+    """The cookie of alice logged in at ``url``."""
+    response = login(url, "alice", "alice-pw", origin=url)
     assert response.status_code == 303, response.text
     return response.cookies[COOKIE]
 
@@ -41,7 +42,7 @@ def page(content: Content, path: str, cookie: str | None = None) -> httpx.Respon
 
 
 def test_login_sets_a_strict_httponly_cookie_every_worker_accepts(content: Content) -> None:
-    response = login(content, "alice", "alice-pw", origin=content.url)
+    response = login(content.url, "alice", "alice-pw", origin=content.url)
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/"
     header = response.headers["set-cookie"]
@@ -73,7 +74,7 @@ def test_logout_clears_the_cookie(content: Content) -> None:
     ],
 )
 def test_form_posts_from_elsewhere_are_refused(content: Content, headers: dict[str, str]) -> None:
-    response = login(content, "alice", "alice-pw", **headers)
+    response = login(content.url, "alice", "alice-pw", **headers)
     assert response.status_code == 403
     assert "set-cookie" not in response.headers
     assert "not sent from this site" in response.text
@@ -82,27 +83,27 @@ def test_form_posts_from_elsewhere_are_refused(content: Content, headers: dict[s
 
 
 def test_a_referer_from_the_site_itself_is_enough(content: Content) -> None:
-    response = login(content, "alice", "alice-pw", referer=f"{content.url}/ui/login")
+    response = login(content.url, "alice", "alice-pw", referer=f"{content.url}/ui/login")
     assert response.status_code == 303
 
 
 def test_behind_a_proxy_ending_tls_the_cookie_is_secure(content: Content) -> None:
     # The proxy forwards the browser's Host; the page the form was on was https.
     host = content.url.removeprefix("http://")
-    response = login(content, "alice", "alice-pw", origin=f"https://{host}")
+    response = login(content.url, "alice", "alice-pw", origin=f"https://{host}")
     assert response.status_code == 303
     assert response.headers["set-cookie"].endswith("; Secure")
 
 
 def test_wrong_password_gets_401_and_no_cookie(content: Content) -> None:
-    response = login(content, "alice", "nope", origin=content.url)
+    response = login(content.url, "alice", "nope", origin=content.url)
     assert response.status_code == 401
     assert "set-cookie" not in response.headers
     assert "Invalid user name or password" in response.text
 
 
 def test_a_tampered_cookie_is_anonymous(content: Content) -> None:
-    cookie = as_alice(content)
+    cookie = as_alice(content.url)
     encoded, _, signature = cookie.partition(".")
     claims = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
     claims["u"] = "root"
@@ -115,7 +116,7 @@ def test_a_tampered_cookie_is_anonymous(content: Content) -> None:
 
 
 def test_denied_and_missing_repositories_answer_alike(content: Content) -> None:
-    cookie = as_alice(content)
+    cookie = as_alice(content.url)
     denied = page(content, "/ui/r/secret/vault", cookie)
     missing = page(content, "/ui/r/secret/absent", cookie)
     assert denied.status_code == missing.status_code == 404
@@ -214,13 +215,7 @@ def test_replicas_with_one_secret_accept_each_others_logins(tmp_path: Path) -> N
     other = serve(tmp_path / "other", {"session_secret": secret})
     stranger = serve(tmp_path / "stranger", {})
     try:
-        response = httpx.post(
-            f"{one.url}/ui/login",
-            data={"username": "alice", "password": "alice-pw"},
-            headers={"origin": one.url},
-        )
-        assert response.status_code == 303
-        cookies = {COOKIE: response.cookies[COOKIE]}
+        cookies = {COOKIE: as_alice(one.url)}
         # Each server has its own empty data directory: the repository is missing on all
         # three, but only the servers sharing the secret see alice logged in.
         for server, user in ((one, "alice"), (other, "alice"), (stranger, None)):
@@ -236,13 +231,7 @@ def test_replicas_with_one_secret_accept_each_others_logins(tmp_path: Path) -> N
 def test_logins_work_with_the_token_realm_too(tmp_path: Path) -> None:
     process = serve(tmp_path, {}, realm="token")
     try:
-        response = httpx.post(
-            f"{process.url}/ui/login",
-            data={"username": "alice", "password": "alice-pw"},
-            headers={"origin": process.url},
-        )
-        assert response.status_code == 303
-        shown = httpx.get(f"{process.url}/ui/", cookies={COOKIE: response.cookies[COOKIE]})
+        shown = httpx.get(f"{process.url}/ui/", cookies={COOKIE: as_alice(process.url)})
         assert "<span>alice</span>" in shown.text
         # The API beside it challenges with the token flow as before.
         challenge = httpx.get(f"{process.url}/v2/").headers["www-authenticate"]
