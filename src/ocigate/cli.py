@@ -187,11 +187,7 @@ def _gc(args: argparse.Namespace) -> int:
     from .store.core.retention_run import Retention
 
     settings = _settings_from(args)
-    config = settings.store
-    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
-        raise StartupError(
-            f"gc: the store is kind {config.kind}; gc is for kinds embedded and objects"
-        )
+    config = _holding_config(settings, "gc", "gc is")
     grace = config.gc_grace if args.grace is None else parse_duration(args.grace)
 
     # Safe beside running servers: the sweep holds the store's GC lock, which commits share
@@ -225,11 +221,7 @@ def _quota(args: argparse.Namespace) -> int:
     from .quota_table import usage_table
 
     settings = _settings_from(args)
-    config = settings.store
-    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
-        raise StartupError(
-            f"quota: the store is kind {config.kind}; quotas are for kinds embedded and objects"
-        )
+    config = _holding_config(settings, "quota", "quotas are")
 
     async def table() -> str:
         async with _opened(config) as store:
@@ -267,6 +259,18 @@ async def _opened(
         yield store
     finally:
         await store.close()
+
+
+def _holding_config(
+    settings: Settings, command: str, subject: str
+) -> EmbeddedStoreConfig | ObjectsStoreConfig:
+    """The store section of a command over what the store holds: kind embedded or objects."""
+    config = settings.store
+    if not isinstance(config, EmbeddedStoreConfig | ObjectsStoreConfig):
+        raise StartupError(
+            f"{command}: the store is kind {config.kind}; {subject} for kinds embedded and objects"
+        )
+    return config
 
 
 def _objects_config(args: argparse.Namespace, command: str) -> ObjectsStoreConfig:
