@@ -29,6 +29,7 @@ from .layers.ratelimit import RateLimiter
 from .layers.validate import ValidatingRegistry
 from .logformat import configure_logging
 from .metrics import GC_FREED, GC_RUNS, exposition
+from .quota_table import usage_row
 from .registry import Registry
 from .server.limits import Limits
 from .store.core.gc import GcReport
@@ -97,11 +98,16 @@ def create_app(settings: Settings) -> App:
         partial(exposition, data_dir, embedded) if settings.metrics.enabled else None,
         opening=backend.opening,
         namespaces=backend.namespaces,
-        mount=web_ui(settings, registry, auth),
+        mount=web_ui(settings, registry, auth, backend.metadata),
     )
 
 
-def web_ui(settings: Settings, registry: Registry, auth: Authenticator | None) -> Ui | None:
+def web_ui(
+    settings: Settings,
+    registry: Registry,
+    auth: Authenticator | None,
+    metadata: MetadataStore | None,
+) -> Ui | None:
     """The web UI over the same layers as the API, unless switched off. A gateway's default is
     off: its upstreams may list nothing, and its users pull, they do not browse."""
     config = settings.ui
@@ -114,7 +120,8 @@ def web_ui(settings: Settings, registry: Registry, auth: Authenticator | None) -
         secret = config.session_secret.encode()
     else:
         secret = load_or_create_secret(settings.store.data_dir / "ui-session.key")
-    return Ui(registry, config, Sessions(secret, config.session_ttl), auth)
+    usage = partial(usage_row, metadata, settings.quotas) if settings.quotas and metadata else None
+    return Ui(registry, config, Sessions(secret, config.session_ttl), auth, usage)
 
 
 def app_from_environment() -> App:

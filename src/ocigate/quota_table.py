@@ -29,34 +29,33 @@ def _percent(used: int, limit: int | None) -> float | None:
     return 100.0 * used / limit
 
 
+async def usage_row(meta: MetadataStore, rules: Sequence[QuotaRule], repo: str) -> tuple[str, ...]:
+    """``repo``'s usage, limits, the fuller of the two percentages (how close the repository
+    is to being refused) and the rule, as ``HEADER`` names them."""
+    usage = await meta.usage(repo)
+    rule = rule_for(rules, repo)
+    max_bytes = None if rule is None or rule.max_bytes is None else int(rule.max_bytes)
+    max_tags = None if rule is None else rule.max_tags
+    shares = [
+        p
+        for p in (_percent(usage.bytes, max_bytes), _percent(usage.tags, max_tags))
+        if p is not None
+    ]
+    return (
+        repo,
+        _of(_size(usage.bytes), None if max_bytes is None else _size(max_bytes)),
+        _of(str(usage.tags), None if max_tags is None else str(max_tags)),
+        f"{max(shares):.0f}%" if shares else "-",
+        rule.repos if rule is not None else "-",
+    )
+
+
 async def usage_rows(
     meta: MetadataStore, rules: Sequence[QuotaRule], glob: str
 ) -> list[tuple[str, ...]]:
-    """One row per repository matching ``glob``: usage, limits, the fuller of the two
-    percentages (how close the repository is to being refused), the rule."""
-    rows: list[tuple[str, ...]] = []
-    for repo in (await meta.list_repositories(None, None)).items:
-        if not matches(glob, repo):
-            continue
-        usage = await meta.usage(repo)
-        rule = rule_for(rules, repo)
-        max_bytes = None if rule is None or rule.max_bytes is None else int(rule.max_bytes)
-        max_tags = None if rule is None else rule.max_tags
-        shares = [
-            p
-            for p in (_percent(usage.bytes, max_bytes), _percent(usage.tags, max_tags))
-            if p is not None
-        ]
-        rows.append(
-            (
-                repo,
-                _of(_size(usage.bytes), None if max_bytes is None else _size(max_bytes)),
-                _of(str(usage.tags), None if max_tags is None else str(max_tags)),
-                f"{max(shares):.0f}%" if shares else "-",
-                rule.repos if rule is not None else "-",
-            )
-        )
-    return rows
+    """One row per repository matching ``glob`` (``usage_row``)."""
+    repos = (await meta.list_repositories(None, None)).items
+    return [await usage_row(meta, rules, repo) for repo in repos if matches(glob, repo)]
 
 
 async def usage_table(meta: MetadataStore, rules: Sequence[QuotaRule], glob: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pydantic import ByteSize
 
 from .support import (
     Blob,
@@ -292,3 +293,19 @@ def test_the_config_names_the_bad_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "quotas: the store is kind gateway" in result.stderr
+
+
+def test_the_web_ui_shows_a_repositorys_usage_against_its_quota(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    image = make_image("ui-usage", layer_sizes=(10_000,))
+    push_image(client, server.url, "lib/ui", image, "v1")
+    held = sum(len(blob.data) for blob in image.blobs) + len(image.manifest.data)
+    page = client.get(f"{server.url}/ui/r/lib/ui")
+    assert page.status_code == 200, page.text
+    used = ByteSize(held).human_readable(separator=" ")
+    share = f"{100 * max(held / (200 * KiB), 1 / 5):.0f}%"
+    assert (
+        f"Storage used: {used} / 200.0 KiB; tags: 1 / 5; {share} of quota <code>lib/**</code>."
+        in page.text
+    )

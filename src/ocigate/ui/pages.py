@@ -42,8 +42,16 @@ def repositories(base: str, page: Page, query: str, last: str | None) -> str:
     return form + listing + _pager(nxt, first)
 
 
+def quota(row: tuple[str, ...] | None) -> str:
+    """A repository's usage (``quota_table.usage_row``), above its tags; none without quotas."""
+    if row is None:
+        return ""
+    _, used, tags, share, rule = row
+    limit = "no quota applies" if rule == "-" else f"{e(share)} of quota <code>{e(rule)}</code>"
+    return f'<p class="usage">Storage used: {e(used)}; tags: {e(tags)}; {limit}.</p>'
+
+
 def tags(base: str, repo: str, rows: list[TagDetail], more: bool, last: str | None) -> str:
-    # Where the quota feature's usage of this repository is to be shown: above the tags.
     if not rows:
         return "<p>No tags.</p>"
     body = "".join(

@@ -4,6 +4,7 @@ not exist: the UI never tells them apart."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from ..api.auth import Authenticator
@@ -24,6 +25,9 @@ from . import pages, views
 from .config import UiConfig
 from .html import STYLESHEET, frame
 from .session import COOKIE, Sessions
+
+# A repository's storage use against its quota, as ``ocigate quota`` prints a row of it.
+Usage = Callable[[str], Awaitable[tuple[str, ...]]]
 
 _FORM_MAX = 4096
 _HIDDEN = (Unauthorized, Denied, NameUnknown, ManifestUnknown)
@@ -57,8 +61,10 @@ class Ui:
         config: UiConfig,
         sessions: Sessions,
         auth: Authenticator | None,
+        usage: Usage | None = None,
     ) -> None:
         self.registry = registry
+        self.usage = usage
         self.base = config.path
         self.page_size = config.page_size
         self.sessions = sessions
@@ -140,7 +146,9 @@ class Ui:
         else:
             last = request.param("last") or None
             rows, more = await views.tags(self.registry, repo, last, self.page_size)
-            body = pages.tags(self.base, repo, rows, more, last)
+            # Asked only once the policy let the listing through: usage tells nothing more.
+            used = await self.usage(repo) if self.usage is not None else None
+            body = pages.quota(used) + pages.tags(self.base, repo, rows, more, last)
             await self._page(send, 200, repo, body, identity, pages.crumbs(self.base, repo))
 
     def _refusal(self, error: OCIError, identity: Identity) -> _Refused:
