@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ocigate.server import zerocopy
 from ocigate.server.zerocopy import ClientGone, CopyTimeout, copy_fd
 
 from .test_builtin_server import EchoApp, read_response, server
@@ -180,3 +181,51 @@ async def test_a_source_ending_early_is_an_error() -> None:
     finally:
         for sock in (out, sink, source):
             sock.close()
+
+
+async def test_a_trickling_tcp_source_wakes_the_copy_per_low_water_mark_not_per_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A source sending many small pieces (an object store's socket) wakes the copy once per
+    ``SOURCE_LOWAT`` bytes, and the last bytes, fewer than that, still arrive at once."""
+    waits = 0
+    real_wait = zerocopy._wait
+
+    async def counted(readable: int | None, writable: int | None, stall: float) -> None:
+        nonlocal waits
+        waits += 1
+        await real_wait(readable, writable, stall)
+
+    monkeypatch.setattr(zerocopy, "_wait", counted)
+    payload = os.urandom(3 * zerocopy.SOURCE_LOWAT + 12_345)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        feeder = socket.create_connection(listener.getsockname())
+        source, _ = listener.accept()
+    out, sink = socket.socketpair()
+    out.setblocking(False)
+    source.setblocking(False)
+    received = bytearray()
+
+    def feed() -> None:
+        for at in range(0, len(payload), 4096):
+            feeder.sendall(payload[at : at + 4096])
+            time.sleep(0.0005)
+
+    def drain() -> None:
+        while len(received) < len(payload):
+            received.extend(sink.recv(1 << 20))
+
+    try:
+        fed = asyncio.ensure_future(asyncio.to_thread(feed))
+        drained = asyncio.ensure_future(asyncio.to_thread(drain))
+        started = time.monotonic()
+        await copy_fd(out.fileno(), source.fileno(), None, len(payload), 5.0, 5.0)
+        await asyncio.gather(fed, drained)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in (out, sink, source, feeder):
+            sock.close()
+    assert bytes(received) == payload
+    pieces = len(payload) // 4096
+    print(f"{waits} wake-ups for {pieces} pieces")
+    assert waits <= 12 < pieces
