@@ -1,14 +1,14 @@
 """Blob reads of a plain-HTTP S3 endpoint with one ranged GET, through ocigate's own client.
 
 obstore reads a blob window by window (4 MiB each), every byte copied from Rust into a Python
-``bytes`` and again into the client's socket: about 1.1 CPU-seconds per GiB pulled here. This
+``bytes`` and again into the client's socket: 0.9-1.1 CPU-seconds per GiB pulled here. This
 reader sends one GET for the whole range asked (a presigned URL, so no request signing of its
 own), on a keep-alive connection of :class:`ocigate.client.pool.Pool`, and hands the socket
 to the HTTP server (``Stream.detach``), whose kernel splice moves the bytes from S3's socket to
-the client's without them entering Python (``make bench``: 0.5-0.6 CPU-seconds per GiB).
+the client's without them entering Python (``make bench``: 0.35-0.40 CPU-seconds per GiB).
 
 Only for a blob held in one segment (all but those over ``segment_size``, 4 GiB) and an
-``http://`` endpoint: TLS bytes cannot be spliced, and there obstore's path is as good.
+``http://`` endpoint: TLS bytes cannot be spliced, so there obstore reads.
 Presigned URLs are kept for half their validity (``Range`` is not part of the signature), so
 signing is rare. Bounded like the bucket's own calls: connecting ``connect_timeout``, then each
 read of the response ``request_timeout``; a failure is a ``StorageUnavailable`` naming the
