@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..oci.descriptors import Descriptor
 from ..oci.digest import Digest
-from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OCIError
+from ..oci.errors import BlobUnknown, Denied, ManifestUnknown, NameUnknown, OCIError
 from ..oci.manifests import Manifest, parse_manifest
 from ..oci.reference import Reference, Tag
 from ..registry import Chunked, Registry, StoredManifest, Stream, UploadChunk
@@ -31,6 +31,11 @@ from .plan import Options, Summary, needs_catalog, select_repositories, select_t
 from .progress import Reporter
 
 T = TypeVar("T")
+# Where a refused login can come from (``credentials``), for the refusal's reason.
+LOGINS = (
+    "--src-creds/--dest-creds USER:PASSWORD, MIRROR_SRC_CREDS/MIRROR_DEST_CREDS,"
+    " REGISTRY_AUTH_FILE, podman's auth.json or docker's config.json naming the host"
+)
 ABSENT = (ManifestUnknown, NameUnknown, BlobUnknown)
 
 
@@ -69,8 +74,11 @@ class Mirror:
         return self.summary
 
     def _fail(self, what: str, exc: BaseException) -> None:
-        self.summary.failures.append((what, str(exc) or type(exc).__name__))
-        self._report.note(f"failed {what}: {exc}")
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, Denied) and exc.detail.get("status") == 401:
+            reason += f" (log in: {LOGINS})"
+        self.summary.failures.append((what, reason))
+        self._report.note(f"failed {what}: {reason}")
 
     async def _repositories(self) -> list[str]:
         """The repositories to copy, relative to the source prefix. The catalog is asked only

@@ -95,7 +95,7 @@ async def upstream_error(
     if status in (401, 403):
         return Denied(
             {"upstream": upstream, "status": status, "upstream_code": code or None},
-            f"{where} denied the gateway's request ({status}): {message or 'no detail'}",
+            f"{where} denied ocigate's request ({status}): {message or 'no detail'}",
         )
     if status == 429:
         return TooManyRequests({"upstream": upstream}, f"{where} is rate limiting: {message}")
