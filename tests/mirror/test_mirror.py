@@ -43,6 +43,9 @@ def test_distribution_to_ocigate_copies_everything_then_nothing(
     # The index is there, so its children are not even looked at.
     assert "skipped (already there): 4 manifests, 2 tags," in again.stdout
     assert "copied blob" not in again.stderr
+    # Named repositories need no catalog: it works against registries without one (GHCR, ACR).
+    requests = distribution.log_path.read_text()
+    assert "/v2/lib/app/manifests/" in requests and "/v2/_catalog" not in requests
 
 
 def test_ocigate_to_distribution_keeps_referrers_in_the_tag_schema_and_mounts(
