@@ -1,16 +1,17 @@
-"""``Database``: an asyncpg pool with every call bounded in time, and one error for "the
-database is unavailable".
+"""``Database``: connections to one PostgreSQL database with every call bounded in time, and
+one error for "the database is unavailable".
 
-Bounds: waiting for a pooled connection (or opening one) takes at most ``connect_timeout``
-seconds, the work done on it (one statement, or one transaction) at most ``command_timeout``,
-so a whole unit of work at most their sum. One deadline per unit of work, moved once when the
+Bounds: waiting for a connection (or opening one) takes at most ``connect_timeout`` seconds,
+the work done on it (one statement, or one transaction) at most ``command_timeout``, so a
+whole unit of work at most their sum. One deadline per unit of work, moved once when the
 connection is in hand: asyncpg's own per-call timeouts cost a timer per statement and a task
 per acquire, on every HEAD. The server bounds each statement too (``statement_timeout``, a
 second later), for work the client cannot cancel. A refused or lost connection, a timeout or a
 server shutting down becomes :class:`DatabaseUnavailable`, a 503 naming the database's host,
-port and name (never the password). Dead connections are dropped by the pool and replaced on
-the next acquire, so service resumes by itself once the server is back. asyncpg prepares and
-caches each statement per connection.
+port and name (never the password). Queries take their connections from ``Connections`` (see
+there why not asyncpg's pool); session-level locks from an asyncpg pool of their own. Dead
+connections are dropped and replaced on the next acquire, so service resumes by itself once
+the server is back. asyncpg prepares and caches each statement per connection.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
 from ...oci.errors import Unavailable
+from .connections import Connections
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-    # What the pools hand out (the stubs' generic proxy; not subscriptable at run time).
-    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+    # What ``connection`` and the lock pool hand out (the stubs' generics; not subscriptable
+    # at run time).
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    LockConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 T = TypeVar("T")
 
@@ -62,7 +67,7 @@ class Database:
     """A pool of connections to one PostgreSQL database, opened by :meth:`open` (or made open
     by :meth:`connect`) on the event loop that will use it."""
 
-    pool: asyncpg.Pool
+    pool: Connections
     locks: asyncpg.Pool
 
     def __init__(
@@ -107,26 +112,24 @@ class Database:
             "tcp_keepalives_interval": "5",
             "tcp_keepalives_count": "4",
         }
-        settings: dict[str, Any] = {
-            "timeout": self.connect_timeout,
-            "max_inactive_connection_lifetime": 60.0,
-        }
         # The lock pool's waits are bounded per call by their holders (``gc_lock``).
         locks: dict[str, Any] = {"command_timeout": self.command_timeout, "server_settings": server}
         statements = {**server, "statement_timeout": f"{int(1000 * self.command_timeout) + 1000}"}
         url = self._url
+        self.pool = Connections(
+            partial(asyncpg.connect, url, timeout=self.connect_timeout, server_settings=statements),
+            self.pool_size,
+        )
         try:
             async with asyncio.timeout(self.bound):
-                self.pool = await asyncpg.create_pool(
-                    url,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    server_settings=statements,
-                    reset=_keep_session,
-                    **settings,
-                )
+                await self.pool.prime()
                 self.locks = await asyncpg.create_pool(
-                    url, min_size=0, max_size=self.lock_connections, **locks, **settings
+                    url,
+                    min_size=0,
+                    max_size=self.lock_connections,
+                    timeout=self.connect_timeout,
+                    max_inactive_connection_lifetime=60.0,
+                    **locks,
                 )
         except (*UNREACHABLE, asyncpg.PostgresError) as exc:  # also refused: no such database
             raise _unavailable(self.where, exc, self._password, self.bound) from None
@@ -151,16 +154,11 @@ class Database:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection for a bounded unit of work (a few statements, no transaction)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + self.bound
         try:
             async with asyncio.timeout(self.connect_timeout) as deadline:
-                conn = await self.pool.acquire()
-                try:
-                    deadline.reschedule(loop.time() + self.command_timeout)
+                async with self.pool.hold() as conn:
+                    deadline.reschedule(asyncio.get_running_loop().time() + self.command_timeout)
                     yield conn
-                finally:  # within the bound too: a cancelled statement's connection may hang
-                    await self.pool.release(conn, timeout=max(end - loop.time(), 0.01))
         except UNREACHABLE as exc:
             raise _unavailable(self.where, exc, self._password, self.bound) from None
 
@@ -197,19 +195,12 @@ class Database:
         return future.result(timeout=self.bound + 1.0)  # work is bounded itself: a backstop
 
     async def close(self) -> None:
-        for pool in (self.locks, self.pool):
-            try:
-                async with asyncio.timeout(self.bound):
-                    await pool.close()
-            except UNREACHABLE:
-                pool.terminate()  # a server that went away cannot say goodbye
-
-
-async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """The main pool's release: nothing to undo. Its work leaves no session state (no LISTEN,
-    no session locks: those take the lock pool), and asyncpg's default reset is a round trip
-    (``RESET ALL``, ``pg_advisory_unlock_all()``...) after every unit of work. An open
-    transaction is still rolled back by asyncpg itself."""
+        await self.pool.close()
+        try:
+            async with asyncio.timeout(self.bound):
+                await self.locks.close()
+        except UNREACHABLE:
+            self.locks.terminate()  # a server that went away cannot say goodbye
 
 
 def row_count(status: str) -> int:

@@ -49,7 +49,7 @@ from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
 from .outbox import PostgresOutbox, insert_events
 
 if TYPE_CHECKING:
-    from .database import Connection
+    from .database import Connection, LockConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ class PostgresMetadata:
         # goes with it whatever interrupts the holder, and a lost connection loses it too.
         kind = "" if exclusive else "_shared"
         db = self.db
-        conn: Connection | None = None
+        conn: LockConnection | None = None
         try:
             # Waiting for a lock connection (more sharers than the lock pool holds) is waiting
             # for the lock: both within lock_wait, plus the time to connect.
