@@ -77,24 +77,38 @@ def test_a_replica_killed_among_concurrent_pushes_loses_nothing_acknowledged(
         if _push_retrying(cluster.proxy.url, repo, images[i], f"t{i}"):
             acked.append(i)
 
-    with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(push, i) for i in range(16)]
-        started.wait()
-        time.sleep(0.4)  # pushes under way, some of their requests on the victim
-        victim.kill()
-        for future in futures:
-            future.result()
-    assert acked, "no push survived"
-    # It was killed in the middle of the pushes, having served some of their requests.
-    log = victim.log_path.read_text()
-    assert '"method":"PUT"' in log or '"method":"PATCH"' in log or '"method":"POST"' in log
-    survivors = [s for s in cluster.replicas if s is not victim]
-    for i in acked:
-        for server in survivors:
-            _assert_whole(server.url, repo, images[i], f"t{i}")
-    report = _fsck(survivors[0])
-    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-2000:]
-    victim.start()  # back for the module's other tests
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(push, i) for i in range(16)]
+            started.wait()
+            # Killed in the middle of the pushes, once it has served some of their requests
+            # (waited for, not slept for: a loaded machine may take seconds to get there).
+            served = _wait_for_push_requests(victim.log_path, 30.0)
+            victim.kill()
+            for future in futures:
+                future.result()
+        assert served, "the victim served no push request within 30 s"
+        assert acked, "no push survived"
+        survivors = [s for s in cluster.replicas if s is not victim]
+        for i in acked:
+            for server in survivors:
+                _assert_whole(server.url, repo, images[i], f"t{i}")
+        report = _fsck(survivors[0])
+        assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-2000:]
+    finally:
+        if victim.proc is None or victim.proc.poll() is not None:
+            victim.start()  # back for the module's other tests, also when this one failed
+
+
+def _wait_for_push_requests(log_path: Path, seconds: float) -> bool:
+    """Whether the access log at ``log_path`` shows a push request within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        log = log_path.read_text()
+        if any(f'"method":"{method}"' in log for method in ("PUT", "PATCH", "POST")):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_32_clients_pushing_one_tag_and_the_same_blobs_at_once(cluster: Cluster, repo: str) -> None:
