@@ -62,6 +62,11 @@ class QuotaRule(BaseModel):
         return self
 
 
+def human_size(count: int) -> str:
+    """A byte count as quota messages and tables say it: ``60.0 KiB``, ``1.9 GiB``."""
+    return ByteSize(count).human_readable(separator=" ")
+
+
 def rule_for(rules: Sequence[QuotaRule], repo: str) -> QuotaRule | None:
     """The first rule whose glob matches ``repo`` (the order of the file decides)."""
     return next((rule for rule in rules if matches(rule.repos, repo)), None)

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import ByteSize
-
 from .layers.globs import matches
-from .quota_config import QuotaRule, rule_for
+from .quota_config import QuotaRule, human_size, rule_for
 from .store.ports import MetadataStore
 
 HEADER = ("REPOSITORY", "BYTES USED / LIMIT", "TAGS / LIMIT", "USE", "RULE")
-
-
-def _size(n: int) -> str:
-    return ByteSize(n).human_readable(separator=" ")
 
 
 def _of(used: str, limit: str | None) -> str:
@@ -43,7 +37,7 @@ async def usage_row(meta: MetadataStore, rules: Sequence[QuotaRule], repo: str) 
     ]
     return (
         repo,
-        _of(_size(usage.bytes), None if max_bytes is None else _size(max_bytes)),
+        _of(human_size(usage.bytes), None if max_bytes is None else human_size(max_bytes)),
         _of(str(usage.tags), None if max_tags is None else str(max_tags)),
         f"{max(shares):.0f}%" if shares else "-",
         rule.repos if rule is not None else "-",

@@ -18,20 +18,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from pydantic import ByteSize
-
 from ..oci.digest import Digest
 from ..oci.errors import Denied
 from ..oci.manifests import Manifest
 from ..oci.reference import Tag
-from ..quota_config import QuotaRule, rule_for
+from ..quota_config import QuotaRule, human_size, rule_for
 from ..registry import Chunks, Registry, UploadChunk, UploadState
 from ..store.ports import MetadataStore, Usage
 from .delegate import Delegate
-
-
-def _size(n: int) -> str:
-    return ByteSize(n).human_readable(separator=" ")
 
 
 def _quota_of(repo: str, rule: QuotaRule) -> str:
@@ -59,8 +53,8 @@ class _ByteLimit:
                 "max_bytes": self.max_bytes,
                 "adds_bytes": adds,
             },
-            f"{_quota_of(self.repo, self.rule)}: {_size(self.usage.bytes)} of"
-            f" {_size(self.max_bytes)} used, {what} adds {_size(adds)}",
+            f"{_quota_of(self.repo, self.rule)}: {human_size(self.usage.bytes)} of"
+            f" {human_size(self.max_bytes)} used, {what} adds {human_size(adds)}",
         )
 
 
