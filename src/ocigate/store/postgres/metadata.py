@@ -5,7 +5,7 @@ The schema is the embedded store's (``migrate``; digests as ``algorithm:hex`` te
 the "C" collation so listings are ASCII-ordered), manifests' bytes included (``bytea``), so a
 manifest GET never needs the blob store. Each change is one transaction; races between
 replicas are decided by the database (``INSERT … ON CONFLICT``, row locks), never by a process
-lock. Reads are one statement each.
+lock. Reads are one statement each (under load, one statement answers many: ``batched``).
 
 Change stamp: a tag moved on one replica must be seen by the very next request on any other,
 and no query-free read can know that across machines, so there is no change stamp
@@ -45,6 +45,7 @@ from ..embedded.metadata import (
 )
 from ..ports import ChangeStamp, ManifestNode, Required, Usage
 from . import locks
+from .batched import Batched
 from .database import UNREACHABLE, Database, DatabaseUnavailable, row_count
 from .outbox import PostgresOutbox, insert_events
 
@@ -85,6 +86,23 @@ _LINK = """
 INSERT INTO repo_blobs (repo, digest, size, linked) VALUES ($1, $2, $3, $4)
 ON CONFLICT (repo, digest) DO UPDATE SET linked = excluded.linked
 """
+# Several (repo, key) pairs at once, for ``Batched``: the pairs as two arrays.
+_BY_TAG = """
+SELECT q.repo, q.tag, m.digest, m.media_type, m.data
+FROM unnest($1::text[], $2::text[]) AS q(repo, tag)
+JOIN tags t ON t.repo = q.repo AND t.tag = q.tag
+JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+"""
+_BY_DIGEST = """
+SELECT q.repo, q.digest, m.media_type, m.data
+FROM unnest($1::text[], $2::text[]) AS q(repo, digest)
+JOIN manifests m ON m.repo = q.repo AND m.digest = q.digest
+"""
+_BLOB_SIZES = """
+SELECT q.repo, q.digest, b.size
+FROM unnest($1::text[], $2::text[]) AS q(repo, digest)
+JOIN repo_blobs b ON b.repo = q.repo AND b.digest = q.digest
+"""
 _VIEW = """
 SELECT EXISTS (SELECT 1 FROM repositories WHERE name = $1),
        array(SELECT tag || '=' || digest FROM tags WHERE repo = $1 AND tag = ANY($2::text[]))
@@ -100,6 +118,10 @@ class PostgresMetadata:
         self.db = db
         self.lock_wait = lock_wait
         self._outbox = PostgresOutbox(db)
+        # The reads every pull makes, batched under load (``batched``).
+        self._by_tag = Batched(self._manifest_by_tag, self._manifests_by_tag)
+        self._by_digest = Batched(self._manifest_by_digest, self._manifests_by_digest)
+        self._blob_sizes = Batched(self._blob_size, self._blob_size_many)
 
     @property
     def changes(self) -> ChangeStamp | None:
@@ -170,10 +192,17 @@ class PostgresMetadata:
     # -- blobs -----------------------------------------------------------------------------
 
     async def blob_size(self, repo: str, digest: Digest) -> int | None:
+        return await self._blob_sizes.get((repo, str(digest)))
+
+    async def _blob_size(self, key: tuple[str, str]) -> int | None:
         row = await self.db.fetchrow(
-            "SELECT size FROM repo_blobs WHERE repo = $1 AND digest = $2", repo, str(digest)
+            "SELECT size FROM repo_blobs WHERE repo = $1 AND digest = $2", *key
         )
         return None if row is None else int(row[0])
+
+    async def _blob_size_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        rows = await self.db.fetch(_BLOB_SIZES, *_columns(keys))
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     async def any_blob_size(self, digest: Digest) -> int | None:
         row = await self.db.fetchrow(
@@ -211,23 +240,44 @@ class PostgresMetadata:
     # -- manifests -------------------------------------------------------------------------
 
     async def manifest_by_tag(self, repo: str, tag: Tag) -> StoredManifest | None:
+        return await self._by_tag.get((repo, tag.name))
+
+    async def _manifest_by_tag(self, key: tuple[str, str]) -> StoredManifest | None:
         row = await self.db.fetchrow(
             "SELECT m.digest, m.media_type, m.data FROM tags t JOIN manifests m"
             " ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = $1 AND t.tag = $2",
-            repo,
-            tag.name,
+            *key,
         )
         if row is None:
             return None
         return StoredManifest(Digest.parse(row[0]), row[1], bytes(row[2]))
 
+    async def _manifests_by_tag(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredManifest]:
+        rows = await self.db.fetch(_BY_TAG, *_columns(keys))
+        return {
+            (row[0], row[1]): StoredManifest(Digest.parse(row[2]), row[3], bytes(row[4]))
+            for row in rows
+        }
+
     async def manifest_by_digest(self, repo: str, digest: Digest) -> StoredManifest | None:
+        return await self._by_digest.get((repo, str(digest)))
+
+    async def _manifest_by_digest(self, key: tuple[str, str]) -> StoredManifest | None:
         row = await self.db.fetchrow(
-            "SELECT media_type, data FROM manifests WHERE repo = $1 AND digest = $2",
-            repo,
-            str(digest),
+            "SELECT media_type, data FROM manifests WHERE repo = $1 AND digest = $2", *key
         )
-        return None if row is None else StoredManifest(digest, row[0], bytes(row[1]))
+        return None if row is None else StoredManifest(Digest.parse(key[1]), row[0], bytes(row[1]))
+
+    async def _manifests_by_digest(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredManifest]:
+        rows = await self.db.fetch(_BY_DIGEST, *_columns(keys))
+        return {
+            (row[0], row[1]): StoredManifest(Digest.parse(row[1]), row[2], bytes(row[3]))
+            for row in rows
+        }
 
     async def first_missing(self, repo: str, required: Sequence[Required]) -> Required | None:
         if not required:
@@ -395,3 +445,7 @@ class PostgresMetadata:
     async def unlink_everywhere(self, digests: Sequence[str]) -> None:
         async with self.db.transaction() as conn:
             await conn.execute("DELETE FROM repo_blobs WHERE digest = ANY($1::text[])", digests)
+
+
+def _columns(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return [key[0] for key in keys], [key[1] for key in keys]
