@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT / "bench", ROOT / "tests"):
     if str(_path) not in sys.path:
@@ -46,6 +48,9 @@ for _path in (ROOT / "bench", ROOT / "tests"):
 
 from run import (  # noqa: E402
     MIB,
+    OCI_MANIFEST,
+    REPO,
+    TAG,
     BigBlob,
     Outcome,
     Row,
@@ -75,6 +80,9 @@ from parts.postgres import USER, PostgresServer, _ensure_user  # noqa: E402
 from parts.s3 import RadosGateway, S3Bucket, S3Server, create_bucket  # noqa: E402
 
 GIB = 1024 * MIB
+# GETs of distinct tags too: under load ocigate batches distinct reads as well as equal ones
+TAGS = 64
+SMALL = ("head", "get", "tags")  # the small-request measurements
 # the issue's targets (issue 14, "Speed"): ocigate / distribution-on-S3
 TARGET_SMALL_RATIO = 10.0  # req/s at least
 TARGET_SMALL_CPU_RATIO = 0.1  # registry CPU per request at most
@@ -240,6 +248,7 @@ def contenders(workdir: Path, shared: Shared, settings: Settings) -> Iterator[li
             parties.append(party)
         for party in parties:
             seed(party.base)
+            copy_tags(party.base)
         yield parties
 
 
@@ -265,7 +274,7 @@ def spent(
     request: per request that replica served), HAProxy, PostgreSQL, S3 and the sum of all."""
     replicas = [(b - a) * scale for a, b in zip(before["replicas"], after["replicas"], strict=True)]
     total = sum(replicas)
-    share = len(replicas) if prefix in ("head", "get") else 1
+    share = len(replicas) if prefix in SMALL else 1
     party.add(f"{prefix}_cpu", total)
     party.add(f"{prefix}_cpu_replicas", [value * share for value in replicas])
     haproxy = None
@@ -279,14 +288,44 @@ def spent(
     party.add(f"{prefix}_all_cpu", total + (haproxy or 0.0) + postgres + s3)
 
 
-def measure_small(party: Party, shared: Shared, settings: Settings) -> None:
-    for op in ("head", "get"):
+def copy_tags(base: str) -> None:
+    """The seeded manifest under :data:`TAGS` more tags, for GETs of distinct tags."""
+    with httpx.Client(timeout=30.0) as client:
+        url = f"{base}/v2/{REPO}/manifests"
+        seeded = client.get(f"{url}/{TAG}", headers={"Accept": OCI_MANIFEST})
+        seeded.raise_for_status()
+        for index in range(TAGS):
+            response = client.put(
+                f"{url}/t{index}", content=seeded.content, headers={"Content-Type": OCI_MANIFEST}
+            )
+            assert response.status_code == 201, (response.status_code, response.text)
+
+
+def tags_script(workdir: Path) -> Path:
+    """A wrk script asking the :data:`TAGS` tags in turn on each connection."""
+    script = workdir / "tags.lua"
+    script.write_text(
+        "local n = 0\n"
+        "request = function()\n"
+        f"  n = (n + 1) % {TAGS}\n"
+        f'  return wrk.format("GET", "/v2/{REPO}/manifests/t" .. n)\n'
+        "end\n"
+    )
+    return script
+
+
+def measure_small(party: Party, shared: Shared, settings: Settings, script: Path) -> None:
+    for op in SMALL:
         before = snapshot(party, shared)
         if op == "head":
             result = bench_head(party.base, settings.duration, settings.connections)
         else:
             result = bench_get(
-                party.base, settings.duration, settings.connections, settings.wrk_threads
+                party.base,
+                settings.duration,
+                settings.connections,
+                settings.wrk_threads,
+                script if op == "tags" else None,
             )
         after = snapshot(party, shared)
         for key in ("rps", "p50_ms", "p99_ms", "errors"):
@@ -332,7 +371,7 @@ def summarize(party: Party, shared: Shared, blob: BigBlob) -> Outcome:
     for key, values in party.rounds.items():
         m[key] = sum(values) if key.endswith("errors") else _median(values)
         m[f"{key}_rounds"] = values
-    m["errors"] = m.get("head_errors", 0) + m.get("get_errors", 0)
+    m["errors"] = sum(m.get(f"{op}_errors", 0) for op in SMALL)
     push = [(p - b) / 1e6 for p, b in zip(party.push_peak, party.baseline, strict=True)]
     pull = [(p - b) / 1e6 for p, b in zip(party.pull_peak, party.baseline, strict=True)]
     m.update(
@@ -382,6 +421,7 @@ ROWS = [
     Row("blob pull MB/s (curl)", "pull_mb_s", "{:,.0f}"),
     *_small_rows("head", "manifest HEAD", "hey"),
     *_small_rows("get", "manifest GET", "wrk"),
+    *_small_rows("tags", f"manifest GET of {TAGS} tags in turn", "wrk"),
     *_cpu_rows("push", "blob push", "s/GiB", "{:.2f}", TARGET_BLOB_CPU_RATIO),
     *_cpu_rows("pull", "blob pull", "s/GiB", "{:.2f}", TARGET_BLOB_CPU_RATIO),
     Row("RSS baseline MB, each replica", "rss_baseline_mb", "{:.1f}"),
@@ -390,7 +430,7 @@ ROWS = [
         for what in ("push", "pull")
     ),
     _rss_target("RSS growth, largest of any replica, MB", "{:+.1f}"),
-    Row("errors (HEAD + GET)", "errors", "{:,.0f}"),
+    Row("errors (HEAD + GETs)", "errors", "{:,.0f}"),
 ]
 
 
@@ -420,12 +460,13 @@ class Section:
 def run_section(workdir: Path, settings: Settings) -> Section:
     blob = BigBlob.make(settings.blob_size)
     digest = blob.digest()
+    script = tags_script(workdir)
     with shared_servers(workdir) as shared, contenders(workdir, shared, settings) as parties:
         for index in range(settings.rounds):
             log(f"objects section: round {index + 1} of {settings.rounds}")
             order = parties[index % len(parties) :] + parties[: index % len(parties)]
             for party in order:
-                measure_small(party, shared, settings)
+                measure_small(party, shared, settings, script)
             for party in order:
                 os.sync()
                 measure_blob(party, shared, settings, blob, digest)

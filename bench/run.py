@@ -596,7 +596,11 @@ def bench_head(base: str, duration: float, connections: int) -> dict[str, Any]:
     return parse_hey(output)
 
 
-def bench_get(base: str, duration: float, connections: int, threads: int) -> dict[str, Any]:
+def bench_get(
+    base: str, duration: float, connections: int, threads: int, script: Path | None = None
+) -> dict[str, Any]:
+    """GETs of the seeded tag, or of what the wrk Lua ``script`` asks."""
+    target = ["-s", str(script), base] if script else [f"{base}/v2/{REPO}/manifests/{TAG}"]
     output = run_tool(
         [
             "wrk",
@@ -606,7 +610,7 @@ def bench_get(base: str, duration: float, connections: int, threads: int) -> dic
             "--latency",
             "-H",
             f"Accept: {OCI_MANIFEST}",
-            f"{base}/v2/{REPO}/manifests/{TAG}",
+            *target,
         ],
         duration,
     )
