@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from ..malloc import cap_arenas
 from ..production_config import TlsConfig
-from .arenas import cap_arenas
 from .certificates import ReloadingContext
 from .limits import Limits
 from .protocol import App, HttpConnection, Message, ServerState

@@ -36,6 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 import anyio
 import anyio.to_thread
 
+from ...malloc import give_back_freed
 from ...oci.digest import Digest
 from ...oci.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from ...registry import Chunks, Redirect, Stream
@@ -226,9 +227,12 @@ class ObjectBlobStore:
                     size += len(data)
                     yield data
 
-            await self.bucket.put_stream(
-                key, rest(), part_size=self.part_size, concurrency=self.concurrency
-            )
+            try:
+                await self.bucket.put_stream(
+                    key, rest(), part_size=self.part_size, concurrency=self.concurrency
+                )
+            finally:
+                give_back_freed()  # the parts' megabytes, left below live objects (``malloc``)
         written.pop()
         return Segment(key, size)
 

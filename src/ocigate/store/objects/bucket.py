@@ -153,7 +153,8 @@ class Bucket:
         aborted: obstore aborts it when its body fails, but not when its future is dropped, so
         the put runs in a task of its own, fed from this one, and a failure or cancellation here
         becomes a failure of the body it reads."""
-        send, receive = anyio.create_memory_object_stream[bytes](1)
+        # No buffer: a chunk waits in the sender alone, not also in the stream.
+        send, receive = anyio.create_memory_object_stream[bytes](0)
         broken: list[BaseException] = []
 
         async def body() -> AsyncIterator[bytes]:

@@ -1,4 +1,4 @@
-"""The worker's cap on glibc malloc arenas, observed through glibc's own ``malloc_info``."""
+"""glibc malloc settings (``ocigate.malloc``), observed through glibc itself."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 # Allocates from 16 threads at once, then counts the arenas glibc reports (one <heap> each).
 PROGRAM = """
 import ctypes, ctypes.util, sys, tempfile, threading
-from ocigate.server.arenas import cap_arenas
+from ocigate.malloc import cap_arenas
 applied = cap_arenas() if sys.argv[1] == "cap" else None
 barrier = threading.Barrier(16)
 def churn():
@@ -51,3 +51,35 @@ def test_an_operators_malloc_arena_max_wins() -> None:
     applied, count = _arenas("cap", MALLOC_ARENA_MAX="3")
     assert applied == "False"
     assert count <= 3
+
+
+# 64 blocks of 1 MiB on the heap (as after glibc raised its mmap threshold), every other one
+# then freed, so each hole lies below a live block: resident memory before and after the trim.
+TRIM_PROGRAM = """
+import ctypes, ctypes.util
+from ocigate.malloc import give_back_freed
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD: 1 MiB blocks come from the heap
+def anon():
+    line = next(l for l in open("/proc/self/status") if l.startswith("RssAnon:"))
+    return int(line.split()[1]) * 1024
+blocks = [libc.malloc(1 << 20) for _ in range(64)]
+for block in blocks:
+    ctypes.memset(block, 1, 1 << 20)
+for block in blocks[::2]:
+    libc.free(ctypes.c_void_p(block))
+before = anon()
+gave = give_back_freed()
+print(gave, before - anon())
+"""
+
+
+def test_freed_heap_memory_below_live_blocks_goes_back_to_the_system() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM_PROGRAM], env=os.environ, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    gave, released = out.stdout.split()
+    assert gave == "True"
+    assert int(released) > 30 * 1024 * 1024  # of the 32 MiB freed
