@@ -86,7 +86,8 @@ _LINK = """
 INSERT INTO repo_blobs (repo, digest, size, linked) VALUES ($1, $2, $3, $4)
 ON CONFLICT (repo, digest) DO UPDATE SET linked = excluded.linked
 """
-# Several (repo, key) pairs at once, for ``Batched``: the pairs as two arrays.
+# Several (repo, key) pairs at once, for ``Batched``: the pairs as two arrays; manifests as
+# (repo, key, digest, media type, bytes).
 _BY_TAG = """
 SELECT q.repo, q.tag, m.digest, m.media_type, m.data
 FROM unnest($1::text[], $2::text[]) AS q(repo, tag)
@@ -94,7 +95,7 @@ JOIN tags t ON t.repo = q.repo AND t.tag = q.tag
 JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
 """
 _BY_DIGEST = """
-SELECT q.repo, q.digest, m.media_type, m.data
+SELECT q.repo, q.digest, m.digest, m.media_type, m.data
 FROM unnest($1::text[], $2::text[]) AS q(repo, digest)
 JOIN manifests m ON m.repo = q.repo AND m.digest = q.digest
 """
@@ -255,7 +256,13 @@ class PostgresMetadata:
     async def _manifests_by_tag(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredManifest]:
-        rows = await self.db.fetch(_BY_TAG, *_columns(keys))
+        return await self._manifests(_BY_TAG, keys)
+
+    async def _manifests(
+        self, sql: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredManifest]:
+        """Manifests of several keys by one of the ``_BY_*`` statements."""
+        rows = await self.db.fetch(sql, *_columns(keys))
         return {
             (row[0], row[1]): StoredManifest(Digest.parse(row[2]), row[3], bytes(row[4]))
             for row in rows
@@ -273,11 +280,7 @@ class PostgresMetadata:
     async def _manifests_by_digest(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredManifest]:
-        rows = await self.db.fetch(_BY_DIGEST, *_columns(keys))
-        return {
-            (row[0], row[1]): StoredManifest(Digest.parse(row[1]), row[2], bytes(row[3]))
-            for row in rows
-        }
+        return await self._manifests(_BY_DIGEST, keys)
 
     async def first_missing(self, repo: str, required: Sequence[Required]) -> Required | None:
         if not required:
